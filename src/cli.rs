@@ -1,0 +1,103 @@
+//! The `percore` command line: `serve` (the default) and `check-config`.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::runtime::cpus::CpuList;
+
+/// percore: a thread-per-core HTTP/1.1 server on io_uring.
+#[derive(Debug, Parser)]
+#[command(name = "percore", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the reference app (the default command).
+    Serve(ServeArgs),
+    /// Check a configuration file; print every problem with its key.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+/// Flags of `percore serve`; each overrides the environment and the file.
+#[derive(Debug, Default, Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, short, env = "PERCORE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, such as 127.0.0.1:8080 or [::1]:8080 (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// Number of shards (default: one per usable CPU).
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// CPUs to run shards on, such as 1 or 0,2-3.
+    #[arg(long, value_name = "LIST")]
+    cpus: Option<CpuList>,
+    /// Log filter, such as info or percore=debug (overrides RUST_LOG).
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+/// Runs the command line `args` (program name first).
+///
+/// # Errors
+/// Whatever stopped the command; `main` prints it and exits non-zero.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = error.exit_code();
+            let _ = error.print();
+            std::process::exit(code);
+        }
+    };
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Serve(serve_args)) => serve(serve_args),
+        None => serve(cli.serve),
+    }
+}
+
+fn check_config(file: &std::path::Path) -> Result<(), Error> {
+    let config = Config::load(Some(file), std::iter::empty()).map_err(Error::Config)?;
+    println!(
+        "{}: ok ({} listen address(es))",
+        file.display(),
+        config.server.listen.len()
+    );
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<(), Error> {
+    let mut config =
+        Config::load(args.config.as_deref(), std::env::vars()).map_err(Error::Config)?;
+    if !args.listen.is_empty() {
+        config.server.listen = args.listen;
+    }
+    if args.shards.is_some() {
+        config.server.shards = args.shards;
+    }
+    if args.cpus.is_some() {
+        config.server.cpus = args.cpus;
+    }
+    let filter = match (args.log_level, std::env::var("RUST_LOG")) {
+        (Some(level), _) => level,
+        (None, Ok(rust_log)) if !rust_log.is_empty() => rust_log,
+        _ => config.log.level.clone(),
+    };
+    crate::observe::log::init(&filter);
+    crate::reference::app().serve(config)
+}

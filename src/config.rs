@@ -1,0 +1,429 @@
+//! Configuration: a serde tree with defaults, read from a TOML file, then
+//! `PERCORE_*` environment variables, then command-line flags (each layer
+//! overrides the one before). [`Config::validate`] returns every problem with
+//! its key path; unknown keys are problems too.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::parse::{Limits, MAX_HEADERS_CEILING};
+use crate::runtime::cpus::CpuList;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Listeners and shards.
+    pub server: ServerConfig,
+    /// Request size limits.
+    pub limits: LimitsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`: where to listen and on which CPUs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Addresses to listen on (`IP:PORT`, IPv6 as `[::1]:8080`); port 0
+    /// picks a free port, shared by all shards.
+    pub listen: Vec<SocketAddr>,
+    /// Number of shards; default one per usable CPU.
+    pub shards: Option<usize>,
+    /// CPUs to run shards on, such as `"1"` or `"0,2-3"`; default all usable.
+    pub cpus: Option<CpuList>,
+    /// Listen backlog of each shard's socket.
+    pub backlog: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            shards: None,
+            cpus: None,
+            backlog: 1024,
+        }
+    }
+}
+
+/// `[limits]`: how large a request may be.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Largest request head (request line and header fields), bytes; 431 beyond.
+    pub max_head_bytes: usize,
+    /// Most header fields in one request; 431 beyond.
+    pub max_headers: usize,
+    /// Largest request body, bytes; 413 beyond.
+    pub max_body_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Self {
+            max_head_bytes: limits.max_head_bytes,
+            max_headers: limits.max_headers,
+            max_body_bytes: limits.max_body_bytes,
+        }
+    }
+}
+
+/// `[log]`: what to log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `percore=debug,warn`…
+    /// (`RUST_LOG` overrides it unless `--log-level` is given).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// One configuration problem: the key it concerns and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, such as `server.listen[0]`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Problem {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// How an environment variable's text becomes a TOML value.
+#[derive(Clone, Copy)]
+enum EnvKind {
+    Text,
+    Integer,
+    List,
+}
+
+/// The environment variables read, and the key each sets.
+const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
+    ("PERCORE_LISTEN", "server.listen", EnvKind::List),
+    ("PERCORE_SHARDS", "server.shards", EnvKind::Integer),
+    ("PERCORE_CPUS", "server.cpus", EnvKind::Text),
+    ("PERCORE_BACKLOG", "server.backlog", EnvKind::Integer),
+    (
+        "PERCORE_MAX_HEAD_BYTES",
+        "limits.max_head_bytes",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_MAX_HEADERS",
+        "limits.max_headers",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_MAX_BODY_BYTES",
+        "limits.max_body_bytes",
+        EnvKind::Integer,
+    ),
+    ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),
+];
+
+/// Variables with the `PERCORE_` prefix that are not configuration keys.
+const ENV_NOT_KEYS: &[&str] = &["PERCORE_CONFIG"];
+
+impl Config {
+    /// Reads the file at `path` (if any), applies the `PERCORE_*` variables
+    /// among `env`, and validates the result.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) with every problem found.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Vec<Problem>> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    vec![Problem::new(
+                        path.display().to_string(),
+                        format!("cannot read: {e}"),
+                    )]
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    let why = e.message().to_owned();
+                    let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+                    let place = line.map_or_else(String::new, |l| format!(" (line {l})"));
+                    vec![Problem::new(
+                        path.display().to_string(),
+                        format!("invalid TOML{place}: {why}"),
+                    )]
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut problems = apply_env(&mut table, env);
+        let config = from_table(table).unwrap_or_else(|mut found| {
+            problems.append(&mut found);
+            Config::default()
+        });
+        problems.extend(config.validate());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Parses TOML text (no environment), reporting unknown keys and type
+    /// errors with their key paths. Does not validate.
+    ///
+    /// # Errors
+    /// Every problem found.
+    pub fn from_toml(text: &str) -> Result<Config, Vec<Problem>> {
+        let table = text.parse::<toml::Table>().map_err(|e| {
+            vec![Problem::new(
+                "(file)",
+                format!("invalid TOML: {}", e.message()),
+            )]
+        })?;
+        from_table(table)
+    }
+
+    /// Every problem with the values, each with its key path.
+    #[must_use]
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                problems.push(Problem::new(key, message));
+            }
+        };
+        let server = &self.server;
+        check(
+            !server.listen.is_empty(),
+            "server.listen",
+            "needs at least one address",
+        );
+        check(
+            server.shards != Some(0),
+            "server.shards",
+            "must be at least 1",
+        );
+        check(
+            (1..=65535).contains(&server.backlog),
+            "server.backlog",
+            "must be 1 to 65535",
+        );
+        let limits = &self.limits;
+        check(
+            (1024..=1 << 20).contains(&limits.max_head_bytes),
+            "limits.max_head_bytes",
+            "must be 1024 to 1048576",
+        );
+        check(
+            (1..=MAX_HEADERS_CEILING).contains(&limits.max_headers),
+            "limits.max_headers",
+            "must be 1 to 256",
+        );
+        check(
+            limits.max_body_bytes <= 1 << 30,
+            "limits.max_body_bytes",
+            "must be at most 1073741824 (bodies are held in memory)",
+        );
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push(Problem::new("log.level", format!("not a log filter: {e}")));
+        }
+        problems
+    }
+
+    /// The codec limits these settings describe.
+    #[must_use]
+    pub fn codec_limits(&self) -> Limits {
+        Limits {
+            max_head_bytes: self.limits.max_head_bytes,
+            max_headers: self.limits.max_headers,
+            max_body_bytes: self.limits.max_body_bytes,
+        }
+    }
+}
+
+/// Deserializes a table, collecting unknown keys and the first type error.
+fn from_table(table: toml::Table) -> Result<Config, Vec<Problem>> {
+    let mut unknown = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| {
+        unknown.push(Problem::new(path.to_string(), "unknown key"));
+    };
+    let deserializer = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut record);
+    let parsed: Result<Config, _> = serde_path_to_error::deserialize(deserializer);
+    match parsed {
+        Ok(config) if unknown.is_empty() => Ok(config),
+        Ok(_) => Err(unknown),
+        Err(error) => {
+            unknown.push(Problem::new(
+                error.path().to_string(),
+                error.inner().to_string(),
+            ));
+            Err(unknown)
+        }
+    }
+}
+
+/// Writes each known `PERCORE_*` variable into `table`; unknown ones are
+/// problems, so that a misspelt variable is not silently ignored.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (name, text) in env {
+        if !name.starts_with("PERCORE_") || ENV_NOT_KEYS.contains(&name.as_str()) {
+            continue;
+        }
+        let Some(&(_, key, kind)) = ENV_KEYS.iter().find(|(n, _, _)| *n == name) else {
+            let known: Vec<&str> = ENV_KEYS.iter().map(|(n, _, _)| *n).collect();
+            problems.push(Problem::new(
+                name,
+                format!("unknown variable; known: {}", known.join(", ")),
+            ));
+            continue;
+        };
+        let value = match kind {
+            EnvKind::Text => toml::Value::String(text),
+            EnvKind::List => toml::Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_owned()))
+                    .collect(),
+            ),
+            EnvKind::Integer => match text.trim().parse::<i64>() {
+                Ok(n) => toml::Value::Integer(n),
+                Err(_) => {
+                    problems.push(Problem::new(
+                        key,
+                        format!("{name}={text:?} is not an integer"),
+                    ));
+                    continue;
+                }
+            },
+        };
+        let (section, field) = key.split_once('.').unwrap_or(("", key));
+        let entry = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(section) => {
+                section.insert(field.to_owned(), value);
+            }
+            _ => problems.push(Problem::new(section, "must be a table")),
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Config, Problem};
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    fn keys(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.server.listen[0].to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn file_values_and_unknown_keys() {
+        let config =
+            Config::from_toml("[server]\nlisten = [\"[::1]:9000\"]\nshards = 2\ncpus = \"0-1\"\n")
+                .unwrap();
+        assert_eq!(config.server.shards, Some(2));
+        assert_eq!(config.server.cpus.unwrap().0, vec![0, 1]);
+        let problems = Config::from_toml("[server]\nlisten_on = 1\n[extra]\nx = 1\n").unwrap_err();
+        assert_eq!(keys(&problems), ["extra", "server.listen_on"]);
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let problems = Config::from_toml("[server]\nlisten = [\"nonsense\"]\n").unwrap_err();
+        assert_eq!(keys(&problems), ["server.listen[0]"]);
+        let problems = Config::from_toml("[limits]\nmax_headers = \"many\"\n").unwrap_err();
+        assert_eq!(keys(&problems), ["limits.max_headers"]);
+    }
+
+    #[test]
+    fn validation_reports_every_problem() {
+        let mut config = Config::default();
+        config.server.listen.clear();
+        config.server.shards = Some(0);
+        config.limits.max_headers = 1000;
+        config.log.level = "loud=[".into();
+        assert_eq!(
+            keys(&config.validate()),
+            [
+                "server.listen",
+                "server.shards",
+                "limits.max_headers",
+                "log.level"
+            ]
+        );
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("percore.toml");
+        std::fs::write(&path, "[server]\nshards = 1\nbacklog = 10\n").unwrap();
+        let config = Config::load(
+            Some(&path),
+            env(&[
+                ("PERCORE_SHARDS", "2"),
+                ("PERCORE_LISTEN", "127.0.0.1:1, [::1]:2"),
+                ("HOME", "/"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.server.shards, Some(2));
+        assert_eq!(config.server.backlog, 10);
+        assert_eq!(config.server.listen.len(), 2);
+    }
+
+    #[test]
+    fn bad_environment_is_reported() {
+        let problems = Config::load(
+            None,
+            env(&[("PERCORE_SHARD", "2"), ("PERCORE_BACKLOG", "x")]),
+        )
+        .unwrap_err();
+        assert_eq!(keys(&problems), ["PERCORE_SHARD", "server.backlog"]);
+    }
+}

@@ -1,0 +1,704 @@
+//! Request decoding: bytes in, one framed request out (RFC 9112).
+//!
+//! [`Decoder::decode`] is given the unconsumed bytes of a connection, starting
+//! at a message boundary. It answers [`Decoded::Partial`] until a whole request
+//! (head and body) is there, then [`Decoded::Complete`] with offsets into those
+//! bytes. It never allocates once its header table has grown to fit.
+
+use std::ops::Range;
+
+use super::body::ChunkedDecoder;
+use super::status::Status;
+
+/// Hard ceiling on `max_headers`, which sizes a stack array per parse.
+pub const MAX_HEADERS_CEILING: usize = 256;
+
+/// Size limits applied while decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head (request line and header fields), in bytes.
+    pub max_head_bytes: usize,
+    /// Most header fields in one request (at most [`MAX_HEADERS_CEILING`]).
+    pub max_headers: usize,
+    /// Largest decoded request body, in bytes.
+    pub max_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_head_bytes: 32 * 1024,
+            max_headers: 100,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Why a request could not be decoded. Each maps to one status and one
+/// sentence for the client; after any of them the connection is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// The request line or a header field is not valid HTTP/1.1 syntax.
+    Malformed(&'static str),
+    /// The head is larger than `max_head_bytes`.
+    HeadTooLarge,
+    /// More header fields than `max_headers`.
+    TooManyHeaders,
+    /// A version other than HTTP/1.0 or HTTP/1.1.
+    UnsupportedVersion,
+    /// Content-Length is not a decimal number, or its values disagree.
+    BadContentLength,
+    /// Both Transfer-Encoding and Content-Length are present.
+    AmbiguousLength,
+    /// Transfer-Encoding whose final coding is not chunked, or chunked twice,
+    /// or chunked in an HTTP/1.0 request.
+    BadTransferEncoding,
+    /// A transfer coding other than chunked.
+    UnsupportedTransferCoding,
+    /// An `Expect` value other than `100-continue`.
+    UnsupportedExpectation,
+    /// The body is larger than `max_body_bytes`.
+    BodyTooLarge,
+    /// The chunked body framing is broken.
+    BadChunk,
+}
+
+impl ParseError {
+    /// The status that answers this error.
+    #[must_use]
+    pub fn status(self) -> Status {
+        match self {
+            Self::HeadTooLarge | Self::TooManyHeaders => Status::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::UnsupportedVersion => Status::HTTP_VERSION_NOT_SUPPORTED,
+            Self::UnsupportedTransferCoding => Status::NOT_IMPLEMENTED,
+            Self::UnsupportedExpectation => Status::EXPECTATION_FAILED,
+            Self::BodyTooLarge => Status::PAYLOAD_TOO_LARGE,
+            Self::Malformed(_)
+            | Self::BadContentLength
+            | Self::AmbiguousLength
+            | Self::BadTransferEncoding
+            | Self::BadChunk => Status::BAD_REQUEST,
+        }
+    }
+
+    /// One sentence for the client's `{"detail": ...}`.
+    #[must_use]
+    pub fn detail(self) -> &'static str {
+        match self {
+            Self::Malformed(what) => what,
+            Self::HeadTooLarge => "request head too large",
+            Self::TooManyHeaders => "too many header fields",
+            Self::UnsupportedVersion => "only HTTP/1.0 and HTTP/1.1 are supported",
+            Self::BadContentLength => "invalid Content-Length",
+            Self::AmbiguousLength => "both Transfer-Encoding and Content-Length",
+            Self::BadTransferEncoding => "invalid Transfer-Encoding",
+            Self::UnsupportedTransferCoding => "unsupported transfer coding",
+            Self::UnsupportedExpectation => "only 'Expect: 100-continue' is supported",
+            Self::BodyTooLarge => "request body too large",
+            Self::BadChunk => "invalid chunked body",
+        }
+    }
+}
+
+impl From<httparse::Error> for ParseError {
+    fn from(error: httparse::Error) -> Self {
+        match error {
+            httparse::Error::Version => Self::UnsupportedVersion,
+            httparse::Error::TooManyHeaders => Self::TooManyHeaders,
+            httparse::Error::HeaderName => Self::Malformed("invalid header name"),
+            httparse::Error::HeaderValue => Self::Malformed("invalid header value"),
+            httparse::Error::NewLine => Self::Malformed("invalid line ending"),
+            httparse::Error::Token | httparse::Error::Status => {
+                Self::Malformed("invalid request line")
+            }
+        }
+    }
+}
+
+/// The request method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `HEAD`
+    Head,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `DELETE`
+    Delete,
+    /// `PATCH`
+    Patch,
+    /// `OPTIONS`
+    Options,
+    /// `CONNECT`
+    Connect,
+    /// `TRACE`
+    Trace,
+    /// Any other token; the request keeps its text.
+    Other,
+}
+
+impl Method {
+    /// The method for a request-line token.
+    #[must_use]
+    pub fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Self::Get,
+            "HEAD" => Self::Head,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "DELETE" => Self::Delete,
+            "PATCH" => Self::Patch,
+            "OPTIONS" => Self::Options,
+            "CONNECT" => Self::Connect,
+            "TRACE" => Self::Trace,
+            _ => Self::Other,
+        }
+    }
+
+    /// The method's token as it appears on the request line.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+            Self::Patch => "PATCH",
+            Self::Options => "OPTIONS",
+            Self::Connect => "CONNECT",
+            Self::Trace => "TRACE",
+            Self::Other => "",
+        }
+    }
+}
+
+/// The protocol version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0
+    Http10,
+    /// HTTP/1.1
+    Http11,
+}
+
+/// How the request body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A byte range inside the message, kept as offsets so that the head stays
+/// valid while the buffer around it grows or moves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(inner: &[u8], outer: &[u8]) -> Span {
+        let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
+        // The head is at most `max_head_bytes`, which config caps far below 4 GiB.
+        #[allow(clippy::cast_possible_truncation, reason = "heads are far below 4 GiB")]
+        Span {
+            start: start as u32,
+            end: (start + inner.len()) as u32,
+        }
+    }
+
+    /// The bytes this span covers in `message`.
+    #[must_use]
+    pub fn get(self, message: &[u8]) -> &[u8] {
+        &message[self.start as usize..self.end as usize]
+    }
+}
+
+/// One header field: name and value spans.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeaderSpan {
+    /// The field name.
+    pub name: Span,
+    /// The field value, without surrounding whitespace.
+    pub value: Span,
+}
+
+/// The parsed request head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The request method.
+    pub method: Method,
+    /// The method token.
+    pub method_token: Span,
+    /// The request target (path and query).
+    pub target: Span,
+    /// The protocol version.
+    pub version: Version,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+    /// Whether the client sent `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// Length of the head in bytes, up to and including the blank line.
+    pub len: usize,
+}
+
+/// A whole request found at the start of the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The head.
+    pub head: Head,
+    /// Where the decoded body lies in the buffer.
+    pub body: (usize, usize),
+    /// Bytes of the buffer this request occupied, framing included.
+    pub consumed: usize,
+}
+
+impl Message {
+    /// The body range.
+    #[must_use]
+    pub fn body_range(&self) -> Range<usize> {
+        self.body.0..self.body.1
+    }
+}
+
+/// The answer of one decode step: need more bytes, or a whole request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// More bytes are needed.
+    Partial,
+    /// A whole request.
+    Complete(Message),
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Head,
+    Body(Head, Option<ChunkedDecoder>),
+}
+
+/// Decodes requests one after another from a connection's bytes.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    limits: Limits,
+    headers: Vec<HeaderSpan>,
+    state: State,
+    continue_due: bool,
+}
+
+impl Decoder {
+    /// A decoder with the given limits.
+    #[must_use]
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            headers: Vec::with_capacity(16),
+            state: State::Head,
+            continue_due: false,
+        }
+    }
+
+    /// The header fields of the request last returned (or being received).
+    #[must_use]
+    pub fn headers(&self) -> &[HeaderSpan] {
+        &self.headers
+    }
+
+    /// True once per request when the client asked for `100 Continue` and the
+    /// body has not arrived yet: the caller should send the interim response.
+    pub fn take_continue(&mut self) -> bool {
+        std::mem::take(&mut self.continue_due)
+    }
+
+    /// Whether a request has begun but is not complete (its head, or its body).
+    #[must_use]
+    pub fn in_progress(&self) -> bool {
+        matches!(self.state, State::Body(..))
+    }
+
+    /// Decodes the request at the start of `message`. Chunked bodies are
+    /// decoded in place, so the bytes after the head may be rewritten.
+    ///
+    /// # Errors
+    /// A [`ParseError`] when the bytes are not a valid request or break a limit.
+    pub fn decode(&mut self, message: &mut [u8]) -> Result<Decoded, ParseError> {
+        if let State::Head = self.state {
+            let Some(head) = self.parse_head(message)? else {
+                return Ok(Decoded::Partial);
+            };
+            let body = match head.framing {
+                Framing::Chunked => Some(ChunkedDecoder::new(head.len)),
+                _ => None,
+            };
+            self.continue_due = head.expect_continue && head.framing != Framing::Empty;
+            self.state = State::Body(head, body);
+        }
+        let State::Body(head, chunked) = &mut self.state else {
+            return Ok(Decoded::Partial);
+        };
+        let head = *head;
+        let done = match (head.framing, chunked) {
+            (Framing::Empty, _) => Some((head.len, head.len)),
+            (Framing::Length(len), _) => {
+                // len <= max_body_bytes was checked with the head, so it fits.
+                let end = head.len + usize::try_from(len).map_err(|_| ParseError::BodyTooLarge)?;
+                (message.len() >= end).then_some((end, end))
+            }
+            (Framing::Chunked, Some(decoder)) => decoder
+                .decode(
+                    message,
+                    self.limits.max_body_bytes,
+                    self.limits.max_head_bytes,
+                )?
+                .then(|| (decoder.body_end(), decoder.consumed())),
+            (Framing::Chunked, None) => unreachable!("a chunked head always has a decoder"),
+        };
+        let Some((body_end, consumed)) = done else {
+            return Ok(Decoded::Partial);
+        };
+        self.state = State::Head;
+        if consumed > head.len {
+            self.continue_due = false;
+        }
+        Ok(Decoded::Complete(Message {
+            head,
+            body: (head.len, body_end),
+            consumed,
+        }))
+    }
+
+    fn parse_head(&mut self, message: &[u8]) -> Result<Option<Head>, ParseError> {
+        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
+        let slots = self.limits.max_headers.min(MAX_HEADERS_CEILING);
+        let mut request = httparse::Request::new(&mut raw[..slots]);
+        let len = match request.parse(message)? {
+            httparse::Status::Partial if message.len() > self.limits.max_head_bytes => {
+                return Err(ParseError::HeadTooLarge);
+            }
+            httparse::Status::Partial => return Ok(None),
+            httparse::Status::Complete(len) => len,
+        };
+        if len > self.limits.max_head_bytes {
+            return Err(ParseError::HeadTooLarge);
+        }
+        let (Some(method), Some(target), Some(minor)) =
+            (request.method, request.path, request.version)
+        else {
+            return Err(ParseError::Malformed("invalid request line"));
+        };
+        let version = if minor == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        };
+        let mut fields = Fields::new(version);
+        self.headers.clear();
+        for header in request.headers.iter() {
+            fields.observe(header.name, header.value)?;
+            self.headers.push(HeaderSpan {
+                name: Span::of(header.name.as_bytes(), message),
+                value: Span::of(header.value, message),
+            });
+        }
+        let framing = fields.framing(version)?;
+        if let Framing::Length(body) = framing {
+            if body > self.limits.max_body_bytes {
+                return Err(ParseError::BodyTooLarge);
+            }
+        }
+        Ok(Some(Head {
+            method: Method::from_token(method),
+            method_token: Span::of(method.as_bytes(), message),
+            target: Span::of(target.as_bytes(), message),
+            version,
+            keep_alive: fields.keep_alive,
+            expect_continue: fields.expect_continue,
+            framing,
+            len,
+        }))
+    }
+}
+
+/// What the framing-relevant header fields said, gathered in one pass.
+struct Fields {
+    content_length: Option<u64>,
+    chunked: bool,
+    transfer_encoding: bool,
+    other_coding: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+    http10: bool,
+}
+
+impl Fields {
+    fn new(version: Version) -> Self {
+        Self {
+            content_length: None,
+            chunked: false,
+            transfer_encoding: false,
+            other_coding: false,
+            keep_alive: version == Version::Http11,
+            expect_continue: false,
+            http10: version == Version::Http10,
+        }
+    }
+
+    fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), ParseError> {
+        if name.eq_ignore_ascii_case("content-length") {
+            for item in list_items(value) {
+                let length = parse_decimal(item).ok_or(ParseError::BadContentLength)?;
+                if self.content_length.is_some_and(|seen| seen != length) {
+                    return Err(ParseError::BadContentLength);
+                }
+                self.content_length = Some(length);
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            self.transfer_encoding = true;
+            for coding in list_items(value) {
+                // chunked must be the final coding, and appear once.
+                if self.chunked {
+                    return Err(ParseError::BadTransferEncoding);
+                }
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    self.chunked = true;
+                } else {
+                    self.other_coding = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for option in list_items(value) {
+                if option.eq_ignore_ascii_case(b"close") {
+                    self.keep_alive = false;
+                } else if option.eq_ignore_ascii_case(b"keep-alive") && self.http10 {
+                    self.keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("expect") && !self.http10 {
+            if !value.eq_ignore_ascii_case(b"100-continue") {
+                return Err(ParseError::UnsupportedExpectation);
+            }
+            self.expect_continue = true;
+        }
+        Ok(())
+    }
+
+    fn framing(&self, version: Version) -> Result<Framing, ParseError> {
+        if self.transfer_encoding {
+            if self.content_length.is_some() {
+                return Err(ParseError::AmbiguousLength);
+            }
+            if !self.chunked || version == Version::Http10 {
+                return Err(ParseError::BadTransferEncoding);
+            }
+            if self.other_coding {
+                return Err(ParseError::UnsupportedTransferCoding);
+            }
+            return Ok(Framing::Chunked);
+        }
+        Ok(match self.content_length {
+            None | Some(0) => Framing::Empty,
+            Some(length) => Framing::Length(length),
+        })
+    }
+}
+
+/// The non-empty items of a comma-separated field value, trimmed of spaces.
+fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|item| !item.is_empty())
+}
+
+/// Digits only: no sign, no spaces, no overflow.
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Decoded, Decoder, Framing, Limits, Method, ParseError, Version};
+
+    /// What a request decoded to, owned, so verdicts can be compared.
+    #[derive(Debug, PartialEq)]
+    struct Outcome {
+        method: Method,
+        target: Vec<u8>,
+        version: Version,
+        keep_alive: bool,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        body: Vec<u8>,
+    }
+
+    /// Decodes every request in `input`, fed to the decoder in two parts
+    /// split at `split`; returns the requests and the error that stopped it.
+    fn decode_all(input: &[u8], split: usize) -> (Vec<Outcome>, Option<ParseError>) {
+        let mut decoder = Decoder::new(Limits::default());
+        let mut buf = input[..split].to_vec();
+        let mut start = 0;
+        let mut outcomes = Vec::new();
+        let mut fed_all = split == input.len();
+        loop {
+            match decoder.decode(&mut buf[start..]) {
+                Ok(Decoded::Complete(message)) => {
+                    let bytes = &buf[start..];
+                    outcomes.push(Outcome {
+                        method: message.head.method,
+                        target: message.head.target.get(bytes).to_vec(),
+                        version: message.head.version,
+                        keep_alive: message.head.keep_alive,
+                        headers: decoder
+                            .headers()
+                            .iter()
+                            .map(|h| (h.name.get(bytes).to_vec(), h.value.get(bytes).to_vec()))
+                            .collect(),
+                        body: bytes[message.body_range()].to_vec(),
+                    });
+                    start += message.consumed;
+                }
+                Ok(Decoded::Partial) if fed_all => return (outcomes, None),
+                Ok(Decoded::Partial) => {
+                    buf.extend_from_slice(&input[split..]);
+                    fed_all = true;
+                }
+                Err(error) => return (outcomes, Some(error)),
+            }
+        }
+    }
+
+    /// The verdict for `input`, checked to be the same at every split point.
+    fn verdict(input: &[u8]) -> (Vec<Outcome>, Option<ParseError>) {
+        let whole = decode_all(input, input.len());
+        for split in 0..input.len() {
+            assert_eq!(decode_all(input, split), whole, "split at {split}");
+        }
+        whole
+    }
+
+    #[test]
+    fn simple_get() {
+        let (requests, error) = verdict(b"GET /plaintext?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(error, None);
+        assert_eq!(requests.len(), 1);
+        let request = &requests[0];
+        assert_eq!(request.method, Method::Get);
+        assert_eq!(request.target, b"/plaintext?x=1");
+        assert!(request.keep_alive);
+        assert_eq!(request.headers, vec![(b"Host".to_vec(), b"a".to_vec())]);
+    }
+
+    #[test]
+    fn pipelined_requests_with_bodies() {
+        let input = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello\
+GET /b HTTP/1.1\r\nHost: a\r\n\r\n\
+POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n\
+GET /d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+        let (requests, error) = verdict(input);
+        assert_eq!(error, None);
+        let bodies: Vec<&[u8]> = requests.iter().map(|r| r.body.as_slice()).collect();
+        assert_eq!(bodies, [&b"hello"[..], b"", b"abcde", b""]);
+        assert_eq!(requests[3].target, b"/d");
+        assert!(!requests[3].keep_alive);
+    }
+
+    #[test]
+    fn http10_keep_alive_rules() {
+        let (requests, _) =
+            verdict(b"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(
+            requests.iter().map(|r| r.keep_alive).collect::<Vec<_>>(),
+            [false, true]
+        );
+        assert_eq!(requests[0].version, Version::Http10);
+    }
+
+    #[test]
+    fn framing_errors() {
+        let cases: [(&[u8], ParseError); 8] = [
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                ParseError::AmbiguousLength,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                ParseError::BadContentLength,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+                ParseError::BadContentLength,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                ParseError::BadTransferEncoding,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                ParseError::UnsupportedTransferCoding,
+            ),
+            (
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                ParseError::BadTransferEncoding,
+            ),
+            (b"GET / HTTP/2.0\r\n\r\n", ParseError::UnsupportedVersion),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
+                ParseError::BodyTooLarge,
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                verdict(input).1,
+                Some(expected),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_equal_lengths_are_one_length() {
+        let (requests, error) = verdict(b"POST / HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nok");
+        assert_eq!(error, None);
+        assert_eq!(requests[0].body, b"ok");
+    }
+
+    #[test]
+    fn head_limit() {
+        let mut decoder = Decoder::new(Limits {
+            max_head_bytes: 64,
+            ..Limits::default()
+        });
+        let mut long = b"GET /".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 100));
+        assert_eq!(decoder.decode(&mut long), Err(ParseError::HeadTooLarge));
+    }
+
+    #[test]
+    fn expect_continue_is_announced_once() {
+        let mut decoder = Decoder::new(Limits::default());
+        let mut head =
+            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n".to_vec();
+        assert_eq!(decoder.decode(&mut head), Ok(Decoded::Partial));
+        assert!(decoder.take_continue());
+        assert!(!decoder.take_continue());
+        head.extend_from_slice(b"ok");
+        assert!(
+            matches!(decoder.decode(&mut head), Ok(Decoded::Complete(m)) if m.head.framing == Framing::Length(2))
+        );
+    }
+}

@@ -1,0 +1,387 @@
+//! Response encoding: status line, headers and body appended to one buffer.
+//!
+//! A [`ResponseWriter`] appends exactly one response to the connection's
+//! write buffer. It owns the rules every response follows: `Server` and the
+//! cached `Date`, `Content-Length` (or chunked framing for streams), no body
+//! for `HEAD`, 204 and 304, and `Connection: close` when the connection ends.
+
+use std::pin::Pin;
+
+use futures_lite::Stream;
+
+use super::date::DATE_LEN;
+use super::status::Status;
+
+/// A response body produced piece by piece, sent with chunked framing.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Vec<u8>>>>;
+
+/// What the writer needs to know about the request it answers.
+#[derive(Clone, Copy, Debug)]
+pub struct ResponseContext {
+    /// The shard's cached `Date` value.
+    pub date: [u8; DATE_LEN],
+    /// The request was `HEAD`: send the head only.
+    pub head_request: bool,
+    /// The connection stays open after this response.
+    pub keep_alive: bool,
+    /// The request was HTTP/1.0 (no chunked framing; keep-alive is explicit).
+    pub http10: bool,
+}
+
+/// Writes one response into a connection's output buffer.
+pub struct ResponseWriter<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+    context: ResponseContext,
+    status: Option<Status>,
+    written: bool,
+    stream: Option<BodyStream>,
+}
+
+impl std::fmt::Debug for ResponseWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseWriter")
+            .field("context", &self.context)
+            .field("status", &self.status)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ResponseWriter<'a> {
+    /// A writer appending to `out`.
+    pub fn new(out: &'a mut Vec<u8>, context: ResponseContext) -> Self {
+        Self {
+            start: out.len(),
+            out,
+            context,
+            status: None,
+            written: false,
+            stream: None,
+        }
+    }
+
+    /// Overrides the status of the response written next (for `(Status, T)`).
+    pub fn set_status(&mut self, status: Status) {
+        self.status = Some(status);
+    }
+
+    /// The override set with [`set_status`](Self::set_status), else `default`.
+    #[must_use]
+    pub fn status_or(&self, default: Status) -> Status {
+        self.status.unwrap_or(default)
+    }
+
+    /// Discards what this writer wrote, so another response can be written
+    /// (used when a handler panics midway).
+    pub fn reset(&mut self) {
+        self.out.truncate(self.start);
+        self.status = None;
+        self.written = false;
+        self.stream = None;
+    }
+
+    /// Whether a response has been written.
+    #[must_use]
+    pub fn is_written(&self) -> bool {
+        self.written
+    }
+
+    /// Whether the connection stays open after this response.
+    #[must_use]
+    pub fn keep_alive(&self) -> bool {
+        self.context.keep_alive
+    }
+
+    /// Writes a response whose body is `body`.
+    pub fn send<'h>(
+        &mut self,
+        status: Status,
+        content_type: Option<&str>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        body: &[u8],
+    ) {
+        self.send_with(status, content_type, headers, |out| {
+            out.extend_from_slice(body);
+            Ok::<(), std::convert::Infallible>(())
+        });
+    }
+
+    /// Writes a response whose body `fill` appends to the buffer (JSON is
+    /// serialized this way, with no intermediate copy). If `fill` fails, a
+    /// 500 is written instead.
+    pub fn send_with<'h, E>(
+        &mut self,
+        status: Status,
+        content_type: Option<&str>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) {
+        if self.written {
+            return;
+        }
+        self.written = true;
+        let start = self.out.len();
+        self.head(status, content_type, headers);
+        if !status.allows_body() {
+            self.out.extend_from_slice(b"\r\n");
+            return;
+        }
+        let length_at = self.out.len();
+        if fill(self.out).is_err() {
+            self.out.truncate(start);
+            self.written = false;
+            self.send_error(
+                Status::INTERNAL_SERVER_ERROR,
+                "response could not be encoded",
+            );
+            return;
+        }
+        let body_len = self.out.len() - length_at;
+        let mut line = [0u8; 40];
+        let line_len = content_length_line(&mut line, body_len);
+        insert_at(self.out, length_at, &line[..line_len]);
+        if self.context.head_request {
+            self.out.truncate(length_at + line_len);
+        }
+    }
+
+    /// Writes an error response with the JSON body `{"detail": detail}`.
+    pub fn send_error(&mut self, status: Status, detail: &str) {
+        self.send_with(status, Some("application/json"), [], |out| {
+            simd_json::serde::to_writer(out, &Detail { detail })
+        });
+    }
+
+    /// Writes the head of a response whose body is `stream`, sent with
+    /// chunked framing (or until close for HTTP/1.0 clients).
+    pub fn send_stream<'h>(
+        &mut self,
+        status: Status,
+        content_type: Option<&str>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        stream: BodyStream,
+    ) {
+        if self.written {
+            return;
+        }
+        self.written = true;
+        if self.context.http10 {
+            self.context.keep_alive = false;
+        }
+        self.head(status, content_type, headers);
+        if !self.context.http10 {
+            self.out
+                .extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
+        if status.allows_body() && !self.context.head_request {
+            self.stream = Some(stream);
+        }
+    }
+
+    /// Takes the body stream set by [`send_stream`](Self::send_stream), with
+    /// whether its chunks need chunked framing.
+    pub fn take_stream(&mut self) -> Option<(BodyStream, bool)> {
+        self.stream.take().map(|s| (s, !self.context.http10))
+    }
+
+    /// Status line, fixed headers, the caller's headers; no blank line.
+    fn head<'h>(
+        &mut self,
+        status: Status,
+        content_type: Option<&str>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+    ) {
+        let status = self.status.unwrap_or(status);
+        let out = &mut *self.out;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(&status.digits());
+        out.push(b' ');
+        out.extend_from_slice(status.reason().as_bytes());
+        out.extend_from_slice(b"\r\nServer: percore\r\nDate: ");
+        out.extend_from_slice(&self.context.date);
+        out.extend_from_slice(b"\r\n");
+        if let Some(content_type) = content_type {
+            push_header(out, "Content-Type", content_type.as_bytes());
+        }
+        for (name, value) in headers {
+            push_header(out, name, value);
+        }
+        if !self.context.keep_alive {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if self.context.http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Detail<'a> {
+    detail: &'a str,
+}
+
+/// Appends `name: value\r\n`, skipping a field that could break the framing
+/// (an invalid name, or CR, LF or NUL in the value).
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+    let value_ok = value.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0);
+    if !(name_ok && value_ok) {
+        tracing::warn!(
+            header = name,
+            "dropped a response header with invalid bytes"
+        );
+        return;
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `Content-Length: N\r\n\r\n` into `line`; returns its length.
+fn content_length_line(line: &mut [u8; 40], length: usize) -> usize {
+    const PREFIX: &[u8] = b"Content-Length: ";
+    line[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 20];
+    let digit_count = decimal(&mut digits, length as u64);
+    let end = PREFIX.len() + digit_count;
+    line[PREFIX.len()..end].copy_from_slice(&digits[20 - digit_count..]);
+    line[end..end + 4].copy_from_slice(b"\r\n\r\n");
+    end + 4
+}
+
+/// Writes `n` right-aligned into `digits`; returns how many digits it has.
+fn decimal(digits: &mut [u8; 20], mut n: u64) -> usize {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // n % 10 < 10, so the cast is exact.
+        #[allow(clippy::cast_possible_truncation, reason = "a digit is below 10")]
+        {
+            digits[at] = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            return digits.len() - at;
+        }
+    }
+}
+
+/// Inserts `bytes` at `at`, moving what follows to the right.
+fn insert_at(out: &mut Vec<u8>, at: usize, bytes: &[u8]) {
+    let tail = out.len() - at;
+    out.resize(out.len() + bytes.len(), 0);
+    out.copy_within(at..at + tail, at + bytes.len());
+    out[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+/// Appends one chunk of a chunked body (nothing for an empty chunk, which
+/// would end the body).
+pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let mut hex = [0u8; 16];
+    let mut at = hex.len();
+    let mut n = data.len();
+    while {
+        at -= 1;
+        hex[at] = b"0123456789abcdef"[n % 16];
+        n /= 16;
+        n != 0
+    } {}
+    out.extend_from_slice(&hex[at..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk and an empty trailer section.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The interim response to `Expect: 100-continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::{ResponseContext, ResponseWriter, encode_chunk};
+    use crate::http::status::Status;
+
+    fn context() -> ResponseContext {
+        ResponseContext {
+            date: *b"Sun, 06 Nov 1994 08:49:37 GMT",
+            head_request: false,
+            keep_alive: true,
+            http10: false,
+        }
+    }
+
+    fn text(out: &[u8]) -> &str {
+        std::str::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn plaintext_response_bytes() {
+        let mut out = Vec::new();
+        let mut writer = ResponseWriter::new(&mut out, context());
+        writer.send(Status::OK, Some("text/plain"), [], b"Hello, World!");
+        assert_eq!(
+            text(&out),
+            "HTTP/1.1 200 OK\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Content-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!"
+        );
+    }
+
+    #[test]
+    fn head_keeps_length_drops_body_and_close_is_announced() {
+        let mut out = Vec::new();
+        let ctx = ResponseContext {
+            head_request: true,
+            keep_alive: false,
+            ..context()
+        };
+        ResponseWriter::new(&mut out, ctx).send(Status::OK, None, [("X-A", &b"1"[..])], b"abc");
+        assert!(text(&out).ends_with("X-A: 1\r\nConnection: close\r\nContent-Length: 3\r\n\r\n"));
+    }
+
+    #[test]
+    fn no_content_has_no_length() {
+        let mut out = Vec::new();
+        ResponseWriter::new(&mut out, context()).send(Status::NO_CONTENT, None, [], b"");
+        assert!(text(&out).ends_with("GMT\r\n\r\n"));
+    }
+
+    #[test]
+    fn header_injection_is_dropped() {
+        let mut out = Vec::new();
+        ResponseWriter::new(&mut out, context()).send(
+            Status::OK,
+            None,
+            [("X", &b"a\r\nB: c"[..])],
+            b"",
+        );
+        assert!(!text(&out).contains("B: c"));
+    }
+
+    #[test]
+    fn error_body_is_json() {
+        let mut out = Vec::new();
+        ResponseWriter::new(&mut out, context()).send_error(Status::NOT_FOUND, "no \"such\" route");
+        assert!(
+            text(&out)
+                .ends_with("Content-Length: 30\r\n\r\n{\"detail\":\"no \\\"such\\\" route\"}"),
+            "{}",
+            text(&out)
+        );
+    }
+
+    #[test]
+    fn chunks() {
+        let mut out = Vec::new();
+        encode_chunk(&mut out, &[b'x'; 26]);
+        encode_chunk(&mut out, b"");
+        assert_eq!(&out[..4], b"1a\r\n");
+        assert_eq!(out.len(), 4 + 26 + 2);
+    }
+}

@@ -1,0 +1,3 @@
+//! Observability: logs today; metrics and access logs join here.
+
+pub mod log;

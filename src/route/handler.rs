@@ -1,0 +1,113 @@
+//! Handlers: plain `async fn`s whose arguments are extractors.
+//!
+//! Any `Fn(T1, …, Tn) -> impl Future<Output = impl IntoResponse>` with up to
+//! six [`FromRequest`] arguments is a [`Handler`]. Extraction runs before the
+//! future is created, so the future owns its arguments and borrows nothing
+//! from the request. Futures need not be `Send`: they run on their shard.
+//! A call returns its future in inline storage (no allocation per request for
+//! futures up to [`INLINE_FUTURE_BYTES`]).
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+use smallbox::{SmallBox, smallbox};
+
+use super::extract::FromRequest;
+use crate::http::request::Request;
+use crate::http::response::IntoResponse;
+use crate::http::write::ResponseWriter;
+
+/// Inline room for a handler's future; larger futures are boxed.
+pub const INLINE_FUTURE_BYTES: usize = 256;
+
+/// The future of one handler call; it writes the response when done.
+pub type HandlerFuture<'a> = SmallBox<dyn Future<Output = ()> + 'a, smallbox::space::S32>;
+
+/// Something that answers requests: implemented for `async fn`s whose
+/// arguments are extractors. `S` is the shard state type, `Args` the
+/// argument tuple (inferred).
+pub trait Handler<S, Args>: Clone + Send + Sync + 'static {
+    /// Extracts the arguments from `request` and starts the call. When an
+    /// extractor rejects the request, the future writes that rejection.
+    fn call<'a>(
+        &'a self,
+        request: &mut Request<'_>,
+        state: &S,
+        writer: &'a mut ResponseWriter<'_>,
+    ) -> HandlerFuture<'a>;
+}
+
+macro_rules! handler_for_arity {
+    ($($arg:ident),*) => {
+        impl<S, F, Fut, R, $($arg,)*> Handler<S, ($($arg,)*)> for F
+        where
+            F: Fn($($arg),*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future<Output = R> + 'static,
+            R: IntoResponse + 'static,
+            $($arg: FromRequest<S> + 'static,)*
+        {
+            #[allow(non_snake_case, unused_variables, reason = "argument names come from the macro")]
+            fn call<'a>(
+                &'a self,
+                request: &mut Request<'_>,
+                state: &S,
+                writer: &'a mut ResponseWriter<'_>,
+            ) -> HandlerFuture<'a> {
+                $(
+                    let $arg = match $arg::from_request(request, state) {
+                        Ok(value) => value,
+                        Err(rejection) => {
+                            rejection.write_response(writer);
+                            return smallbox!(std::future::ready(()));
+                        }
+                    };
+                )*
+                let future = (self)($($arg),*);
+                smallbox!(async move { future.await.write_response(writer) })
+            }
+        }
+    };
+}
+
+handler_for_arity!();
+handler_for_arity!(T1);
+handler_for_arity!(T1, T2);
+handler_for_arity!(T1, T2, T3);
+handler_for_arity!(T1, T2, T3, T4);
+handler_for_arity!(T1, T2, T3, T4, T5);
+handler_for_arity!(T1, T2, T3, T4, T5, T6);
+
+/// A handler with its argument types erased, as the router stores it.
+pub(crate) trait ErasedHandler<S>: Send + Sync {
+    fn call<'a>(
+        &'a self,
+        request: &mut Request<'_>,
+        state: &S,
+        writer: &'a mut ResponseWriter<'_>,
+    ) -> HandlerFuture<'a>;
+}
+
+pub(crate) struct Erased<H, Args> {
+    handler: H,
+    _args: PhantomData<fn() -> Args>,
+}
+
+impl<H, Args> Erased<H, Args> {
+    pub(crate) fn new(handler: H) -> Self {
+        Self {
+            handler,
+            _args: PhantomData,
+        }
+    }
+}
+
+impl<S, H: Handler<S, Args>, Args: 'static> ErasedHandler<S> for Erased<H, Args> {
+    fn call<'a>(
+        &'a self,
+        request: &mut Request<'_>,
+        state: &S,
+        writer: &'a mut ResponseWriter<'_>,
+    ) -> HandlerFuture<'a> {
+        self.handler.call(request, state, writer)
+    }
+}

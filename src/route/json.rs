@@ -1,0 +1,139 @@
+//! JSON in and out with simd-json: the [`Json`] extractor parses the body in
+//! place in the read buffer; the responder serializes straight into the
+//! connection's write buffer.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::extract::FromRequest;
+use crate::http::request::Request;
+use crate::http::response::{HttpError, IntoResponse};
+use crate::http::status::Status;
+use crate::http::write::ResponseWriter;
+
+/// A JSON body: as an argument, the request body parsed into `T`
+/// (`415` without a JSON `Content-Type`, `400` saying what and where when
+/// malformed); as a return value, `T` serialized with
+/// `Content-Type: application/json`.
+///
+/// Parsing rewrites the body in place, so take the body once: either
+/// `Json<T>` or a raw extractor, not both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Json<T>(pub T);
+
+impl<S, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+        if !request.header("content-type").is_some_and(is_json) {
+            return Err(HttpError::new(
+                Status::UNSUPPORTED_MEDIA_TYPE,
+                "expected Content-Type: application/json",
+            ));
+        }
+        let body = request.body_mut();
+        if body.is_empty() {
+            return Err(HttpError::bad_request(
+                "expected a JSON body, got an empty one",
+            ));
+        }
+        // Syntax errors know their byte offset; type errors know their path.
+        let mut deserializer = simd_json::Deserializer::from_slice(body).map_err(|e| {
+            HttpError::bad_request(format!("invalid JSON at byte {}: {}", e.index(), what(&e)))
+        })?;
+        serde_path_to_error::deserialize(&mut deserializer)
+            .map(Json)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let what = what(e.inner());
+                HttpError::bad_request(if path == "." {
+                    format!("invalid JSON: {what}")
+                } else {
+                    format!("invalid JSON at '{path}': {what}")
+                })
+            })
+    }
+}
+
+/// The error without simd-json's position suffix (meaningless for type errors).
+fn what(error: &simd_json::Error) -> String {
+    match error.error() {
+        simd_json::ErrorType::Serde(message) => message.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `application/json`, or any `+json` media type, with any parameters.
+fn is_json(content_type: &[u8]) -> bool {
+    let media_type = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    media_type.eq_ignore_ascii_case(b"application/json")
+        || (media_type.len() > 5
+            && media_type[media_type.len() - 5..].eq_ignore_ascii_case(b"+json"))
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn write_response(self, writer: &mut ResponseWriter<'_>) {
+        writer.send_with(Status::OK, Some("application/json"), [], |out| {
+            simd_json::serde::to_writer(out, &self.0)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Json, is_json};
+    use crate::FromRequest;
+    use crate::http::parse::{Decoded, Decoder, Limits};
+    use crate::http::request::Request;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Item {
+        #[allow(dead_code, reason = "only parsed")]
+        name: String,
+    }
+
+    /// The detail of the rejection of `body` posted as JSON.
+    fn rejection(body: &str) -> String {
+        let mut message = format!(
+            "POST / HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes();
+        let mut decoder = Decoder::new(Limits::default());
+        let Ok(Decoded::Complete(parsed)) = decoder.decode(&mut message) else {
+            panic!("not a request")
+        };
+        let (head, body) = message.split_at_mut(parsed.head.len);
+        let mut request = Request::new(head, body, parsed.head, decoder.headers());
+        match <Json<Item> as FromRequest<()>>::from_request(&mut request, &()) {
+            Ok(_) => "accepted".into(),
+            Err(error) => error.detail.into_owned(),
+        }
+    }
+
+    #[test]
+    fn rejections_say_what_and_where() {
+        assert_eq!(rejection(r#"{"name":"a"}"#), "accepted");
+        assert_eq!(
+            rejection(r#"{"name":1}"#),
+            "invalid JSON at 'name': ExpectedString"
+        );
+        assert_eq!(rejection(r#"{}"#), "invalid JSON: missing field `name`");
+        assert!(
+            rejection(r#"{"name":"a"#).starts_with("invalid JSON at byte"),
+            "{}",
+            rejection(r#"{"name":"a"#)
+        );
+    }
+
+    #[test]
+    fn json_media_types() {
+        assert!(is_json(b"application/json"));
+        assert!(is_json(b"Application/JSON; charset=utf-8"));
+        assert!(is_json(b"application/problem+json"));
+        assert!(!is_json(b"text/plain"));
+        assert!(!is_json(b"+json"));
+    }
+}

@@ -1,0 +1,168 @@
+//! Process-level runtime: choose CPUs, open listeners, start one pinned
+//! glommio executor (shard) per CPU, and stop them.
+
+pub(crate) mod adopt;
+pub mod cpus;
+pub(crate) mod listener;
+pub(crate) mod shard;
+
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use glommio::{ExecutorJoinHandle, GlommioError, LocalExecutorBuilder, Placement};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::error::Error;
+use cpus::Usable;
+use shard::ShardStart;
+
+/// I/O memory glommio registers per executor. percore does no file I/O, so
+/// the minimum keeps each shard's locked memory small.
+const IO_MEMORY: usize = 64 * 1024;
+
+/// A running server: its shards and the addresses they listen on.
+/// Dropping it stops the shards too.
+#[derive(Debug)]
+pub struct Server {
+    addrs: Vec<SocketAddr>,
+    cpus: Vec<usize>,
+    stop: Option<UnixStream>,
+    shards: Vec<ExecutorJoinHandle<()>>,
+}
+
+impl Server {
+    /// The bound listen addresses (ports resolved when 0 was asked for).
+    #[must_use]
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The CPU of each shard, in shard order.
+    #[must_use]
+    pub fn cpus(&self) -> &[usize] {
+        &self.cpus
+    }
+
+    /// Stops every shard and waits for their threads to end.
+    ///
+    /// # Errors
+    /// When a shard's thread ended by panicking.
+    pub fn stop(mut self) -> Result<(), Error> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), Error> {
+        drop(self.stop.take());
+        let mut failed = None;
+        for (index, handle) in self.shards.drain(..).enumerate() {
+            if let Err(error) = handle.join() {
+                failed.get_or_insert(Error::Shard(index, error.to_string()));
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Starts every shard; returns once all of them listen.
+pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, Error> {
+    let problems = config.validate();
+    if !problems.is_empty() {
+        return Err(Error::Config(problems));
+    }
+    let cpus = Usable::of_this_process()
+        .choose(config.server.shards, config.server.cpus.as_ref())
+        .map_err(Error::Cpus)?;
+    let group = listener::bind(&config.server.listen, cpus.len(), config.server.backlog)?;
+    let (stop, stop_peer) = UnixStream::pair()?;
+    let (ready, ready_rx) = mpsc::channel();
+    let mut server = Server {
+        addrs: group.addrs,
+        cpus: cpus.clone(),
+        stop: Some(stop),
+        shards: Vec::new(),
+    };
+    let app = Arc::new(app);
+    for (index, (&cpu, listeners)) in cpus.iter().zip(group.per_shard).enumerate() {
+        let start = ShardStart {
+            index,
+            cpu,
+            app: Arc::clone(&app),
+            limits: config.codec_limits(),
+            listeners,
+            stop: stop_peer.try_clone()?,
+            ready: ready.clone(),
+        };
+        let handle = LocalExecutorBuilder::new(Placement::Unbound)
+            .name(&format!("percore-shard-{index}"))
+            .io_memory(IO_MEMORY)
+            .spawn(move || shard::run(start))
+            .map_err(|e| startup_error(index, e))?;
+        server.shards.push(handle);
+    }
+    drop((stop_peer, ready));
+    for _ in 0..cpus.len() {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(why)) => return Err(Error::Shard(0, why)),
+            // A shard ended before reporting: its join result says why.
+            Err(_) => return Err(first_failure(&mut server)),
+        }
+    }
+    for (index, cpu) in cpus.iter().enumerate() {
+        tracing::info!(shard = index, cpu, listen = ?server.addrs, "shard listening");
+    }
+    Ok(server)
+}
+
+/// Stops the shards that started and reports the first that failed.
+fn first_failure(server: &mut Server) -> Error {
+    drop(server.stop.take());
+    let mut failure = None;
+    for (index, handle) in server.shards.drain(..).enumerate() {
+        if let Err(error) = handle.join() {
+            failure.get_or_insert_with(|| startup_error(index, error));
+        }
+    }
+    failure.unwrap_or_else(|| Error::Shard(0, "a shard stopped while starting".into()))
+}
+
+/// Names the fix for glommio's startup failures.
+fn startup_error(index: usize, error: GlommioError<()>) -> Error {
+    use glommio::ReactorErrorKind;
+    match error {
+        GlommioError::ReactorError(ReactorErrorKind::MemLockLimit(have, need)) => {
+            Error::MemlockTooLow { have, need }
+        }
+        GlommioError::IoError(io)
+            if matches!(
+                io.raw_os_error(),
+                Some(libc::EPERM | libc::ENOSYS | libc::EACCES)
+            ) =>
+        {
+            Error::IoUringRefused(io.to_string())
+        }
+        other => Error::Shard(index, other.to_string()),
+    }
+}
+
+/// Starts, then serves until SIGINT or SIGTERM.
+pub(crate) fn serve<S: 'static>(config: &Config, app: App<S>) -> Result<(), Error> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let server = start(config, app)?;
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "stopping");
+    }
+    server.stop()
+}

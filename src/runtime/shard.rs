@@ -1,0 +1,78 @@
+//! One shard: its context (routes, state, `Date` cache, limits) and the task
+//! that brings it up on its executor, serves, and returns when told to stop.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use futures_lite::AsyncReadExt;
+
+use super::adopt;
+use crate::app::App;
+use crate::http::date::DateCache;
+use crate::http::parse::Limits;
+use crate::server::accept;
+
+/// Everything a shard's connections read; owned by that shard alone.
+pub(crate) struct ShardContext<S> {
+    pub(crate) index: usize,
+    pub(crate) app: Arc<App<S>>,
+    pub(crate) state: S,
+    pub(crate) date: DateCache,
+    pub(crate) limits: Limits,
+}
+
+impl<S> ShardContext<S> {
+    /// Builds the context, calling the app's state factory on this thread.
+    pub(crate) fn new(index: usize, app: Arc<App<S>>, limits: Limits) -> Self {
+        let state = (app.state)();
+        Self {
+            index,
+            app,
+            state,
+            date: DateCache::new(),
+            limits,
+        }
+    }
+}
+
+/// What a shard is given when it starts.
+pub(crate) struct ShardStart<S> {
+    pub(crate) index: usize,
+    pub(crate) cpu: usize,
+    pub(crate) app: Arc<App<S>>,
+    pub(crate) limits: Limits,
+    pub(crate) listeners: Vec<std::net::TcpListener>,
+    /// Reads end-of-file when the process wants the shard to stop.
+    pub(crate) stop: std::os::unix::net::UnixStream,
+    /// Told `Ok(index)` once the shard serves, or why it could not.
+    pub(crate) ready: Sender<Result<usize, String>>,
+}
+
+/// Runs on the shard's own executor thread until stopped.
+pub(crate) async fn run<S: 'static>(start: ShardStart<S>) {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: start.cpu }) {
+        let _ = start
+            .ready
+            .send(Err(format!("could not pin to CPU {}", start.cpu)));
+        return;
+    }
+    let shard = Rc::new(ShardContext::new(start.index, start.app, start.limits));
+    let clock = Rc::clone(&shard);
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            clock.date.refresh();
+        }
+    })
+    .detach();
+    for listener in start.listeners {
+        let listener = adopt::listener(listener);
+        glommio::spawn_local(accept::accept_loop(listener, Rc::clone(&shard))).detach();
+    }
+    let mut stop = adopt::unix_stream(start.stop);
+    let _ = start.ready.send(Ok(start.index));
+    // End-of-file (or any error) on the stop socket means: stop.
+    let _ = stop.read(&mut [0u8; 1]).await;
+}

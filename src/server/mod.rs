@@ -1,0 +1,8 @@
+//! Serving connections: accept loops, the per-connection loop, and the
+//! transport beneath it.
+
+pub(crate) mod accept;
+pub(crate) mod connection;
+pub(crate) mod transport;
+
+pub use connection::LocalService;

@@ -1,0 +1,169 @@
+//! Helpers for black-box tests: start an app on loopback port 0, talk raw
+//! HTTP/1.1 over a socket, parse responses byte by byte.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use percore::{App, Config, Server};
+
+/// Upper bound on any single read, so a broken server fails a test instead
+/// of hanging it.
+const READ_LIMIT: Duration = Duration::from_secs(10);
+
+/// Starts `app` with `shards` shards on 127.0.0.1 port 0.
+pub fn start<S: 'static>(app: App<S>, shards: usize) -> Server {
+    let mut config = Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.shards = Some(shards);
+    app.start(&config).expect("server starts")
+}
+
+/// The first listen address of `server`.
+pub fn addr(server: &Server) -> SocketAddr {
+    server.local_addrs()[0]
+}
+
+/// A raw client connection.
+pub struct Client {
+    stream: TcpStream,
+    pending: Vec<u8>,
+}
+
+/// One parsed response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("UTF-8 body")
+    }
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(READ_LIMIT)).unwrap();
+        Client {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Sends `bytes`, reads one response.
+    pub fn request(&mut self, bytes: &[u8]) -> Reply {
+        self.send(bytes);
+        self.read_reply(false)
+    }
+
+    /// Reads more bytes; false at end of stream.
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        let read = self
+            .stream
+            .read(&mut chunk)
+            .expect("read within the time limit");
+        self.pending.extend_from_slice(&chunk[..read]);
+        read > 0
+    }
+
+    /// Reads until `pending` holds `n` bytes.
+    fn need(&mut self, n: usize) {
+        while self.pending.len() < n {
+            assert!(self.fill(), "connection closed mid-response");
+        }
+    }
+
+    fn take_line(&mut self) -> String {
+        loop {
+            if let Some(at) = self.pending.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8(self.pending[..at].to_vec()).unwrap();
+                self.pending.drain(..at + 2);
+                return line;
+            }
+            assert!(self.fill(), "connection closed mid-line");
+        }
+    }
+
+    /// Reads one response; `head_request` means no body follows.
+    pub fn read_reply(&mut self, head_request: bool) -> Reply {
+        let status_line = self.take_line();
+        let status = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|s| s.get(..3))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let line = self.take_line();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').expect("header has a colon");
+            headers.push((name.to_string(), value.trim().to_string()));
+        }
+        let mut reply = Reply {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_request || status == 204 || status == 304 || status < 200 {
+            return reply;
+        }
+        if reply.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let size = usize::from_str_radix(&self.take_line(), 16).expect("chunk size");
+                if size == 0 {
+                    assert_eq!(self.take_line(), "", "no trailers expected");
+                    break;
+                }
+                self.need(size + 2);
+                reply.body.extend(self.pending.drain(..size));
+                self.pending.drain(..2);
+            }
+        } else if let Some(length) = reply.header("content-length") {
+            let length: usize = length.parse().expect("numeric Content-Length");
+            self.need(length);
+            reply.body = self.pending.drain(..length).collect();
+        } else {
+            while self.fill() {}
+            reply.body = std::mem::take(&mut self.pending);
+        }
+        reply
+    }
+
+    /// True when the server has closed the connection (after any pending bytes).
+    pub fn is_closed(&mut self) -> bool {
+        self.pending.is_empty() && !self.fill()
+    }
+}
+
+/// `GET path` with a Host header.
+pub fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
+}
+
+/// `POST path` with a JSON body.
+pub fn post_json(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
