@@ -119,7 +119,7 @@ impl<S: 'static> App<S> {
     /// Starts the shards and returns at once; the [`Server`] stops them.
     ///
     /// # Errors
-    /// Startup failures: bad CPUs, an address in use, io_uring refused.
+    /// Startup failures: bad CPUs, an address in use, `io_uring` refused.
     pub fn start(self, config: &Config) -> Result<Server, Error> {
         runtime::start(config, self)
     }
@@ -128,6 +128,10 @@ impl<S: 'static> App<S> {
     ///
     /// # Errors
     /// Startup failures, as for [`start`](Self::start).
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "lets callers write .serve(Config::default())"
+    )]
     pub fn serve(self, config: Config) -> Result<(), Error> {
         runtime::serve(&config, self)
     }

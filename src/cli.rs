@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::runtime::cpus::CpuList;
 
-/// percore: a thread-per-core HTTP/1.1 server on io_uring.
+/// percore: a thread-per-core HTTP/1.1 server on `io_uring`.
 #[derive(Debug, Parser)]
 #[command(name = "percore", version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -37,7 +37,7 @@ struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, short, env = "PERCORE_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on, such as 127.0.0.1:8080 or [::1]:8080 (repeatable).
+    /// Address to listen on, such as 127.0.0.1:8080 or [`::1`]:8080 (repeatable).
     #[arg(long, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
     /// Number of shards (default: one per usable CPU).
@@ -46,7 +46,7 @@ struct ServeArgs {
     /// CPUs to run shards on, such as 1 or 0,2-3.
     #[arg(long, value_name = "LIST")]
     cpus: Option<CpuList>,
-    /// Log filter, such as info or percore=debug (overrides RUST_LOG).
+    /// Log filter, such as info or percore=debug (overrides `RUST_LOG`).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
 }

@@ -180,10 +180,8 @@ impl Config {
             None => toml::Table::new(),
         };
         let mut problems = apply_env(&mut table, env);
-        let config = from_table(table).unwrap_or_else(|mut found| {
-            problems.append(&mut found);
-            Config::default()
-        });
+        let (config, mut found) = from_table(table);
+        problems.append(&mut found);
         problems.extend(config.validate());
         if problems.is_empty() {
             Ok(config)
@@ -204,7 +202,10 @@ impl Config {
                 format!("invalid TOML: {}", e.message()),
             )]
         })?;
-        from_table(table)
+        match from_table(table) {
+            (config, problems) if problems.is_empty() => Ok(config),
+            (_, problems) => Err(problems),
+        }
     }
 
     /// Every problem with the values, each with its key path.
@@ -265,25 +266,58 @@ impl Config {
     }
 }
 
-/// Deserializes a table, collecting unknown keys and the first type error.
-fn from_table(table: toml::Table) -> Result<Config, Vec<Problem>> {
-    let mut unknown = Vec::new();
-    let mut record = |path: serde_ignored::Path<'_>| {
-        unknown.push(Problem::new(path.to_string(), "unknown key"));
-    };
-    let deserializer = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut record);
-    let parsed: Result<Config, _> = serde_path_to_error::deserialize(deserializer);
-    match parsed {
-        Ok(config) if unknown.is_empty() => Ok(config),
-        Ok(_) => Err(unknown),
-        Err(error) => {
-            unknown.push(Problem::new(
-                error.path().to_string(),
-                error.inner().to_string(),
-            ));
-            Err(unknown)
+/// Deserializes a table into a config and every problem found: unknown keys,
+/// and type errors. A key with a type error is dropped (its default stands)
+/// and the rest is read again, so one bad value does not hide the others.
+fn from_table(mut table: toml::Table) -> (Config, Vec<Problem>) {
+    let mut problems = Vec::new();
+    loop {
+        let mut unknown = Vec::new();
+        let mut record = |path: serde_ignored::Path<'_>| {
+            unknown.push(Problem::new(path.to_string(), "unknown key"));
+        };
+        let deserializer =
+            serde_ignored::Deserializer::new(toml::Value::Table(table.clone()), &mut record);
+        let parsed: Result<Config, _> = serde_path_to_error::deserialize(deserializer);
+        match parsed {
+            Ok(config) => {
+                problems.append(&mut unknown);
+                return (config, problems);
+            }
+            Err(error) => {
+                // toml appends "in `key`" on a second line; the path says it already.
+                let message = error.inner().to_string();
+                let first_line = message.lines().next().unwrap_or_default();
+                problems.push(Problem::new(error.path().to_string(), first_line));
+                if !remove_key(&mut table, error.path()) {
+                    problems.append(&mut unknown);
+                    return (Config::default(), problems);
+                }
+            }
         }
     }
+}
+
+/// Removes the deepest table key on `path`; false when there is none.
+fn remove_key(table: &mut toml::Table, path: &serde_path_to_error::Path) -> bool {
+    let keys: Vec<&str> = path
+        .iter()
+        .map_while(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return false;
+    };
+    let mut current = table;
+    for key in parents {
+        match current.get_mut(*key) {
+            Some(toml::Value::Table(inner)) => current = inner,
+            _ => return false,
+        }
+    }
+    current.remove(*last).is_some()
 }
 
 /// Writes each known `PERCORE_*` variable into `table`; unknown ones are
@@ -314,16 +348,17 @@ fn apply_env(
                     .map(|s| toml::Value::String(s.to_owned()))
                     .collect(),
             ),
-            EnvKind::Integer => match text.trim().parse::<i64>() {
-                Ok(n) => toml::Value::Integer(n),
-                Err(_) => {
+            EnvKind::Integer => {
+                if let Ok(n) = text.trim().parse::<i64>() {
+                    toml::Value::Integer(n)
+                } else {
                     problems.push(Problem::new(
                         key,
                         format!("{name}={text:?} is not an integer"),
                     ));
                     continue;
                 }
-            },
+            }
         };
         let (section, field) = key.split_once('.').unwrap_or(("", key));
         let entry = table
@@ -376,8 +411,16 @@ mod tests {
     fn type_errors_name_the_key() {
         let problems = Config::from_toml("[server]\nlisten = [\"nonsense\"]\n").unwrap_err();
         assert_eq!(keys(&problems), ["server.listen[0]"]);
-        let problems = Config::from_toml("[limits]\nmax_headers = \"many\"\n").unwrap_err();
-        assert_eq!(keys(&problems), ["limits.max_headers"]);
+        let problems = Config::from_toml("[limits]\nmax_headers = \"many\"\nmax_body_bytes = -1\n")
+            .unwrap_err();
+        assert_eq!(
+            keys(&problems),
+            ["limits.max_body_bytes", "limits.max_headers"]
+        );
+        assert_eq!(
+            problems[1].message,
+            "invalid type: string \"many\", expected usize"
+        );
     }
 
     #[test]

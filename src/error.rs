@@ -18,7 +18,7 @@ pub enum Error {
     Bind(SocketAddr, std::io::Error),
     /// The requested shards or CPUs cannot be had on this host.
     Cpus(String),
-    /// The kernel refused io_uring (seccomp, `kernel.io_uring_disabled`).
+    /// The kernel refused `io_uring` (seccomp, `kernel.io_uring_disabled`).
     IoUringRefused(String),
     /// The locked-memory limit is below what one shard needs.
     MemlockTooLow {

@@ -1,5 +1,5 @@
 //! percore: a production HTTP/1.1 server and framework, thread-per-core on
-//! io_uring.
+//! `io_uring`.
 //!
 //! One shard (a glommio executor) is pinned to each usable CPU and owns its
 //! own `SO_REUSEPORT` listener; shards share nothing on the request path.

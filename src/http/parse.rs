@@ -410,10 +410,10 @@ impl Decoder {
             });
         }
         let framing = fields.framing(version)?;
-        if let Framing::Length(body) = framing {
-            if body > self.limits.max_body_bytes {
-                return Err(ParseError::BodyTooLarge);
-            }
+        if let Framing::Length(body) = framing
+            && body > self.limits.max_body_bytes
+        {
+            return Err(ParseError::BodyTooLarge);
         }
         Ok(Some(Head {
             method: Method::from_token(method),
@@ -429,6 +429,10 @@ impl Decoder {
 }
 
 /// What the framing-relevant header fields said, gathered in one pass.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each is an independent fact of the head"
+)]
 struct Fields {
     content_length: Option<u64>,
     chunked: bool,

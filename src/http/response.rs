@@ -123,6 +123,42 @@ impl IntoResponse for HttpError {
     }
 }
 
+/// Bytes for a header value or body: static data is kept without a copy.
+pub trait IntoBytes {
+    /// The bytes.
+    fn into_bytes(self) -> Cow<'static, [u8]>;
+}
+
+impl IntoBytes for &'static str {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        Cow::Borrowed(self.as_bytes())
+    }
+}
+
+impl IntoBytes for &'static [u8] {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl IntoBytes for String {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        Cow::Owned(self.into_bytes())
+    }
+}
+
+impl IntoBytes for Vec<u8> {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        Cow::Owned(self)
+    }
+}
+
+impl IntoBytes for Cow<'static, [u8]> {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        self
+    }
+}
+
 /// The body of a [`Response`].
 #[derive(Default)]
 pub enum Body {
@@ -185,19 +221,15 @@ impl Response {
     /// Adds a header field. Fields whose name or value could break the
     /// framing (CR, LF, NUL) are dropped when written, with a warning.
     #[must_use]
-    pub fn header(
-        mut self,
-        name: impl Into<Cow<'static, str>>,
-        value: impl Into<Cow<'static, [u8]>>,
-    ) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl IntoBytes) -> Self {
+        self.headers.push((name.into(), value.into_bytes()));
         self
     }
 
     /// Sets the body.
     #[must_use]
-    pub fn body(mut self, body: impl Into<Cow<'static, [u8]>>) -> Self {
-        self.body = Body::Bytes(body.into());
+    pub fn body(mut self, body: impl IntoBytes) -> Self {
+        self.body = Body::Bytes(body.into_bytes());
         self
     }
 

@@ -120,7 +120,7 @@ mod tests {
             rejection(r#"{"name":1}"#),
             "invalid JSON at 'name': ExpectedString"
         );
-        assert_eq!(rejection(r#"{}"#), "invalid JSON: missing field `name`");
+        assert_eq!(rejection(r"{}"), "invalid JSON: missing field `name`");
         assert!(
             rejection(r#"{"name":"a"#).starts_with("invalid JSON at byte"),
             "{}",

@@ -50,11 +50,14 @@ impl<T> fmt::Debug for Router<T> {
     }
 }
 
+/// The values routed for one path, by method.
+type Methods<T> = Vec<(Method, T)>;
+
 struct Node<T> {
     literals: Vec<(Box<str>, Node<T>)>,
     param: Option<(Box<str>, Box<Node<T>>)>,
-    tail: Option<(Box<str>, Vec<(Method, T)>)>,
-    methods: Vec<(Method, T)>,
+    tail: Option<(Box<str>, Methods<T>)>,
+    methods: Methods<T>,
 }
 
 impl<T> Default for Node<T> {
@@ -105,7 +108,7 @@ impl<T> Router<T> {
                     if &*tail.0 != name {
                         return fail("conflicts with a tail of another name");
                     }
-                    return add_method(&mut tail.1, method, value).or_else(|why| fail(why));
+                    return add_method(&mut tail.1, method, value).or_else(&fail);
                 }
                 Segment::Tail(_) => return fail("a {*tail} must be the last segment"),
                 Segment::Param(name) => {
@@ -122,19 +125,19 @@ impl<T> Router<T> {
                     if text.contains(['{', '}']) {
                         return fail("braces must enclose a whole segment");
                     }
-                    let at = match node.literals.iter().position(|(l, _)| &**l == text) {
-                        Some(at) => at,
-                        None => {
-                            node.literals.push((text.into(), Node::default()));
-                            node.literals.len() - 1
-                        }
+                    let at = if let Some(at) = node.literals.iter().position(|(l, _)| &**l == text)
+                    {
+                        at
+                    } else {
+                        node.literals.push((text.into(), Node::default()));
+                        node.literals.len() - 1
                     };
                     node = &mut node.literals[at].1;
                 }
             }
         }
         check_names(&names).or_else(|why| fail(&why))?;
-        add_method(&mut node.methods, method, value).or_else(|why| fail(why))
+        add_method(&mut node.methods, method, value).or_else(fail)
     }
 
     /// Finds the route for `method` and `path`, writing matched parameters
@@ -235,24 +238,25 @@ fn find<'r, 'p, T>(
             None if !child.methods.is_empty() => Some((child.methods.as_slice(), count)),
             None => None,
         };
-    if let Some((_, child)) = node.literals.iter().find(|(l, _)| **l == *segment) {
-        if let Some(found) = descend(child, params, count) {
+    if let Some((_, child)) = node.literals.iter().find(|(l, _)| **l == *segment)
+        && let Some(found) = descend(child, params, count)
+    {
+        return Some(found);
+    }
+    if let Some((name, child)) = &node.param
+        && !segment.is_empty()
+        && count < MAX_PARAMS
+    {
+        params[count] = (name, segment);
+        if let Some(found) = descend(child, params, count + 1) {
             return Some(found);
         }
     }
-    if let Some((name, child)) = &node.param {
-        if !segment.is_empty() && count < MAX_PARAMS {
-            params[count] = (name, segment);
-            if let Some(found) = descend(child, params, count + 1) {
-                return Some(found);
-            }
-        }
-    }
-    if let Some((name, methods)) = &node.tail {
-        if count < MAX_PARAMS {
-            params[count] = (name, rest);
-            return Some((methods.as_slice(), count + 1));
-        }
+    if let Some((name, methods)) = &node.tail
+        && count < MAX_PARAMS
+    {
+        params[count] = (name, rest);
+        return Some((methods.as_slice(), count + 1));
     }
     None
 }

@@ -1,5 +1,5 @@
 //! Listening sockets: one per shard and address, opened with socket2
-//! (SO_REUSEPORT, the configured backlog, IPv6-only for IPv6 addresses so
+//! (`SO_REUSEPORT`, the configured backlog, IPv6-only for IPv6 addresses so
 //! `0.0.0.0` and `[::]` can both be listened on).
 //!
 //! All sockets are opened before any shard starts, in shard order. A port of

@@ -61,14 +61,13 @@ pub(crate) async fn serve<S: 'static>(
             }
             out.clear();
         }
-        if let Some((stream, chunked)) = batch.stream {
-            if send_stream(&mut transport, &mut out, stream, chunked)
+        if let Some((stream, chunked)) = batch.stream
+            && (send_stream(&mut transport, &mut out, stream, chunked)
                 .await
                 .is_err()
-                || !chunked
-            {
-                return;
-            }
+                || !chunked)
+        {
+            return;
         }
         if batch.close {
             return;

@@ -1,5 +1,5 @@
 //! The byte stream under a connection. Only plain TCP today; TLS and a
-//! faster io_uring path slot in here without touching the codec or router.
+//! faster `io_uring` path slot in here without touching the codec or router.
 
 use std::io;
 

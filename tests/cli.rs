@@ -1,0 +1,163 @@
+//! The `percore` binary: configuration checks, startup errors as one
+//! sentence with a non-zero exit, and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const PERCORE: &str = env!("CARGO_BIN_EXE_percore");
+
+/// Runs `percore args` to completion with no `PERCORE_*`/`RUST_LOG` from
+/// the test's own environment.
+fn percore(args: &[&str]) -> Output {
+    command(args).output().expect("percore runs")
+}
+
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(PERCORE);
+    command.args(args).env_remove("RUST_LOG");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PERCORE_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// An expected failure is one `percore: ...` sentence, never a panic.
+fn assert_clean_failure(output: &Output, code: i32, says: &str) {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "{text}");
+    assert!(text.starts_with("percore: "), "{text}");
+    assert!(text.contains(says), "{text}");
+    assert!(
+        !text.contains("panicked") && !text.contains("backtrace"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = [\"localhost\"]\nbogus = 1\n[limits]\nmax_headers = 9000\n",
+    )
+    .unwrap();
+    let output = percore(&["check-config", file.to_str().unwrap()]);
+    assert_clean_failure(&output, 2, "server.listen[0]");
+    assert!(
+        stderr(&output).contains("server.bogus: unknown key"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = percore(&[
+        "check-config",
+        dir.path().join("missing.toml").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&output, 2, "cannot read");
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("good.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = [\"127.0.0.1:8080\", \"[::1]:8080\"]\nshards = 1\n",
+    )
+    .unwrap();
+    let output = percore(&["check-config", file.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok (2 listen address(es))"));
+}
+
+#[test]
+fn a_taken_port_is_one_sentence_and_exit_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = percore(&["--listen", &addr, "--shards", "1"]);
+    assert_clean_failure(&output, 1, &format!("address {addr} is already in use"));
+}
+
+#[test]
+fn cpus_outside_the_allowed_set_are_refused() {
+    let output = percore(&["--listen", "127.0.0.1:0", "--cpus", "4095"]);
+    assert_clean_failure(&output, 2, "CPU 4095 is not usable");
+}
+
+#[test]
+fn a_bad_environment_variable_names_its_key() {
+    let output = command(&[]).env("PERCORE_SHARDS", "many").output().unwrap();
+    assert_clean_failure(&output, 2, "server.shards");
+}
+
+/// Kills the child if the test ends without stopping it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serves_then_stops_cleanly_on_sigterm() {
+    let child = command(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--log-level",
+        "info",
+    ])
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut running = Running(child);
+    let mut lines = BufReader::new(running.0.stderr.take().unwrap()).lines();
+    // The startup line names the shard, its CPU and the bound address.
+    let startup = lines.next().expect("a startup line").unwrap();
+    assert!(
+        startup.contains("shard listening") && startup.contains("shard=0"),
+        "{startup}"
+    );
+    let addr = startup
+        .split(|c| c == '[' || c == ']')
+        .find(|part| part.starts_with("127.0.0.1:"))
+        .expect("an address in the startup line");
+
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.ends_with("\r\n\r\n{\"message\":\"Hello, World!\"}"),
+        "{reply}"
+    );
+
+    let pid = libc::pid_t::try_from(running.0.id()).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child's.
+    #[allow(unsafe_code, reason = "sending a signal to our own child")]
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let status = running.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
+}
