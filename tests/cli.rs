@@ -132,7 +132,7 @@ fn serves_then_stops_cleanly_on_sigterm() {
         "{startup}"
     );
     let addr = startup
-        .split(|c| c == '[' || c == ']')
+        .split(['[', ']'])
         .find(|part| part.starts_with("127.0.0.1:"))
         .expect("an address in the startup line");
 
