@@ -9,7 +9,7 @@ use percore::{App, ShardId, State};
 use support::{Client, addr, get, start};
 
 /// Connections opened, at most, before giving up on seeing both shards.
-/// The kernel spreads SO_REUSEPORT connections by a hash of the client
+/// The kernel spreads `SO_REUSEPORT` connections by a hash of the client
 /// port, so missing one shard 200 times has odds of 2^-199.
 const MAX_CONNECTIONS: usize = 200;
 
