@@ -161,3 +161,10 @@ fn serves_then_stops_cleanly_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tuning/percore.toml");
+    let output = percore(&["check-config", file]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
