@@ -46,6 +46,9 @@ struct ServeArgs {
     /// CPUs to run shards on, such as 1 or 0,2-3.
     #[arg(long, value_name = "LIST")]
     cpus: Option<CpuList>,
+    /// Socket I/O path: uring (the shard's own ring) or glommio.
+    #[arg(long, value_name = "PATH", value_parser = parse_io)]
+    io: Option<crate::config::IoPath>,
     /// Log filter, such as info or percore=debug (overrides `RUST_LOG`).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -93,6 +96,9 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
     if args.cpus.is_some() {
         config.server.cpus = args.cpus;
     }
+    if let Some(io) = args.io {
+        config.server.io = io;
+    }
     let filter = match (args.log_level, std::env::var("RUST_LOG")) {
         (Some(level), _) => level,
         (None, Ok(rust_log)) if !rust_log.is_empty() => rust_log,
@@ -100,4 +106,12 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
     };
     crate::observe::log::init(&filter);
     crate::reference::app().serve(config)
+}
+
+fn parse_io(text: &str) -> Result<crate::config::IoPath, String> {
+    match text {
+        "uring" => Ok(crate::config::IoPath::Uring),
+        "glommio" => Ok(crate::config::IoPath::Glommio),
+        _ => Err(format!("'{text}' is not an I/O path: use uring or glommio")),
+    }
 }

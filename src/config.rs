@@ -37,6 +37,25 @@ pub struct ServerConfig {
     pub cpus: Option<CpuList>,
     /// Listen backlog of each shard's socket.
     pub backlog: u32,
+    /// Socket I/O path: the shard's own `io_uring` (`uring`, default) or
+    /// glommio's streams (`glommio`, for kernels before 6.1).
+    pub io: IoPath,
+    /// On the `uring` path, how long (µs) an idle shard keeps checking its
+    /// ring before it sleeps. Longer trades idle CPU for latency; a very
+    /// large value is a poll mode.
+    pub idle_poll_us: u64,
+}
+
+/// How shards do socket I/O.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoPath {
+    /// The shard's own ring: multishot accept and receive, provided buffers,
+    /// batched sends, deferred task work.
+    #[default]
+    Uring,
+    /// glommio's `TcpStream`.
+    Glommio,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +65,8 @@ impl Default for ServerConfig {
             shards: None,
             cpus: None,
             backlog: 1024,
+            io: IoPath::default(),
+            idle_poll_us: 50,
         }
     }
 }
@@ -128,6 +149,12 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("PERCORE_SHARDS", "server.shards", EnvKind::Integer),
     ("PERCORE_CPUS", "server.cpus", EnvKind::Text),
     ("PERCORE_BACKLOG", "server.backlog", EnvKind::Integer),
+    ("PERCORE_IO", "server.io", EnvKind::Text),
+    (
+        "PERCORE_IDLE_POLL_US",
+        "server.idle_poll_us",
+        EnvKind::Integer,
+    ),
     (
         "PERCORE_MAX_HEAD_BYTES",
         "limits.max_head_bytes",

@@ -67,6 +67,7 @@ pub mod reference;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub(crate) mod uring;
 
 pub use app::App;
 pub use config::Config;

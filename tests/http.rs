@@ -288,3 +288,41 @@ fn bodies_over_the_limit_are_refused() {
     assert!(client.is_closed());
     server.stop().unwrap();
 }
+
+#[test]
+fn large_bodies_span_many_receive_buffers() {
+    let server = start(app(), 1);
+    let mut client = Client::connect(addr(&server));
+    let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut request = format!(
+        "POST /raw HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let reply = client.request(&request);
+    assert_eq!(reply.status, 200);
+    assert!(reply.body == body, "echoed body differs");
+    assert_eq!(client.request(&get("/users/1")).text(), "user 1");
+    server.stop().unwrap();
+}
+
+#[test]
+fn the_glommio_stream_path_still_serves() {
+    let mut config = percore::Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.shards = Some(1);
+    config.server.io = percore::config::IoPath::Glommio;
+    let server = app().start(&config).unwrap();
+    let mut client = Client::connect(addr(&server));
+    let mut batch = get("/users/1");
+    batch.extend(
+        b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    );
+    batch.extend(get("/count"));
+    client.send(&batch);
+    assert_eq!(client.read_reply(false).text(), "user 1");
+    assert_eq!(client.read_reply(false).text(), "ok");
+    assert_eq!(client.read_reply(false).text(), "1");
+    server.stop().unwrap();
+}

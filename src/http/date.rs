@@ -1,16 +1,19 @@
-//! The `Date` header value, cached per shard and refreshed once a second.
+//! The `Date` header value, cached per shard and refreshed once a second:
+//! the clock is read once per batch of requests and the value re-formatted
+//! only when the second has changed. No timer, so an idle shard sleeps.
 
 use std::cell::Cell;
+use std::fmt::Write;
 use std::time::SystemTime;
 
 /// Length of an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub const DATE_LEN: usize = 29;
 
-/// A shard's current `Date` value; `refresh` is called by a once-a-second
-/// timer so that requests only copy bytes.
+/// A shard's current `Date` value.
 #[derive(Debug)]
 pub struct DateCache {
     value: Cell<[u8; DATE_LEN]>,
+    second: Cell<u64>,
 }
 
 impl DateCache {
@@ -19,23 +22,28 @@ impl DateCache {
     pub fn new() -> Self {
         let cache = Self {
             value: Cell::new([b' '; DATE_LEN]),
+            second: Cell::new(u64::MAX),
         };
-        cache.refresh();
+        cache.now();
         cache
     }
 
-    /// Re-reads the clock.
-    pub fn refresh(&self) {
-        let text = httpdate::fmt_http_date(SystemTime::now());
-        let mut value = [b' '; DATE_LEN];
-        let len = text.len().min(DATE_LEN);
-        value[..len].copy_from_slice(&text.as_bytes()[..len]);
-        self.value.set(value);
-    }
-
-    /// The cached value.
-    #[must_use]
-    pub fn get(&self) -> [u8; DATE_LEN] {
+    /// The value for the current second (re-formatted into a fixed array
+    /// when the second changes: no allocation).
+    pub fn now(&self) -> [u8; DATE_LEN] {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if second != self.second.get() {
+            let mut value = Fixed {
+                bytes: [b' '; DATE_LEN],
+                len: 0,
+            };
+            let _ = write!(value, "{}", httpdate::HttpDate::from(now));
+            self.value.set(value.bytes);
+            self.second.set(second);
+        }
         self.value.get()
     }
 }
@@ -46,13 +54,31 @@ impl Default for DateCache {
     }
 }
 
+/// A `fmt::Write` into a fixed array; extra bytes are dropped.
+struct Fixed {
+    bytes: [u8; DATE_LEN],
+    len: usize,
+}
+
+impl Write for Fixed {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        for &byte in text.as_bytes() {
+            if self.len < DATE_LEN {
+                self.bytes[self.len] = byte;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::DateCache;
 
     #[test]
     fn holds_an_imf_fixdate() {
-        let value = DateCache::new().get();
+        let value = DateCache::new().now();
         let text = std::str::from_utf8(&value).unwrap();
         assert!(text.ends_with(" GMT"), "{text}");
         assert!(httpdate::parse_http_date(text).is_ok(), "{text}");

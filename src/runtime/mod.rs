@@ -97,6 +97,11 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
             cpu,
             app: Arc::clone(&app),
             limits: config.codec_limits(),
+            io: config.server.io,
+            ring: crate::uring::RingConfig {
+                spin: std::time::Duration::from_micros(config.server.idle_poll_us),
+                ..crate::uring::RingConfig::default()
+            },
             listeners,
             stop: stop_peer.try_clone()?,
             ready: ready.clone(),

@@ -4,15 +4,17 @@
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::time::Duration;
 
 use futures_lite::AsyncReadExt;
 
 use super::adopt;
 use crate::app::App;
+use crate::config::IoPath;
 use crate::http::date::DateCache;
 use crate::http::parse::Limits;
 use crate::server::accept;
+use crate::server::pool::BufferPool;
+use crate::uring::{Ring, RingConfig};
 
 /// Everything a shard's connections read; owned by that shard alone.
 pub(crate) struct ShardContext<S> {
@@ -21,6 +23,7 @@ pub(crate) struct ShardContext<S> {
     pub(crate) state: S,
     pub(crate) date: DateCache,
     pub(crate) limits: Limits,
+    pub(crate) pool: BufferPool,
 }
 
 impl<S> ShardContext<S> {
@@ -33,6 +36,7 @@ impl<S> ShardContext<S> {
             state,
             date: DateCache::new(),
             limits,
+            pool: BufferPool::default(),
         }
     }
 }
@@ -43,6 +47,8 @@ pub(crate) struct ShardStart<S> {
     pub(crate) cpu: usize,
     pub(crate) app: Arc<App<S>>,
     pub(crate) limits: Limits,
+    pub(crate) io: IoPath,
+    pub(crate) ring: RingConfig,
     pub(crate) listeners: Vec<std::net::TcpListener>,
     /// Reads end-of-file when the process wants the shard to stop.
     pub(crate) stop: std::os::unix::net::UnixStream,
@@ -59,17 +65,33 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) {
         return;
     }
     let shard = Rc::new(ShardContext::new(start.index, start.app, start.limits));
-    let clock = Rc::clone(&shard);
-    glommio::spawn_local(async move {
-        loop {
-            glommio::timer::sleep(Duration::from_secs(1)).await;
-            clock.date.refresh();
+    match start.io {
+        IoPath::Glommio => {
+            for listener in start.listeners {
+                let listener = adopt::listener(listener);
+                glommio::spawn_local(accept::accept_loop(listener, Rc::clone(&shard))).detach();
+            }
         }
-    })
-    .detach();
-    for listener in start.listeners {
-        let listener = adopt::listener(listener);
-        glommio::spawn_local(accept::accept_loop(listener, Rc::clone(&shard))).detach();
+        IoPath::Uring => {
+            let ring = match Ring::new(start.ring) {
+                Ok(ring) => ring,
+                Err(error) => {
+                    let _ = start.ready.send(Err(format!(
+                        "cannot set up the shard's io_uring ({error}); set server.io = \"glommio\" on kernels before 6.1"
+                    )));
+                    return;
+                }
+            };
+            glommio::spawn_local(Rc::clone(&ring).drive()).detach();
+            for listener in start.listeners {
+                glommio::spawn_local(accept::ring_accept_loop(
+                    Rc::clone(&ring),
+                    listener,
+                    Rc::clone(&shard),
+                ))
+                .detach();
+            }
+        }
     }
     let mut stop = adopt::unix_stream(start.stop);
     let _ = start.ready.send(Ok(start.index));

@@ -3,11 +3,15 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use glommio::net::TcpListener;
 
 use super::connection;
 use super::transport::Transport;
 use crate::runtime::shard::ShardContext;
+use crate::uring::Ring;
 
 /// Pause after a failed accept (such as EMFILE), so a shard out of file
 /// descriptors does not spin while connections close.
@@ -21,7 +25,7 @@ pub(crate) async fn accept_loop<S: 'static>(listener: TcpListener, shard: Rc<Sha
                 let peer = stream.peer_addr().ok();
                 let shard = Rc::clone(&shard);
                 glommio::spawn_local(async move {
-                    connection::serve(&shard, Transport::new(stream), peer).await;
+                    connection::serve(&shard, Transport::Stream(stream), peer).await;
                 })
                 .detach();
             }
@@ -31,4 +35,36 @@ pub(crate) async fn accept_loop<S: 'static>(listener: TcpListener, shard: Rc<Sha
             }
         }
     }
+}
+
+/// Accepts connections with the shard's ring (multishot accept); the
+/// listening socket stays open for the life of the loop.
+pub(crate) async fn ring_accept_loop<S: 'static>(
+    ring: Rc<Ring>,
+    listener: std::net::TcpListener,
+    shard: Rc<ShardContext<S>>,
+) {
+    let mut acceptor = ring.accept(listener.as_raw_fd());
+    loop {
+        match acceptor.next().await {
+            Ok(socket) => {
+                let peer = peer_of(&socket);
+                let connection = ring.connection(socket);
+                let shard = Rc::clone(&shard);
+                glommio::spawn_local(async move {
+                    connection::serve(&shard, Transport::Ring(connection), peer).await;
+                })
+                .detach();
+            }
+            Err(error) => {
+                tracing::warn!(shard = shard.index, %error, "accept failed");
+                glommio::timer::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// The peer address of an accepted socket (multishot accept does not report it).
+fn peer_of(socket: &OwnedFd) -> Option<SocketAddr> {
+    socket2::SockRef::from(socket).peer_addr().ok()?.as_socket()
 }

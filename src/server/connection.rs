@@ -13,8 +13,10 @@ use std::task::Poll;
 
 use futures_lite::StreamExt;
 
+use super::pool::READ_BUFFER;
 use super::transport::Transport;
 use crate::app::App;
+use crate::http::date::DATE_LEN;
 use crate::http::parse::{Decoded, Decoder, HeaderSpan, Limits, Message, Method, Version};
 use crate::http::request::{Request, split_target, target_str};
 use crate::http::status::Status;
@@ -23,9 +25,6 @@ use crate::http::write::{
 };
 use crate::route::router::{Lookup, MAX_PARAMS};
 use crate::runtime::shard::ShardContext;
-
-/// First size of a connection's read buffer; it grows for large requests.
-const READ_BUFFER: usize = 4096;
 
 /// What one pass over the buffer did.
 pub(crate) struct Batch {
@@ -38,28 +37,54 @@ pub(crate) struct Batch {
 }
 
 /// Serves one connection until the peer closes, an error, or `Connection: close`.
+///
+/// The read buffer holds `buf[start..filled]` unanswered bytes. On the ring
+/// transport both buffers go back to the shard's pool whenever no request
+/// is half-read, so an idle connection holds neither.
 pub(crate) async fn serve<S: 'static>(
     shard: &ShardContext<S>,
     mut transport: Transport,
     peer: Option<SocketAddr>,
 ) {
+    let lends = transport.lends_buffers();
     let mut decoder = Decoder::new(shard.limits);
-    let mut buf = vec![0u8; READ_BUFFER];
-    let mut out = Vec::with_capacity(READ_BUFFER);
+    let mut buf = if lends {
+        Vec::new()
+    } else {
+        shard.pool.take_read()
+    };
+    let mut out = if lends {
+        Vec::new()
+    } else {
+        shard.pool.take_write()
+    };
     let (mut start, mut filled) = (0, 0);
     let max_buffer = buffer_ceiling(shard.limits);
     loop {
+        if buf.is_empty() {
+            buf = shard.pool.take_read();
+        }
+        let read = match transport.read_into(&mut buf, filled, max_buffer).await {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::OutOfMemory => {
+                reject_oversized(&mut transport, shard, &mut out).await;
+                break;
+            }
+            Err(_) => break,
+        };
+        filled += read;
+        if out.capacity() == 0 {
+            out = shard.pool.take_write();
+        }
         let batch =
             serve_buffered(shard, &mut decoder, &mut buf[start..filled], &mut out, peer).await;
         start += batch.consumed;
         if !batch.close && decoder.take_continue() {
             out.extend_from_slice(CONTINUE);
         }
-        if !out.is_empty() {
-            if transport.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
+        if !out.is_empty() && transport.write_all(&mut out).await.is_err() {
+            break;
         }
         if let Some((stream, chunked)) = batch.stream
             && (send_stream(&mut transport, &mut out, stream, chunked)
@@ -67,29 +92,26 @@ pub(crate) async fn serve<S: 'static>(
                 .is_err()
                 || !chunked)
         {
-            return;
+            break;
         }
         if batch.close {
-            return;
+            break;
         }
         if start == filled {
             (start, filled) = (0, 0);
-        } else if filled == buf.len() {
-            if start > 0 {
-                buf.copy_within(start..filled, 0);
-                (start, filled) = (0, filled - start);
-            } else if buf.len() < max_buffer {
-                buf.resize((buf.len() * 2).min(max_buffer), 0);
-            } else {
-                reject_oversized(&mut transport, shard).await;
-                return;
+            if lends {
+                shard.pool.put_read(std::mem::take(&mut buf));
+                shard.pool.put_write(std::mem::take(&mut out));
             }
-        }
-        match transport.read(&mut buf[filled..]).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => filled += read,
+        } else if start > 0 {
+            // Keep the partial request at the front, so the buffer only
+            // grows for requests that need it.
+            buf.copy_within(start..filled, 0);
+            (start, filled) = (0, filled - start);
         }
     }
+    shard.pool.put_read(buf);
+    shard.pool.put_write(out);
 }
 
 /// Largest read buffer: a whole request at the limits, with room for chunked
@@ -104,17 +126,20 @@ fn buffer_ceiling(limits: Limits) -> usize {
 
 /// Answers a request that cannot fit the buffer ceiling (only chunked
 /// framing far heavier than its data gets here).
-async fn reject_oversized<S>(transport: &mut Transport, shard: &ShardContext<S>) {
-    let mut out = Vec::new();
+async fn reject_oversized<S>(
+    transport: &mut Transport,
+    shard: &ShardContext<S>,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
     let context = error_context(shard);
-    ResponseWriter::new(&mut out, context)
-        .send_error(Status::PAYLOAD_TOO_LARGE, "request too large");
-    let _ = transport.write_all(&out).await;
+    ResponseWriter::new(out, context).send_error(Status::PAYLOAD_TOO_LARGE, "request too large");
+    let _ = transport.write_all(out).await;
 }
 
 fn error_context<S>(shard: &ShardContext<S>) -> ResponseContext {
     ResponseContext {
-        date: shard.date.get(),
+        date: shard.date.now(),
         head_request: false,
         keep_alive: false,
         http10: false,
@@ -128,7 +153,6 @@ async fn send_stream(
     chunked: bool,
 ) -> std::io::Result<()> {
     while let Some(piece) = stream.next().await {
-        out.clear();
         if chunked {
             encode_chunk(out, &piece);
         } else {
@@ -136,9 +160,9 @@ async fn send_stream(
         }
         transport.write_all(out).await?;
     }
-    out.clear();
     if chunked {
-        transport.write_all(LAST_CHUNK).await?;
+        out.extend_from_slice(LAST_CHUNK);
+        transport.write_all(out).await?;
     }
     Ok(())
 }
@@ -154,6 +178,7 @@ pub(crate) async fn serve_buffered<S>(
     peer: Option<SocketAddr>,
 ) -> Batch {
     let mut consumed = 0;
+    let date = shard.date.now();
     loop {
         match decoder.decode(&mut input[consumed..]) {
             Ok(Decoded::Partial) => {
@@ -175,8 +200,16 @@ pub(crate) async fn serve_buffered<S>(
             Ok(Decoded::Complete(message)) => {
                 let end = consumed + message.consumed;
                 let message_bytes = &mut input[consumed..end];
-                let (keep_alive, stream) =
-                    respond(shard, decoder.headers(), message_bytes, message, out, peer).await;
+                let (keep_alive, stream) = respond(
+                    shard,
+                    decoder.headers(),
+                    message_bytes,
+                    message,
+                    out,
+                    peer,
+                    date,
+                )
+                .await;
                 consumed = end;
                 if !keep_alive || stream.is_some() {
                     return Batch {
@@ -199,6 +232,7 @@ async fn respond<S>(
     message: Message,
     out: &mut Vec<u8>,
     peer: Option<SocketAddr>,
+    date: [u8; DATE_LEN],
 ) -> (bool, Option<(BodyStream, bool)>) {
     let head = message.head;
     let (head_bytes, rest) = message_bytes.split_at_mut(head.len);
@@ -206,7 +240,7 @@ async fn respond<S>(
     let body = &mut rest[..message.body.1 - head.len];
     let (path, _) = split_target(target_str(head_bytes, &head));
     let context = ResponseContext {
-        date: shard.date.get(),
+        date,
         head_request: head.method == Method::Head,
         keep_alive: head.keep_alive,
         http10: head.version == Version::Http10,

@@ -1,29 +1,83 @@
-//! The byte stream under a connection. Only plain TCP today; TLS and a
-//! faster `io_uring` path slot in here without touching the codec or router.
+//! The byte stream under a connection: glommio's `TcpStream`, or the
+//! shard's own ring (`crate::uring`). TLS will slot in here without
+//! touching the codec or the router.
 
 use std::io;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::uring;
+
 /// A connection's byte stream.
-#[derive(Debug)]
-pub(crate) struct Transport {
-    stream: TcpStream,
+pub(crate) enum Transport {
+    /// glommio's stream: `recv`, then a poll armed through its ring.
+    Stream(TcpStream),
+    /// The shard's ring: multishot receive into shared buffers, batched sends.
+    Ring(uring::Connection),
 }
 
 impl Transport {
-    pub(crate) fn new(stream: TcpStream) -> Self {
-        Self { stream }
+    /// Whether the connection can give its buffers back while idle.
+    pub(crate) fn lends_buffers(&self) -> bool {
+        matches!(self, Self::Ring(_))
     }
 
-    /// Reads what has arrived into `buf`; 0 means the peer closed.
-    pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.read(buf).await
+    /// Reads what arrives next into `buf` after `filled` bytes, growing `buf`
+    /// up to `max` bytes. Returns the bytes added; 0 means the peer closed.
+    pub(crate) async fn read_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        filled: usize,
+        max: usize,
+    ) -> io::Result<usize> {
+        match self {
+            Self::Stream(stream) => {
+                if filled == buf.len() {
+                    grow(buf, filled + 1, max)?;
+                }
+                stream.read(&mut buf[filled..]).await
+            }
+            Self::Ring(connection) => {
+                let Some(received) = connection.recv().await? else {
+                    return Ok(0);
+                };
+                let bytes = received.bytes();
+                if filled + bytes.len() > buf.len() {
+                    grow(buf, filled + bytes.len(), max)?;
+                }
+                buf[filled..filled + bytes.len()].copy_from_slice(bytes);
+                Ok(bytes.len())
+            }
+        }
     }
 
-    /// Writes all of `bytes`.
-    pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes).await
+    /// Writes all of `out`, which is left empty (and keeps its capacity).
+    pub(crate) async fn write_all(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let result = match self {
+            Self::Stream(stream) => stream.write_all(out).await,
+            Self::Ring(connection) => {
+                let (result, buffer) = connection.send_all(std::mem::take(out)).await;
+                *out = buffer;
+                result
+            }
+        };
+        out.clear();
+        result
     }
+}
+
+/// Grows `buf` to hold at least `needed` bytes (doubling), at most `max`.
+fn grow(buf: &mut Vec<u8>, needed: usize, max: usize) -> io::Result<()> {
+    if needed > max {
+        return Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "request larger than the buffer limit",
+        ));
+    }
+    let size = needed
+        .max(buf.len() * 2)
+        .clamp(super::pool::READ_BUFFER, max);
+    buf.resize(size, 0);
+    Ok(())
 }

@@ -148,6 +148,11 @@ impl Client {
         reply
     }
 
+    /// The socket, for tests that drive it by hand.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// True when the server has closed the connection (after any pending bytes).
     pub fn is_closed(&mut self) -> bool {
         self.pending.is_empty() && !self.fill()

@@ -1,0 +1,689 @@
+//! The shard's own `io_uring` for the socket data path.
+//!
+//! glommio stays the executor (tasks, timers, channels); sockets go through
+//! this ring instead of glommio's streams. It is set up with `SINGLE_ISSUER`,
+//! `DEFER_TASKRUN` and `COOP_TASKRUN`, so completions are processed only when the
+//! shard asks, in one batch for every connection: listeners use multishot
+//! accept, connections a multishot receive into a shared provided-buffer
+//! ring (an idle connection holds no buffer), and sends are queued and
+//! submitted together. A driver task submits and reaps; when there is
+//! nothing to do it waits, through glommio, on an eventfd the ring signals,
+//! so an idle shard sleeps and timers and messages are never delayed.
+#![allow(unsafe_code, reason = "io_uring shares memory with the kernel")]
+
+mod buffers;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use io_uring::{IoUring, cqueue, opcode, types};
+use slab::Slab;
+
+use buffers::{BufferRing, GROUP};
+
+/// `user_data` of operations whose completion is ignored (cancel, close).
+const IGNORED: u64 = u64::MAX;
+
+/// Sizes of a shard's ring.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RingConfig {
+    /// Submission queue entries.
+    pub(crate) entries: u32,
+    /// Provided receive buffers (a power of two).
+    pub(crate) buffers: u16,
+    /// Bytes per receive buffer.
+    pub(crate) buffer_size: usize,
+    /// How long the driver keeps checking for work before it sleeps.
+    pub(crate) spin: Duration,
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        Self {
+            entries: 1024,
+            buffers: 1024,
+            buffer_size: 2048,
+            spin: Duration::from_micros(50),
+        }
+    }
+}
+
+/// What a multishot receive delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RecvEvent {
+    Data { id: u16, len: u32 },
+    End,
+    Error(i32),
+}
+
+/// A queue of results from a multishot operation, read by one task.
+struct Stream<T> {
+    queue: VecDeque<T>,
+    waker: Option<Waker>,
+    armed: bool,
+    /// The owner is gone; drop the slot once the kernel is done with it.
+    abandoned: bool,
+}
+
+impl<T> Default for Stream<T> {
+    fn default() -> Self {
+        Self {
+            queue: VecDeque::new(),
+            waker: None,
+            armed: false,
+            abandoned: false,
+        }
+    }
+}
+
+enum Slot {
+    Accept(Stream<i32>),
+    Recv(Stream<RecvEvent>, RawFd),
+    Send {
+        result: Option<i32>,
+        waker: Option<Waker>,
+        buffer: Vec<u8>,
+        abandoned: bool,
+    },
+}
+
+struct Inner {
+    // Dropped first: the kernel lets go of the buffers before they are freed.
+    uring: IoUring,
+    buffers: BufferRing,
+    slots: Slab<Slot>,
+    /// Receives stopped for want of buffers, re-armed when one comes back.
+    starved: Vec<usize>,
+    driver: Option<Waker>,
+    wake: Vec<Waker>,
+}
+
+/// A shard's ring. Shared by the shard's tasks through `Rc`.
+pub(crate) struct Ring {
+    inner: RefCell<Inner>,
+    eventfd: OwnedFd,
+    spin: Duration,
+}
+
+impl Ring {
+    /// Creates the ring on the current (shard) thread.
+    pub(crate) fn new(config: RingConfig) -> io::Result<Rc<Ring>> {
+        let uring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .setup_cqsize(config.entries * 4)
+            .build(config.entries)?;
+        let buffers = BufferRing::new(config.buffers, config.buffer_size)?;
+        let (address, count) = buffers.registration();
+        // SAFETY: the ring memory lives in `buffers`, which outlives `uring`
+        // (field order in `Inner`), and is not freed while registered.
+        unsafe {
+            uring
+                .submitter()
+                .register_buf_ring_with_flags(address, count, GROUP, 0)?;
+        }
+        // A blocking eventfd: glommio's read of it waits instead of failing.
+        // SAFETY: eventfd(2) with valid flags; the result is checked.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(raw) };
+        uring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        Ok(Rc::new(Ring {
+            inner: RefCell::new(Inner {
+                uring,
+                buffers,
+                slots: Slab::with_capacity(256),
+                starved: Vec::new(),
+                driver: None,
+                wake: Vec::new(),
+            }),
+            eventfd,
+            spin: config.spin,
+        }))
+    }
+
+    /// Queues one submission and wakes the driver to submit it.
+    fn push(inner: &mut Inner, entry: &io_uring::squeue::Entry) {
+        // SAFETY: every entry built here points only at memory that outlives
+        // the operation: send buffers are kept in their slot until the
+        // completion, receives use the provided-buffer ring.
+        let pushed = unsafe { inner.uring.submission().push(entry) };
+        if pushed.is_err() {
+            // Queue full: submit what is there, then retry once.
+            let _ = inner.uring.submit();
+            // SAFETY: as above.
+            if unsafe { inner.uring.submission().push(entry) }.is_err() {
+                tracing::error!("io_uring submission queue stays full; operation dropped");
+            }
+        }
+        if let Some(driver) = inner.driver.take() {
+            driver.wake();
+        }
+    }
+
+    /// Starts a multishot accept on `listener`.
+    pub(crate) fn accept(self: &Rc<Self>, listener: RawFd) -> Acceptor {
+        let mut inner = self.inner.borrow_mut();
+        let key = inner.slots.insert(Slot::Accept(Stream::default()));
+        Ring::arm_accept(&mut inner, key, listener);
+        Acceptor {
+            ring: Rc::clone(self),
+            key,
+            listener,
+        }
+    }
+
+    fn arm_accept(inner: &mut Inner, key: usize, listener: RawFd) {
+        if let Some(Slot::Accept(stream)) = inner.slots.get_mut(key) {
+            stream.armed = true;
+        }
+        let entry = opcode::AcceptMulti::new(types::Fd(listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(key as u64);
+        Self::push(inner, &entry);
+    }
+
+    /// Starts a multishot receive on the connected socket `fd`, which the
+    /// returned connection owns and closes.
+    pub(crate) fn connection(self: &Rc<Self>, fd: OwnedFd) -> Connection {
+        let mut inner = self.inner.borrow_mut();
+        let raw = fd.as_raw_fd();
+        let key = inner.slots.insert(Slot::Recv(Stream::default(), raw));
+        Ring::arm_recv(&mut inner, key);
+        Connection {
+            ring: Rc::clone(self),
+            key,
+            fd: Some(fd),
+        }
+    }
+
+    fn arm_recv(inner: &mut Inner, key: usize) {
+        let Some(Slot::Recv(stream, fd)) = inner.slots.get_mut(key) else {
+            return;
+        };
+        stream.armed = true;
+        let entry = opcode::RecvMulti::new(types::Fd(*fd), GROUP)
+            .build()
+            .user_data(key as u64);
+        Self::push(inner, &entry);
+    }
+
+    /// Returns a receive buffer to the kernel and re-arms starved receives.
+    fn give_back(&self, id: u16) {
+        let mut inner = self.inner.borrow_mut();
+        inner.buffers.give_back(id);
+        while let Some(key) = inner.starved.pop() {
+            Ring::arm_recv(&mut inner, key);
+        }
+    }
+
+    /// Submits what is queued and dispatches every completion. Returns how
+    /// many submissions and completions there were.
+    fn turn(&self) -> usize {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let queued = inner.uring.submission().len();
+        if queued > 0 || inner.uring.submission().taskrun() {
+            match inner.uring.submit() {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                    ) => {}
+                Err(e) => tracing::error!(error = %e, "io_uring_enter failed"),
+            }
+        }
+        let mut completed = 0;
+        let Inner {
+            uring,
+            buffers,
+            slots,
+            starved,
+            wake,
+            ..
+        } = inner;
+        for cqe in uring.completion() {
+            completed += 1;
+            dispatch(
+                slots,
+                buffers,
+                starved,
+                wake,
+                cqe.user_data(),
+                cqe.result(),
+                cqe.flags(),
+            );
+        }
+        // Wake outside the borrow; the vector is kept to avoid reallocating.
+        let mut woken = std::mem::take(&mut inner.wake);
+        drop(guard);
+        for waker in woken.drain(..) {
+            waker.wake();
+        }
+        self.inner.borrow_mut().wake = woken;
+        queued + completed
+    }
+
+    /// Runs the ring until the shard stops: submit, reap, wake tasks; sleep
+    /// on the eventfd (through glommio) when there is nothing to do.
+    pub(crate) async fn drive(self: Rc<Self>) {
+        let eventfd = crate::runtime::adopt::eventfd_reader(&self.eventfd);
+        let mut waiting: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            if self.turn() > 0 {
+                idle_since = None;
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < self.spin {
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+            idle_since = None;
+            // Sleep until the kernel signals the eventfd or a task queues work.
+            let read = waiting.get_or_insert_with(|| {
+                let eventfd = eventfd.clone();
+                Box::pin(async move {
+                    let _ = eventfd.read_at(0, 8).await;
+                })
+            });
+            let signalled = futures_lite::future::poll_fn(|cx| {
+                if read.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(true);
+                }
+                let mut inner = self.inner.borrow_mut();
+                if !inner.uring.submission().is_empty() || inner.uring.submission().taskrun() {
+                    return Poll::Ready(false);
+                }
+                inner.driver = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            self.inner.borrow_mut().driver = None;
+            if signalled {
+                waiting = None;
+            }
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // Cancel everything and give in-flight operations a moment to end
+        // before their memory is freed.
+        let inner = self.inner.get_mut();
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(IGNORED);
+        // SAFETY: a cancel entry refers to no memory.
+        let _ = unsafe { inner.uring.submission().push(&cancel) };
+        let deadline = Instant::now() + Duration::from_millis(100);
+        while !inner.slots.is_empty() && Instant::now() < deadline {
+            let timeout = types::Timespec::new().nsec(10_000_000);
+            let args = types::SubmitArgs::new().timespec(&timeout);
+            if inner.uring.submitter().submit_with_args(1, &args).is_err() {
+                break;
+            }
+            let Inner {
+                uring,
+                buffers,
+                slots,
+                starved,
+                wake,
+                ..
+            } = inner;
+            for cqe in uring.completion() {
+                dispatch(
+                    slots,
+                    buffers,
+                    starved,
+                    wake,
+                    cqe.user_data(),
+                    cqe.result(),
+                    cqe.flags(),
+                );
+            }
+            inner
+                .slots
+                .retain(|_, slot| !matches!(slot, Slot::Accept(_)));
+        }
+    }
+}
+
+/// Applies one completion to its slot.
+fn dispatch(
+    slots: &mut Slab<Slot>,
+    buffers: &mut BufferRing,
+    starved: &mut Vec<usize>,
+    wake: &mut Vec<Waker>,
+    user_data: u64,
+    result: i32,
+    flags: u32,
+) {
+    let Ok(key) = usize::try_from(user_data) else {
+        return;
+    };
+    if user_data == IGNORED {
+        return;
+    }
+    let more = cqueue::more(flags);
+    let remove = match slots.get_mut(key) {
+        None => false,
+        Some(Slot::Accept(stream)) => {
+            stream.queue.push_back(result);
+            stream.armed = more;
+            wake.extend(stream.waker.take());
+            stream.abandoned && !more
+        }
+        Some(Slot::Recv(stream, _)) => {
+            let event = match (result, cqueue::buffer_select(flags)) {
+                (len, Some(id)) if len > 0 => Some(RecvEvent::Data {
+                    id,
+                    len: len.unsigned_abs(),
+                }),
+                (0, _) => Some(RecvEvent::End),
+                (e, _) if e == -libc::ENOBUFS && !stream.abandoned => {
+                    starved.push(key);
+                    None
+                }
+                (e, _) if e == -libc::ECANCELED && stream.abandoned => None,
+                (e, _) => Some(RecvEvent::Error(-e)),
+            };
+            stream.armed = more;
+            if stream.abandoned {
+                if let Some(RecvEvent::Data { id, .. }) = event {
+                    buffers.give_back(id);
+                }
+            } else if let Some(event) = event {
+                stream.queue.push_back(event);
+                wake.extend(stream.waker.take());
+            }
+            stream.abandoned && !more
+        }
+        Some(Slot::Send {
+            result: done,
+            waker,
+            abandoned,
+            ..
+        }) => {
+            *done = Some(result);
+            wake.extend(waker.take());
+            *abandoned
+        }
+    };
+    if remove {
+        slots.remove(key);
+    }
+}
+
+/// A listener's multishot accept.
+pub(crate) struct Acceptor {
+    ring: Rc<Ring>,
+    key: usize,
+    listener: RawFd,
+}
+
+impl Acceptor {
+    /// The next accepted socket.
+    pub(crate) async fn next(&mut self) -> io::Result<OwnedFd> {
+        let result = futures_lite::future::poll_fn(|cx| {
+            let mut inner = self.ring.inner.borrow_mut();
+            let rearm = match inner.slots.get_mut(self.key) {
+                Some(Slot::Accept(stream)) => {
+                    if let Some(result) = stream.queue.pop_front() {
+                        return Poll::Ready(result);
+                    }
+                    stream.waker = Some(cx.waker().clone());
+                    !stream.armed
+                }
+                _ => return Poll::Ready(-libc::EBADF),
+            };
+            if rearm {
+                Ring::arm_accept(&mut inner, self.key, self.listener);
+            }
+            Poll::Pending
+        })
+        .await;
+        if result < 0 {
+            return Err(io::Error::from_raw_os_error(-result));
+        }
+        // SAFETY: a successful accept completion is a new descriptor we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(result) })
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        let mut inner = self.ring.inner.borrow_mut();
+        if let Some(Slot::Accept(stream)) = inner.slots.get_mut(self.key) {
+            if stream.armed {
+                stream.abandoned = true;
+                let cancel = opcode::AsyncCancel::new(self.key as u64)
+                    .build()
+                    .user_data(IGNORED);
+                Ring::push(&mut inner, &cancel);
+            } else {
+                inner.slots.remove(self.key);
+            }
+        }
+    }
+}
+
+/// A connected socket served through the ring.
+pub(crate) struct Connection {
+    ring: Rc<Ring>,
+    key: usize,
+    fd: Option<OwnedFd>,
+}
+
+/// Received bytes, lent from the provided-buffer ring until dropped.
+pub(crate) struct Received {
+    ring: Rc<Ring>,
+    id: u16,
+    len: usize,
+}
+
+impl Received {
+    /// The bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        let inner = self.ring.inner.borrow();
+        // SAFETY: the kernel handed us buffer `id` with `len` bytes and it is
+        // returned only when `self` drops; the buffer memory outlives the
+        // borrow of `inner` because it is freed only with the ring, which
+        // `self.ring` keeps alive.
+        let bytes: &[u8] = unsafe { inner.buffers.bytes(self.id, self.len) };
+        // SAFETY: as above; the slice does not depend on the RefCell guard.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) }
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        self.ring.give_back(self.id);
+    }
+}
+
+impl Connection {
+    /// The next bytes from the peer; `Ok(None)` at end of stream.
+    pub(crate) async fn recv(&mut self) -> io::Result<Option<Received>> {
+        let event = futures_lite::future::poll_fn(|cx| {
+            let mut inner = self.ring.inner.borrow_mut();
+            let rearm = match inner.slots.get_mut(self.key) {
+                Some(Slot::Recv(stream, _)) => {
+                    if let Some(event) = stream.queue.pop_front() {
+                        return Poll::Ready(event);
+                    }
+                    stream.waker = Some(cx.waker().clone());
+                    !stream.armed && !inner.starved.contains(&self.key)
+                }
+                _ => return Poll::Ready(RecvEvent::Error(libc::EBADF)),
+            };
+            if rearm {
+                Ring::arm_recv(&mut inner, self.key);
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            RecvEvent::Data { id, len } => Ok(Some(Received {
+                ring: Rc::clone(&self.ring),
+                id,
+                len: len as usize,
+            })),
+            RecvEvent::End => Ok(None),
+            RecvEvent::Error(errno) => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+
+    /// Sends all of `buffer`; gives the buffer back for reuse.
+    pub(crate) async fn send_all(&mut self, buffer: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let fd = self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        let mut buffer = buffer;
+        let mut sent = 0;
+        while sent < buffer.len() {
+            let (result, returned) = Send::start(&self.ring, fd, buffer, sent).await;
+            buffer = returned;
+            match result {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buffer),
+                Ok(n) => sent += n,
+                Err(e) => return (Err(e), buffer),
+            }
+        }
+        (Ok(()), buffer)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut inner = self.ring.inner.borrow_mut();
+        let mut release = Vec::new();
+        if let Some(Slot::Recv(stream, _)) = inner.slots.get_mut(self.key) {
+            for event in stream.queue.drain(..) {
+                if let RecvEvent::Data { id, .. } = event {
+                    release.push(id);
+                }
+            }
+            if stream.armed {
+                stream.abandoned = true;
+                let cancel = opcode::AsyncCancel::new(self.key as u64)
+                    .build()
+                    .user_data(IGNORED);
+                Ring::push(&mut inner, &cancel);
+            } else {
+                inner.slots.remove(self.key);
+            }
+        }
+        inner.starved.retain(|&key| key != self.key);
+        for id in release {
+            inner.buffers.give_back(id);
+        }
+        if let Some(fd) = self.fd.take() {
+            // The ring closes it after the cancel, in the same batch.
+            let fd = std::os::fd::IntoRawFd::into_raw_fd(fd);
+            let close = opcode::Close::new(types::Fd(fd)).build().user_data(IGNORED);
+            Ring::push(&mut inner, &close);
+        }
+    }
+}
+
+/// One send in flight; the slot keeps the buffer until the kernel is done.
+struct Send {
+    ring: Rc<Ring>,
+    key: usize,
+    done: bool,
+}
+
+impl Send {
+    async fn start(
+        ring: &Rc<Ring>,
+        fd: RawFd,
+        buffer: Vec<u8>,
+        offset: usize,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        let key = {
+            let mut inner = ring.inner.borrow_mut();
+            let remaining = &buffer[offset..];
+            let entry = opcode::Send::new(
+                types::Fd(fd),
+                remaining.as_ptr(),
+                u32::try_from(remaining.len()).unwrap_or(u32::MAX),
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+            let key = inner.slots.insert(Slot::Send {
+                result: None,
+                waker: None,
+                buffer,
+                abandoned: false,
+            });
+            Ring::push(&mut inner, &entry.user_data(key as u64));
+            key
+        };
+        let mut send = Send {
+            ring: Rc::clone(ring),
+            key,
+            done: false,
+        };
+        futures_lite::future::poll_fn(|cx| send.poll_done(cx)).await
+    }
+
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<(io::Result<usize>, Vec<u8>)> {
+        let mut inner = self.ring.inner.borrow_mut();
+        match inner.slots.get_mut(self.key) {
+            Some(Slot::Send {
+                result: Some(result),
+                ..
+            }) => {
+                let result = *result;
+                let Slot::Send { buffer, .. } = inner.slots.remove(self.key) else {
+                    unreachable!("checked above")
+                };
+                self.done = true;
+                let outcome = if result < 0 {
+                    Err(io::Error::from_raw_os_error(-result))
+                } else {
+                    Ok(result.unsigned_abs() as usize)
+                };
+                Poll::Ready((outcome, buffer))
+            }
+            Some(Slot::Send { waker, .. }) => {
+                *waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            _ => {
+                self.done = true;
+                Poll::Ready((Err(io::ErrorKind::BrokenPipe.into()), Vec::new()))
+            }
+        }
+    }
+}
+
+impl Drop for Send {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Still in flight: the slot keeps the buffer until the completion.
+        if let Some(Slot::Send { abandoned, .. }) =
+            self.ring.inner.borrow_mut().slots.get_mut(self.key)
+        {
+            *abandoned = true;
+        }
+    }
+}
