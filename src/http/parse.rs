@@ -301,7 +301,7 @@ impl Decoder {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
-            headers: Vec::with_capacity(16),
+            headers: Vec::new(),
             state: State::Head,
             continue_due: false,
         }
@@ -311,6 +311,25 @@ impl Decoder {
     #[must_use]
     pub fn headers(&self) -> &[HeaderSpan] {
         &self.headers
+    }
+
+    /// Room in the header table (it grows to fit the largest head seen).
+    #[must_use]
+    pub fn header_capacity(&self) -> usize {
+        self.headers.capacity()
+    }
+
+    /// Hands the header table over, for a pool to keep while the connection
+    /// idles; call only between requests.
+    pub fn take_header_table(&mut self) -> Vec<HeaderSpan> {
+        debug_assert!(!self.in_progress(), "the header table is in use");
+        std::mem::take(&mut self.headers)
+    }
+
+    /// Gives the decoder a header table to fill (from a pool).
+    pub fn lend_header_table(&mut self, mut table: Vec<HeaderSpan>) {
+        table.clear();
+        self.headers = table;
     }
 
     /// True once per request when the client asked for `100 Continue` and the

@@ -13,6 +13,7 @@ use crate::config::IoPath;
 use crate::http::date::DateCache;
 use crate::http::parse::Limits;
 use crate::server::accept;
+use crate::server::placed::BlockPool;
 use crate::server::pool::BufferPool;
 use crate::uring::{Ring, RingConfig};
 
@@ -24,6 +25,7 @@ pub(crate) struct ShardContext<S> {
     pub(crate) date: DateCache,
     pub(crate) limits: Limits,
     pub(crate) pool: BufferPool,
+    pub(crate) blocks: BlockPool,
 }
 
 impl<S> ShardContext<S> {
@@ -37,6 +39,7 @@ impl<S> ShardContext<S> {
             date: DateCache::new(),
             limits,
             pool: BufferPool::default(),
+            blocks: BlockPool::default(),
         }
     }
 }

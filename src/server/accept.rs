@@ -25,7 +25,7 @@ pub(crate) async fn accept_loop<S: 'static>(listener: TcpListener, shard: Rc<Sha
                 let peer = stream.peer_addr().ok();
                 let shard = Rc::clone(&shard);
                 glommio::spawn_local(async move {
-                    connection::serve(&shard, Transport::Stream(stream), peer).await;
+                    connection::serve(&shard, Transport::Stream(Box::new(stream)), peer).await;
                 })
                 .detach();
             }

@@ -48,27 +48,20 @@ pub(crate) async fn serve<S: 'static>(
 ) {
     let lends = transport.lends_buffers();
     let mut decoder = Decoder::new(shard.limits);
-    let mut buf = if lends {
-        Vec::new()
-    } else {
-        shard.pool.take_read()
-    };
-    let mut out = if lends {
-        Vec::new()
-    } else {
-        shard.pool.take_write()
-    };
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
     let (mut start, mut filled) = (0, 0);
     let max_buffer = buffer_ceiling(shard.limits);
     loop {
-        if buf.is_empty() {
-            buf = shard.pool.take_read();
-        }
-        let read = match transport.read_into(&mut buf, filled, max_buffer).await {
+        let read = match transport
+            .read_into(&mut buf, filled, max_buffer, &shard.pool)
+            .await
+        {
             Ok(0) => break,
             Ok(read) => read,
             Err(error) if error.kind() == std::io::ErrorKind::OutOfMemory => {
-                reject_oversized(&mut transport, shard, &mut out).await;
+                // Rare paths are boxed so they do not enlarge every connection's task.
+                Box::pin(reject_oversized(&mut transport, shard, &mut out)).await;
                 break;
             }
             Err(_) => break,
@@ -77,8 +70,21 @@ pub(crate) async fn serve<S: 'static>(
         if out.capacity() == 0 {
             out = shard.pool.take_write();
         }
-        let batch =
-            serve_buffered(shard, &mut decoder, &mut buf[start..filled], &mut out, peer).await;
+        if decoder.header_capacity() == 0 {
+            decoder.lend_header_table(shard.pool.take_headers());
+        }
+        // Placed in a pooled block: the work future is large, and inline it
+        // would make every idle connection's task as large.
+        let batch = shard
+            .blocks
+            .place(serve_buffered(
+                shard,
+                &mut decoder,
+                &mut buf[start..filled],
+                &mut out,
+                peer,
+            ))
+            .await;
         start += batch.consumed;
         if !batch.close && decoder.take_continue() {
             out.extend_from_slice(CONTINUE);
@@ -102,6 +108,7 @@ pub(crate) async fn serve<S: 'static>(
             if lends {
                 shard.pool.put_read(std::mem::take(&mut buf));
                 shard.pool.put_write(std::mem::take(&mut out));
+                shard.pool.put_headers(decoder.take_header_table());
             }
         } else if start > 0 {
             // Keep the partial request at the front, so the buffer only

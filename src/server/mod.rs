@@ -3,6 +3,7 @@
 
 pub(crate) mod accept;
 pub(crate) mod connection;
+pub(crate) mod placed;
 pub(crate) mod pool;
 pub(crate) mod transport;
 

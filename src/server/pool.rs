@@ -5,8 +5,11 @@
 
 use std::cell::RefCell;
 
-/// Most buffers a pool keeps; more are freed.
-const MAX_POOLED: usize = 4096;
+use crate::http::parse::HeaderSpan;
+
+/// Most buffers a pool keeps; more are freed. Busy connections hold theirs,
+/// so this only bounds what a burst leaves behind.
+const MAX_POOLED: usize = 512;
 
 /// Size of a fresh read buffer.
 pub(crate) const READ_BUFFER: usize = 4096;
@@ -16,6 +19,7 @@ pub(crate) const READ_BUFFER: usize = 4096;
 pub(crate) struct BufferPool {
     read: RefCell<Vec<Vec<u8>>>,
     write: RefCell<Vec<Vec<u8>>>,
+    headers: RefCell<Vec<Vec<HeaderSpan>>>,
 }
 
 impl BufferPool {
@@ -46,7 +50,20 @@ impl BufferPool {
         Self::put(&self.write, buffer);
     }
 
-    fn put(pool: &RefCell<Vec<Vec<u8>>>, buffer: Vec<u8>) {
+    /// An empty header table.
+    pub(crate) fn take_headers(&self) -> Vec<HeaderSpan> {
+        self.headers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(16))
+    }
+
+    /// Keeps a header table for reuse.
+    pub(crate) fn put_headers(&self, table: Vec<HeaderSpan>) {
+        Self::put(&self.headers, table);
+    }
+
+    fn put<T>(pool: &RefCell<Vec<Vec<T>>>, buffer: Vec<T>) {
         if buffer.capacity() == 0 {
             return;
         }

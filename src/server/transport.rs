@@ -7,12 +7,13 @@ use std::io;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use super::pool::BufferPool;
 use crate::uring;
 
 /// A connection's byte stream.
 pub(crate) enum Transport {
     /// glommio's stream: `recv`, then a poll armed through its ring.
-    Stream(TcpStream),
+    Stream(Box<TcpStream>),
     /// The shard's ring: multishot receive into shared buffers, batched sends.
     Ring(uring::Connection),
 }
@@ -30,9 +31,15 @@ impl Transport {
         buf: &mut Vec<u8>,
         filled: usize,
         max: usize,
+        pool: &BufferPool,
     ) -> io::Result<usize> {
+        // An empty `buf` is taken from `pool`: on the ring path only once
+        // bytes have arrived, so a waiting connection holds no buffer.
         match self {
             Self::Stream(stream) => {
+                if buf.is_empty() {
+                    *buf = pool.take_read();
+                }
                 if filled == buf.len() {
                     grow(buf, filled + 1, max)?;
                 }
@@ -42,6 +49,9 @@ impl Transport {
                 let Some(received) = connection.recv().await? else {
                     return Ok(0);
                 };
+                if buf.is_empty() {
+                    *buf = pool.take_read();
+                }
                 let bytes = received.bytes();
                 if filled + bytes.len() > buf.len() {
                     grow(buf, filled + bytes.len(), max)?;
