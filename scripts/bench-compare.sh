@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
-# percore against nginx, one core each, side by side (see ../shared/BENCH.md).
+# percore against nginx and the fastest Rust servers, one core each, side by
+# side (see ../shared/BENCH.md).
 #
 #   scripts/bench-compare.sh
 #
-# Server under test on SERVER_CPU with one shard (nginx: one worker), wrk on
-# LOAD_CPU. Rounds alternate percore, nginx, percore, nginx…; each figure is
-# the median of the rounds with its min–max, and the ratio of medians.
-# CPU per request is the server's user+system time over the requests it
-# served. Knobs (environment): ROUNDS=5 DURATION=8 WARMUP=3 SERVER_CPU=1
-# LOAD_CPU=0 IDLE_CONNECTIONS=10000. Installs nginx and wrk with apt-get when
-# missing. Prints a Markdown table; the same goes to target/bench-compare.md.
+# Each server runs on SERVER_CPU with one shard / worker; the load generator
+# (wrk, or oha for open-loop latency) runs on LOAD_CPU. Rounds alternate
+# between the servers of a scenario; each figure is the median of the rounds
+# with its min–max, and ratios are of medians against the first peer named.
+# CPU per request is the server's user+system time (all its threads, from
+# /proc/PID/stat) over the requests the load generator counted.
+#
+# Servers: percore (the shard's own io_uring), percore-glommio (glommio's
+# streams, for comparison), nginx, and for /json actix-web (1 worker) and
+# may_minihttp (1 worker), built from bench/peers/ outside percore's tree.
+#
+# Knobs (environment): ROUNDS=5 DURATION=6 WARMUP=2 SERVER_CPU=1 LOAD_CPU=0
+# IDLE_CONNECTIONS=10000 LATENCY_SECONDS=10. Installs nginx and wrk (apt-get)
+# and oha (cargo install) when missing. Prints Markdown tables; the same goes
+# to target/bench-compare.md.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-8}
-WARMUP=${WARMUP:-3}
+DURATION=${DURATION:-6}
+WARMUP=${WARMUP:-2}
 SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
+LATENCY_SECONDS=${LATENCY_SECONDS:-10}
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -25,13 +35,17 @@ root=$(pwd)
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
 fi
+command -v oha >/dev/null || cargo install --quiet --locked oha
 cargo build --release --quiet
+for peer in actix minihttp; do
+  cargo build --release --quiet --manifest-path "bench/peers/$peer/Cargo.toml"
+done
 ulimit -n "$(ulimit -Hn)"  # the hard limit; 10k idle connections need ~10k
 
 work=$(mktemp -d)
-pids=()
+declare -A port pid
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for p in "${pid[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -50,11 +64,10 @@ wait_for() { # port
   exit 1
 }
 
-percore_port=$(free_port)
-nginx_port=$(free_port)
 mask=$(python3 -c "print(format(1 << $SERVER_CPU, 'b'))")
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<CONF
+nginx_conf() {
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<CONF
 daemon off;
 master_process on;
 worker_processes 1;
@@ -74,109 +87,116 @@ http {
   uwsgi_temp_path $work/nginx;
   scgi_temp_path $work/nginx;
   server {
-    listen 127.0.0.1:$nginx_port;
+    listen 127.0.0.1:${port[nginx]};
     location = /plaintext { default_type "text/plain; charset=utf-8"; return 200 "Hello, World!"; }
     location = /json { default_type application/json; return 200 '{"message":"Hello, World!"}'; }
   }
 }
 CONF
-
-# Starts both servers; sets percore_pid and nginx_worker.
-start_servers() {
-  taskset -c "$SERVER_CPU" "$root/target/release/percore" --listen "127.0.0.1:$percore_port" \
-    --shards 1 --cpus "$SERVER_CPU" --log-level warn &
-  percore_pid=$!
-  pids+=("$percore_pid")
-  nginx -c "$work/nginx/nginx.conf" &
-  nginx_master=$!
-  pids+=("$nginx_master")
-  wait_for "$percore_port"
-  wait_for "$nginx_port"
-  nginx_worker=$(pgrep -P "$nginx_master" | head -1)
 }
 
-stop_servers() {
-  kill "$percore_pid" "$nginx_master"
-  wait "$percore_pid" "$nginx_master" 2>/dev/null || true
+# start NAME: starts a server on its port; pid[NAME] is the process measured.
+start() {
+  local name=$1
+  port[$name]=${port[$name]:-$(free_port)}
+  local on_cpu=(taskset -c "$SERVER_CPU")
+  case $name in
+    percore) "${on_cpu[@]}" target/release/percore --listen "127.0.0.1:${port[$name]}" \
+               --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
+    percore-glommio) "${on_cpu[@]}" target/release/percore --io glommio --listen "127.0.0.1:${port[$name]}" \
+               --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
+    nginx) nginx_conf; nginx -c "$work/nginx/nginx.conf" & pid[nginx-master]=$! ;;
+    actix) "${on_cpu[@]}" bench/peers/actix/target/release/peer-actix "127.0.0.1:${port[$name]}" & pid[$name]=$! ;;
+    minihttp) "${on_cpu[@]}" bench/peers/minihttp/target/release/peer-minihttp "127.0.0.1:${port[$name]}" & pid[$name]=$! ;;
+  esac
+  wait_for "${port[$name]}"
+  if [ "$name" = nginx ]; then pid[nginx]=$(pgrep -P "${pid[nginx-master]}" | head -1); fi
 }
 
-start_servers
+stop() {
+  local name=$1 p
+  p=${pid[$name]}
+  [ "$name" = nginx ] && p=${pid[nginx-master]}
+  kill "$p"; wait "$p" 2>/dev/null || true
+}
 
-# CPU ticks (user + system, all threads) of a process.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-# run_wrk SERVER_PID PORT CONNECTIONS PATH [pipeline depth] -> "requests_per_second microseconds_per_request"
+# run_wrk NAME CONNECTIONS PATH DEPTH SECONDS -> "requests_per_second cpu_microseconds_per_request"
 run_wrk() {
-  local pid=$1 port=$2 connections=$3 path=$4 depth=${5:-} duration=${6:-$DURATION}
-  local args=(-t1 -c"$connections" -d"${duration}s" "http://127.0.0.1:$port$path")
+  local name=$1 connections=$2 path=$3 depth=$4 seconds=$5
+  local args=(-t1 -c"$connections" -d"${seconds}s" "http://127.0.0.1:${port[$name]}$path")
   [ -n "$depth" ] && args+=(-s scripts/pipeline.lua -- "$depth" "$path")
-  local before after out
-  before=$(cpu_ticks "$pid")
+  local before after out requests rps
+  before=$(cpu_ticks "${pid[$name]}")
   out=$(taskset -c "$LOAD_CPU" wrk "${args[@]}")
-  after=$(cpu_ticks "$pid")
-  local requests rps
+  after=$(cpu_ticks "${pid[$name]}")
+  if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
+    echo "$name: $(echo "$out" | grep "Non-2xx\|Socket errors")" >&2
+  fi
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
-    echo "$out" | grep "Non-2xx\|Socket errors" >&2
-  fi
   python3 -c "print($rps, ($after - $before) / $hz * 1e6 / max($requests, 1))"
 }
 
-scenarios=(
-  "plaintext keep-alive, 64 connections|64|/plaintext|"
-  "plaintext keep-alive, 256 connections|256|/plaintext|"
-  "plaintext pipelined ×16, 256 connections|256|/plaintext|16"
-  "json keep-alive, 64 connections|64|/json|"
-)
-
 results="$work/results"
 : > "$results"
-for scenario in "${scenarios[@]}"; do
-  IFS='|' read -r name connections path depth <<<"$scenario"
+
+# scenario NAME CONNECTIONS PATH DEPTH SERVER...
+scenario() {
+  local name=$1 connections=$2 path=$3 depth=$4
+  shift 4
   echo "== $name" >&2
-  run_wrk "$percore_pid" "$percore_port" "$connections" "$path" "$depth" "$WARMUP" >/dev/null
-  run_wrk "$nginx_worker" "$nginx_port" "$connections" "$path" "$depth" "$WARMUP" >/dev/null
+  for server in "$@"; do run_wrk "$server" "$connections" "$path" "$depth" "$WARMUP" >/dev/null; done
   for round in $(seq "$ROUNDS"); do
-    read -r rps us < <(run_wrk "$percore_pid" "$percore_port" "$connections" "$path" "$depth")
-    echo "$name|percore|$rps|$us" >> "$results"
-    echo "   round $round percore $rps req/s, $us µs CPU/req" >&2
-    read -r rps us < <(run_wrk "$nginx_worker" "$nginx_port" "$connections" "$path" "$depth")
-    echo "$name|nginx|$rps|$us" >> "$results"
-    echo "   round $round nginx   $rps req/s, $us µs CPU/req" >&2
+    for server in "$@"; do
+      read -r rps us < <(run_wrk "$server" "$connections" "$path" "$depth" "$DURATION")
+      echo "$name|$server|$rps|$us" >> "$results"
+      printf '   round %s %-16s %10.0f req/s %6.2f µs CPU/req\n' "$round" "$server" "$rps" "$us" >&2
+    done
+  done
+}
+
+for server in percore percore-glommio nginx actix minihttp; do start "$server"; done
+
+scenario "plaintext keep-alive, 64 connections" 64 /plaintext "" nginx percore percore-glommio
+scenario "plaintext keep-alive, 256 connections" 256 /plaintext "" nginx percore percore-glommio
+scenario "plaintext pipelined ×16, 256 connections" 256 /plaintext 16 nginx percore percore-glommio
+scenario "json keep-alive, 64 connections" 64 /json "" nginx percore actix minihttp
+
+# Open-loop latency: oha at a fixed rate (with latency correction) at 50 %
+# and 80 % of nginx's capacity as oha itself measures it.
+oha_json() { # NAME ARGS... -> JSON summary
+  local name=$1; shift
+  taskset -c "$LOAD_CPU" oha --no-tui --output-format json -c 64 "$@" "http://127.0.0.1:${port[$name]}/plaintext"
+}
+capacity=$(oha_json nginx -z 5s | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["summary"]["requestsPerSec"]))')
+echo "== open-loop latency; nginx capacity under oha: $capacity req/s" >&2
+for share in 50 80; do
+  rate=$((capacity * share / 100))
+  for round in 1 2 3; do
+    for server in nginx percore; do
+      oha_json "$server" -z "${LATENCY_SECONDS}s" -q "$rate" --latency-correction > "$work/oha.json"
+      python3 - "$work/oha.json" "$share" "$server" "$rate" >> "$results" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+p = data["latencyPercentiles"]
+print(f"latency {sys.argv[2]}% ({sys.argv[4]} req/s)|{sys.argv[3]}|{p['p50']*1e6:.0f},{p['p99']*1e6:.0f},{p['p99.9']*1e6:.0f}|0")
+PY
+      tail -1 "$results" >&2
+    done
   done
 done
 
 echo "== idle keep-alive memory, $IDLE_CONNECTIONS connections, fresh servers" >&2
 for round in 1 2; do
-  stop_servers
-  start_servers
-  echo "idle|percore|$(python3 scripts/idle_connections.py "$percore_port" "$IDLE_CONNECTIONS" "$percore_pid")|0" >> "$results"
-  echo "idle|nginx|$(python3 scripts/idle_connections.py "$nginx_port" "$IDLE_CONNECTIONS" "$nginx_worker")|0" >> "$results"
+  for server in nginx percore percore-glommio; do
+    stop "$server"
+    start "$server"
+    echo "idle|$server|$(python3 scripts/idle_connections.py "${port[$server]}" "$IDLE_CONNECTIONS" "${pid[$server]}")|0" >> "$results"
+    tail -1 "$results" >&2
+  done
 done
 
-python3 - "$results" <<'PY' | tee target/bench-compare.md
-import statistics, sys
-rows = [line.rstrip("\n").split("|") for line in open(sys.argv[1])]
-order = []
-data = {}
-for name, server, value, cpu in rows:
-    if name not in order:
-        order.append(name)
-    data.setdefault((name, server), []).append((float(value), float(cpu)))
-def summary(values):
-    return statistics.median(values), min(values), max(values)
-print("| scenario | percore | nginx | ratio | CPU µs/req percore | nginx | ratio |")
-print("|---|---|---|---|---|---|---|")
-for name in order:
-    ours, theirs = data[(name, "percore")], data[(name, "nginx")]
-    if name == "idle":
-        o = summary([v for v, _ in ours]); t = summary([v for v, _ in theirs])
-        print(f"| idle keep-alive RSS growth, bytes/connection | {o[0]:.0f} ({o[1]:.0f}–{o[2]:.0f}) | {t[0]:.0f} ({t[1]:.0f}–{t[2]:.0f}) | {o[0]/t[0]:.2f} | | | |")
-        continue
-    o = summary([v for v, _ in ours]); t = summary([v for v, _ in theirs])
-    oc = summary([c for _, c in ours]); tc = summary([c for _, c in theirs])
-    print(f"| {name} | {o[0]:,.0f} ({o[1]:,.0f}–{o[2]:,.0f}) | {t[0]:,.0f} ({t[1]:,.0f}–{t[2]:,.0f}) | {o[0]/t[0]:.2f} "
-          f"| {oc[0]:.2f} | {tc[0]:.2f} | {oc[0]/tc[0]:.2f} |")
-PY
+python3 scripts/bench_table.py "$results" | tee target/bench-compare.md

@@ -39,10 +39,15 @@
 //!   cpuset, capped by the cgroup quota), opens every listener before any
 //!   shard starts (`listener`), and runs one pinned executor per CPU
 //!   (`shard`), stopped through a socket that reads end-of-file.
+//! - `uring`: each shard's own io_uring for sockets (multishot accept and
+//!   receive into provided buffers, batched sends, deferred task work) and
+//!   the driver task that submits, reaps and sleeps through glommio.
 //! - [`server`]: each shard's accept loop spawns one task per connection.
-//!   The connection loop reads into one reused buffer, answers every complete
-//!   request in it, and sends all responses with one write. Its request path
-//!   is also usable without a socket as [`LocalService`].
+//!   The connection loop reads into a pooled buffer, answers every complete
+//!   request in it, and sends all responses with one write; the request work
+//!   runs in a pooled block (`server::placed`) so idle connections stay
+//!   small. Its request path is also usable without a socket as
+//!   [`LocalService`].
 //! - [`http`]: the protocol, sans-IO. [`http::parse`] decodes heads with
 //!   httparse and applies the RFC 9112 framing rules; [`http::body`] decodes
 //!   chunked bodies in place; [`http::request`] is the borrowed view a handler

@@ -65,7 +65,7 @@ fn plaintext_and_json_over_a_socket_allocate_nothing_per_request() {
     let mut config = percore::Config::default();
     config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.server.shards = Some(1);
-    config.server.idle_poll_us = 20_000;
+    config.server.idle_poll_us = 20_000; // see the module doc
     let server = percore::reference::app().start(&config).unwrap();
     for (request, body) in [
         (

@@ -115,7 +115,7 @@ pub(crate) struct Ring {
 impl Ring {
     /// Creates the ring on the current (shard) thread.
     pub(crate) fn new(config: RingConfig) -> io::Result<Rc<Ring>> {
-        let uring = IoUring::builder()
+        let mut uring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_coop_taskrun()
@@ -140,6 +140,8 @@ impl Ring {
         // SAFETY: `raw` is a new descriptor that nothing else owns.
         let eventfd = unsafe { OwnedFd::from_raw_fd(raw) };
         uring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        // Signalled only while the driver sleeps (see `drive`).
+        uring.completion().disable_eventfd();
         Ok(Rc::new(Ring {
             inner: RefCell::new(Inner {
                 uring,
@@ -303,19 +305,28 @@ impl Ring {
                     let _ = eventfd.read_at(0, 8).await;
                 })
             });
+            // The kernel signals the eventfd only while the shard sleeps;
+            // work that came before this is seen by the checks below.
+            self.inner.borrow_mut().uring.completion().enable_eventfd();
             let signalled = futures_lite::future::poll_fn(|cx| {
                 if read.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(true);
                 }
                 let mut inner = self.inner.borrow_mut();
-                if !inner.uring.submission().is_empty() || inner.uring.submission().taskrun() {
+                let pending = !inner.uring.submission().is_empty()
+                    || inner.uring.submission().taskrun()
+                    || !inner.uring.completion().is_empty();
+                if pending {
                     return Poll::Ready(false);
                 }
                 inner.driver = Some(cx.waker().clone());
                 Poll::Pending
             })
             .await;
-            self.inner.borrow_mut().driver = None;
+            let mut inner = self.inner.borrow_mut();
+            inner.driver = None;
+            inner.uring.completion().disable_eventfd();
+            drop(inner);
             if signalled {
                 waiting = None;
             }
