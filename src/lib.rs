@@ -39,7 +39,7 @@
 //!   cpuset, capped by the cgroup quota), opens every listener before any
 //!   shard starts (`listener`), and runs one pinned executor per CPU
 //!   (`shard`), stopped through a socket that reads end-of-file.
-//! - `uring`: each shard's own io_uring for sockets (multishot accept and
+//! - `uring`: each shard's own `io_uring` for sockets (multishot accept and
 //!   receive into provided buffers, batched sends, deferred task work) and
 //!   the driver task that submits, reaps and sleeps through glommio.
 //! - [`server`]: each shard's accept loop spawns one task per connection.
