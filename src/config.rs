@@ -75,6 +75,8 @@ impl Default for ServerConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LimitsConfig {
+    /// Longest request line, bytes; 414 beyond.
+    pub max_request_line_bytes: usize,
     /// Largest request head (request line and header fields), bytes; 431 beyond.
     pub max_head_bytes: usize,
     /// Most header fields in one request; 431 beyond.
@@ -87,6 +89,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         let limits = Limits::default();
         Self {
+            max_request_line_bytes: limits.max_request_line_bytes,
             max_head_bytes: limits.max_head_bytes,
             max_headers: limits.max_headers,
             max_body_bytes: limits.max_body_bytes,
@@ -267,6 +270,11 @@ impl Config {
             "must be 1024 to 1048576",
         );
         check(
+            (256..=limits.max_head_bytes).contains(&limits.max_request_line_bytes),
+            "limits.max_request_line_bytes",
+            "must be 256 to limits.max_head_bytes",
+        );
+        check(
             (1..=MAX_HEADERS_CEILING).contains(&limits.max_headers),
             "limits.max_headers",
             "must be 1 to 256",
@@ -286,6 +294,7 @@ impl Config {
     #[must_use]
     pub fn codec_limits(&self) -> Limits {
         Limits {
+            max_request_line_bytes: self.limits.max_request_line_bytes,
             max_head_bytes: self.limits.max_head_bytes,
             max_headers: self.limits.max_headers,
             max_body_bytes: self.limits.max_body_bytes,

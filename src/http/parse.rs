@@ -5,6 +5,7 @@
 //! (head and body) is there, then [`Decoded::Complete`] with offsets into those
 //! bytes. It never allocates once its header table has grown to fit.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::body::ChunkedDecoder;
@@ -16,6 +17,8 @@ pub const MAX_HEADERS_CEILING: usize = 256;
 /// Size limits applied while decoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Longest request line (method, target, version), in bytes.
+    pub max_request_line_bytes: usize,
     /// Largest request head (request line and header fields), in bytes.
     pub max_head_bytes: usize,
     /// Most header fields in one request (at most [`MAX_HEADERS_CEILING`]).
@@ -27,6 +30,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            max_request_line_bytes: 8 * 1024,
             max_head_bytes: 32 * 1024,
             max_headers: 100,
             max_body_bytes: 1024 * 1024,
@@ -40,8 +44,14 @@ impl Default for Limits {
 pub enum ParseError {
     /// The request line or a header field is not valid HTTP/1.1 syntax.
     Malformed(&'static str),
+    /// The request line is longer than `max_request_line_bytes`.
+    RequestLineTooLong,
     /// The head is larger than `max_head_bytes`.
     HeadTooLarge,
+    /// An HTTP/1.1 request without a `Host` field.
+    MissingHost,
+    /// More than one `Host` field.
+    RepeatedHost,
     /// More header fields than `max_headers`.
     TooManyHeaders,
     /// A version other than HTTP/1.0 or HTTP/1.1.
@@ -68,12 +78,15 @@ impl ParseError {
     #[must_use]
     pub fn status(self) -> Status {
         match self {
+            Self::RequestLineTooLong => Status::URI_TOO_LONG,
             Self::HeadTooLarge | Self::TooManyHeaders => Status::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedVersion => Status::HTTP_VERSION_NOT_SUPPORTED,
             Self::UnsupportedTransferCoding => Status::NOT_IMPLEMENTED,
             Self::UnsupportedExpectation => Status::EXPECTATION_FAILED,
             Self::BodyTooLarge => Status::PAYLOAD_TOO_LARGE,
             Self::Malformed(_)
+            | Self::MissingHost
+            | Self::RepeatedHost
             | Self::BadContentLength
             | Self::AmbiguousLength
             | Self::BadTransferEncoding
@@ -86,7 +99,10 @@ impl ParseError {
     pub fn detail(self) -> &'static str {
         match self {
             Self::Malformed(what) => what,
+            Self::RequestLineTooLong => "request line too long",
             Self::HeadTooLarge => "request head too large",
+            Self::MissingHost => "HTTP/1.1 requests need a Host header",
+            Self::RepeatedHost => "more than one Host header",
             Self::TooManyHeaders => "too many header fields",
             Self::UnsupportedVersion => "only HTTP/1.0 and HTTP/1.1 are supported",
             Self::BadContentLength => "invalid Content-Length",
@@ -396,10 +412,18 @@ impl Decoder {
     }
 
     fn parse_head(&mut self, message: &[u8]) -> Result<Option<Head>, ParseError> {
-        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
+        // Uninitialised slots: zeroing 256 headers per request costs more
+        // than parsing a typical head.
+        let mut raw =
+            [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
         let slots = self.limits.max_headers.min(MAX_HEADERS_CEILING);
-        let mut request = httparse::Request::new(&mut raw[..slots]);
-        let len = match request.parse(message)? {
+        let mut request = httparse::Request::new(&mut []);
+        let parsed = request.parse_with_uninit_headers(message, &mut raw[..slots]);
+        let line_end = message.iter().position(|&b| b == b'\n');
+        if line_end.unwrap_or(message.len()) > self.limits.max_request_line_bytes {
+            return Err(ParseError::RequestLineTooLong);
+        }
+        let len = match parsed? {
             httparse::Status::Partial if message.len() > self.limits.max_head_bytes => {
                 return Err(ParseError::HeadTooLarge);
             }
@@ -408,6 +432,11 @@ impl Decoder {
         };
         if len > self.limits.max_head_bytes {
             return Err(ParseError::HeadTooLarge);
+        }
+        // httparse accepts a bare LF as a line end; RFC 9112 lets a server
+        // refuse it, and accepting it is a request-smuggling vector.
+        if has_bare_lf(&message[..len]) {
+            return Err(ParseError::Malformed("line ends must be CRLF"));
         }
         let (Some(method), Some(target), Some(minor)) =
             (request.method, request.path, request.version)
@@ -426,6 +455,13 @@ impl Decoder {
             self.headers.push(HeaderSpan {
                 name: Span::of(header.name.as_bytes(), message),
                 value: Span::of(header.value, message),
+            });
+        }
+        if version == Version::Http11 && fields.hosts != 1 {
+            return Err(if fields.hosts == 0 {
+                ParseError::MissingHost
+            } else {
+                ParseError::RepeatedHost
             });
         }
         let framing = fields.framing(version)?;
@@ -460,6 +496,7 @@ struct Fields {
     keep_alive: bool,
     expect_continue: bool,
     http10: bool,
+    hosts: u32,
 }
 
 impl Fields {
@@ -472,6 +509,7 @@ impl Fields {
             keep_alive: version == Version::Http11,
             expect_continue: false,
             http10: version == Version::Http10,
+            hosts: 0,
         }
     }
 
@@ -505,6 +543,8 @@ impl Fields {
                     self.keep_alive = true;
                 }
             }
+        } else if name.eq_ignore_ascii_case("host") {
+            self.hosts += 1;
         } else if name.eq_ignore_ascii_case("expect") && !self.http10 {
             if !value.eq_ignore_ascii_case(b"100-continue") {
                 return Err(ParseError::UnsupportedExpectation);
@@ -540,6 +580,13 @@ fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
         .filter(|item| !item.is_empty())
+}
+
+/// Whether a `\n` appears without a `\r` before it.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 /// Digits only: no sign, no spaces, no overflow.
@@ -654,23 +701,23 @@ GET /d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     fn framing_errors() {
         let cases: [(&[u8], ParseError); 8] = [
             (
-                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
                 ParseError::AmbiguousLength,
             ),
             (
-                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
                 ParseError::BadContentLength,
             ),
             (
-                b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n",
                 ParseError::BadContentLength,
             ),
             (
-                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
                 ParseError::BadTransferEncoding,
             ),
             (
-                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
                 ParseError::UnsupportedTransferCoding,
             ),
             (
@@ -679,7 +726,7 @@ GET /d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
             ),
             (b"GET / HTTP/2.0\r\n\r\n", ParseError::UnsupportedVersion),
             (
-                b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n",
                 ParseError::BodyTooLarge,
             ),
         ];
@@ -695,9 +742,64 @@ GET /d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
 
     #[test]
     fn repeated_equal_lengths_are_one_length() {
-        let (requests, error) = verdict(b"POST / HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nok");
+        let (requests, error) =
+            verdict(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2, 2\r\n\r\nok");
         assert_eq!(error, None);
         assert_eq!(requests[0].body, b"ok");
+    }
+
+    #[test]
+    fn host_and_line_end_rules() {
+        let cases: [(&[u8], Option<ParseError>); 7] = [
+            (b"GET / HTTP/1.1\r\n\r\n", Some(ParseError::MissingHost)),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                Some(ParseError::RepeatedHost),
+            ),
+            (b"GET / HTTP/1.0\r\n\r\n", None),
+            (
+                b"GET / HTTP/1.1\nHost: a\n\n",
+                Some(ParseError::Malformed("line ends must be CRLF")),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\n\r\n",
+                Some(ParseError::Malformed("line ends must be CRLF")),
+            ),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", None),
+            (b"GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                verdict(input).1,
+                expected,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn request_line_limit() {
+        let limits = Limits {
+            max_request_line_bytes: 300,
+            ..Limits::default()
+        };
+        let mut ok = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(280)).into_bytes();
+        assert!(matches!(
+            Decoder::new(limits).decode(&mut ok),
+            Ok(Decoded::Complete(_))
+        ));
+        let mut long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(300)).into_bytes();
+        assert_eq!(
+            Decoder::new(limits).decode(&mut long),
+            Err(ParseError::RequestLineTooLong)
+        );
+        // Refused before the line is even complete.
+        let mut partial = format!("GET /{}", "a".repeat(400)).into_bytes();
+        assert_eq!(
+            Decoder::new(limits).decode(&mut partial),
+            Err(ParseError::RequestLineTooLong)
+        );
     }
 
     #[test]
@@ -715,7 +817,8 @@ GET /d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     fn expect_continue_is_announced_once() {
         let mut decoder = Decoder::new(Limits::default());
         let mut head =
-            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n".to_vec();
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+                .to_vec();
         assert_eq!(decoder.decode(&mut head), Ok(Decoded::Partial));
         assert!(decoder.take_continue());
         assert!(!decoder.take_continue());

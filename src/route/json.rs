@@ -97,7 +97,7 @@ mod tests {
     /// The detail of the rejection of `body` posted as JSON.
     fn rejection(body: &str) -> String {
         let mut message = format!(
-            "POST / HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .into_bytes();
