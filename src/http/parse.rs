@@ -299,7 +299,8 @@ pub enum Decoded {
 #[derive(Clone, Debug)]
 enum State {
     Head,
-    Body(Head, Option<ChunkedDecoder>),
+    // Boxed: chunked bodies are rare, and every idle connection carries this.
+    Body(Head, Option<Box<ChunkedDecoder>>),
 }
 
 /// Decodes requests one after another from a connection's bytes.
@@ -371,7 +372,7 @@ impl Decoder {
                 return Ok(Decoded::Partial);
             };
             let body = match head.framing {
-                Framing::Chunked => Some(ChunkedDecoder::new(head.len)),
+                Framing::Chunked => Some(Box::new(ChunkedDecoder::new(head.len))),
                 _ => None,
             };
             self.continue_due = head.expect_continue && head.framing != Framing::Empty;
