@@ -420,7 +420,7 @@ impl Decoder {
         let slots = self.limits.max_headers.min(MAX_HEADERS_CEILING);
         let mut request = httparse::Request::new(&mut []);
         let parsed = request.parse_with_uninit_headers(message, &mut raw[..slots]);
-        let line_end = message.iter().position(|&b| b == b'\n');
+        let line_end = memchr::memchr(b'\n', message);
         if line_end.unwrap_or(message.len()) > self.limits.max_request_line_bytes {
             return Err(ParseError::RequestLineTooLong);
         }
