@@ -15,19 +15,19 @@
 # streams, for comparison), nginx, and for /json actix-web (1 worker) and
 # may_minihttp (1 worker), built from bench/peers/ outside percore's tree.
 #
-# Knobs (environment): ROUNDS=5 DURATION=6 WARMUP=2 SERVER_CPU=1 LOAD_CPU=0
-# IDLE_CONNECTIONS=10000 LATENCY_SECONDS=10. Installs nginx and wrk (apt-get)
+# Knobs (environment): ROUNDS=5 DURATION=5 WARMUP=2 SERVER_CPU=1 LOAD_CPU=0
+# IDLE_CONNECTIONS=10000 LATENCY_SECONDS=8 (about 9 minutes in all). Installs nginx and wrk (apt-get)
 # and oha (cargo install) when missing. Prints Markdown tables; the same goes
 # to target/bench-compare.md.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-6}
+DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-2}
 SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
-LATENCY_SECONDS=${LATENCY_SECONDS:-10}
+LATENCY_SECONDS=${LATENCY_SECONDS:-8}
 
 cd "$(dirname "$0")/.."
 root=$(pwd)

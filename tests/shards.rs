@@ -42,3 +42,20 @@ fn two_shards_both_serve_and_keep_their_own_state() {
     );
     server.stop().unwrap();
 }
+
+#[test]
+fn every_listen_address_serves_ipv4_and_ipv6() {
+    let mut config = percore::Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
+    config.server.shards = Some(1);
+    let server = percore::reference::app().start(&config).unwrap();
+    let addrs = server.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6());
+    for addr in addrs {
+        assert_ne!(addr.port(), 0);
+        let reply = Client::connect(addr).request(&get("/plaintext"));
+        assert_eq!(reply.text(), "Hello, World!", "on {addr}");
+    }
+    server.stop().unwrap();
+}

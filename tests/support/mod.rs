@@ -148,6 +148,11 @@ impl Client {
         reply
     }
 
+    /// The client's own address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().unwrap()
+    }
+
     /// The socket, for tests that drive it by hand.
     pub fn into_stream(self) -> TcpStream {
         self.stream
