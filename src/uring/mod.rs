@@ -249,27 +249,7 @@ impl Ring {
                 Err(e) => tracing::error!(error = %e, "io_uring_enter failed"),
             }
         }
-        let mut completed = 0;
-        let Inner {
-            uring,
-            buffers,
-            slots,
-            starved,
-            wake,
-            ..
-        } = inner;
-        for cqe in uring.completion() {
-            completed += 1;
-            dispatch(
-                slots,
-                buffers,
-                starved,
-                wake,
-                cqe.user_data(),
-                cqe.result(),
-                cqe.flags(),
-            );
-        }
+        let completed = inner.reap();
         // Wake outside the borrow; the vector is kept to avoid reallocating.
         let mut woken = std::mem::take(&mut inner.wake);
         drop(guard);
@@ -351,29 +331,39 @@ impl Drop for Ring {
             if inner.uring.submitter().submit_with_args(1, &args).is_err() {
                 break;
             }
-            let Inner {
-                uring,
-                buffers,
-                slots,
-                starved,
-                wake,
-                ..
-            } = inner;
-            for cqe in uring.completion() {
-                dispatch(
-                    slots,
-                    buffers,
-                    starved,
-                    wake,
-                    cqe.user_data(),
-                    cqe.result(),
-                    cqe.flags(),
-                );
-            }
+            inner.reap();
             inner
                 .slots
                 .retain(|_, slot| !matches!(slot, Slot::Accept(_)));
         }
+    }
+}
+
+impl Inner {
+    /// Applies every completion in the queue; returns how many there were.
+    fn reap(&mut self) -> usize {
+        let mut completed = 0;
+        let Inner {
+            uring,
+            buffers,
+            slots,
+            starved,
+            wake,
+            ..
+        } = self;
+        for cqe in uring.completion() {
+            completed += 1;
+            dispatch(
+                slots,
+                buffers,
+                starved,
+                wake,
+                cqe.user_data(),
+                cqe.result(),
+                cqe.flags(),
+            );
+        }
+        completed
     }
 }
 
