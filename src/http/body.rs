@@ -28,7 +28,7 @@ enum State {
 
 /// Resumable, in-place decoder of one chunked body.
 #[derive(Clone, Debug)]
-pub(crate) struct ChunkedDecoder {
+pub struct ChunkedDecoder {
     state: State,
     /// Next byte of the message to examine.
     read: usize,
@@ -46,7 +46,8 @@ pub(crate) struct ChunkedDecoder {
 
 impl ChunkedDecoder {
     /// A decoder for a body that starts at offset `start` of the message.
-    pub(crate) fn new(start: usize) -> Self {
+    #[must_use]
+    pub fn new(start: usize) -> Self {
         Self {
             state: State::Size(0),
             read: start,
@@ -59,18 +60,24 @@ impl ChunkedDecoder {
     }
 
     /// End of the decoded body (it starts where the decoder started).
-    pub(crate) fn body_end(&self) -> usize {
+    #[must_use]
+    pub fn body_end(&self) -> usize {
         self.write
     }
 
     /// Bytes of the message consumed so far, framing included.
-    pub(crate) fn consumed(&self) -> usize {
+    #[must_use]
+    pub fn consumed(&self) -> usize {
         self.read
     }
 
     /// Decodes what `message` holds past the last call. Returns `true` once the
     /// last chunk and the trailer section are complete.
-    pub(crate) fn decode(
+    ///
+    /// # Errors
+    /// [`ParseError::BadChunk`] for broken framing, [`ParseError::BodyTooLarge`]
+    /// past `max_body`, [`ParseError::HeadTooLarge`] for trailers past `max_trailer`.
+    pub fn decode(
         &mut self,
         message: &mut [u8],
         max_body: u64,

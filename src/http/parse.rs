@@ -418,19 +418,27 @@ impl Decoder {
         let mut raw =
             [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
         let slots = self.limits.max_headers.min(MAX_HEADERS_CEILING);
-        let mut request = httparse::Request::new(&mut []);
-        let parsed = request.parse_with_uninit_headers(message, &mut raw[..slots]);
-        let line_end = memchr::memchr(b'\n', message);
-        if line_end.unwrap_or(message.len()) > self.limits.max_request_line_bytes {
+        // Only the bytes up to each limit (plus one) are parsed, so the
+        // verdict is the same however the bytes arrive: an error before the
+        // limit wins, otherwise crossing the limit is the verdict.
+        let line_cap = message.len().min(self.limits.max_request_line_bytes + 1);
+        if line_cap > self.limits.max_request_line_bytes
+            && memchr::memchr(b'\n', &message[..line_cap]).is_none()
+        {
+            let mut request = httparse::Request::new(&mut []);
+            request.parse_with_uninit_headers(&message[..line_cap], &mut raw[..slots])?;
             return Err(ParseError::RequestLineTooLong);
         }
-        let len = match parsed? {
-            httparse::Status::Partial if message.len() > self.limits.max_head_bytes => {
-                return Err(ParseError::HeadTooLarge);
-            }
-            httparse::Status::Partial => return Ok(None),
-            httparse::Status::Complete(len) => len,
-        };
+        let head_cap = message.len().min(self.limits.max_head_bytes + 1);
+        let mut request = httparse::Request::new(&mut []);
+        let len =
+            match request.parse_with_uninit_headers(&message[..head_cap], &mut raw[..slots])? {
+                httparse::Status::Partial if head_cap > self.limits.max_head_bytes => {
+                    return Err(ParseError::HeadTooLarge);
+                }
+                httparse::Status::Partial => return Ok(None),
+                httparse::Status::Complete(len) => len,
+            };
         if len > self.limits.max_head_bytes {
             return Err(ParseError::HeadTooLarge);
         }
