@@ -18,8 +18,10 @@ use crate::runtime::cpus::CpuList;
 pub struct Config {
     /// Listeners and shards.
     pub server: ServerConfig,
-    /// Request size limits.
+    /// Request size limits and connection caps.
     pub limits: LimitsConfig,
+    /// Timeouts.
+    pub timeouts: TimeoutsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -83,6 +85,44 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// Largest request body, bytes; 413 beyond.
     pub max_body_bytes: u64,
+    /// Longest chunk extension on one chunk-size line, bytes; 400 beyond.
+    pub max_chunk_extension_bytes: usize,
+    /// Requests served on one connection before it is closed (0: no cap).
+    pub keepalive_requests: u32,
+    /// Open connections per shard; further ones are closed at once.
+    pub max_connections: usize,
+    /// Open connections per client IP per shard (0: no cap).
+    pub max_connections_per_ip: u32,
+}
+
+/// `[timeouts]`: how long each wait may last, in seconds (0: no limit).
+/// They are checked by one sweep per shard per second, so each fires within
+/// about a second of its setting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TimeoutsConfig {
+    /// From a request's first byte to its complete head; then 408.
+    pub header_secs: u64,
+    /// From a complete head to a complete body; then 408.
+    pub body_secs: u64,
+    /// An idle keep-alive connection is closed after this.
+    pub keepalive_secs: u64,
+    /// A handler still running after this gets a 504 in its place.
+    pub request_secs: u64,
+    /// A client that has not taken its response after this is dropped.
+    pub send_secs: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            header_secs: 10,
+            body_secs: 30,
+            keepalive_secs: 60,
+            request_secs: 30,
+            send_secs: 30,
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -93,6 +133,10 @@ impl Default for LimitsConfig {
             max_head_bytes: limits.max_head_bytes,
             max_headers: limits.max_headers,
             max_body_bytes: limits.max_body_bytes,
+            max_chunk_extension_bytes: limits.max_chunk_extension_bytes,
+            keepalive_requests: 10_000,
+            max_connections: 16_384,
+            max_connections_per_ip: 0,
         }
     }
 }
@@ -111,6 +155,33 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
         }
+    }
+}
+
+/// Timeouts and caps every connection of a shard follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionRules {
+    /// See [`TimeoutsConfig::header_secs`].
+    pub header: Option<std::time::Duration>,
+    /// See [`TimeoutsConfig::body_secs`].
+    pub body: Option<std::time::Duration>,
+    /// See [`TimeoutsConfig::keepalive_secs`].
+    pub keepalive: Option<std::time::Duration>,
+    /// See [`TimeoutsConfig::request_secs`].
+    pub request: Option<std::time::Duration>,
+    /// See [`TimeoutsConfig::send_secs`].
+    pub send: Option<std::time::Duration>,
+    /// See [`LimitsConfig::keepalive_requests`].
+    pub keepalive_requests: u32,
+    /// See [`LimitsConfig::max_connections`].
+    pub max_connections: usize,
+    /// See [`LimitsConfig::max_connections_per_ip`].
+    pub max_connections_per_ip: u32,
+}
+
+impl Default for ConnectionRules {
+    fn default() -> Self {
+        Config::default().connection_rules()
     }
 }
 
@@ -284,10 +355,45 @@ impl Config {
             "limits.max_body_bytes",
             "must be at most 1073741824 (bodies are held in memory)",
         );
+        check(
+            (16..=65_536).contains(&limits.max_chunk_extension_bytes),
+            "limits.max_chunk_extension_bytes",
+            "must be 16 to 65536",
+        );
+        check(
+            limits.max_connections >= 1,
+            "limits.max_connections",
+            "must be at least 1",
+        );
+        for (key, value) in [
+            ("timeouts.header_secs", self.timeouts.header_secs),
+            ("timeouts.body_secs", self.timeouts.body_secs),
+            ("timeouts.keepalive_secs", self.timeouts.keepalive_secs),
+            ("timeouts.request_secs", self.timeouts.request_secs),
+            ("timeouts.send_secs", self.timeouts.send_secs),
+        ] {
+            check(value <= 86_400, key, "must be at most 86400 (a day)");
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem::new("log.level", format!("not a log filter: {e}")));
         }
         problems
+    }
+
+    /// The per-connection rules these settings describe.
+    #[must_use]
+    pub fn connection_rules(&self) -> ConnectionRules {
+        let secs = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
+        ConnectionRules {
+            header: secs(self.timeouts.header_secs),
+            body: secs(self.timeouts.body_secs),
+            keepalive: secs(self.timeouts.keepalive_secs),
+            request: secs(self.timeouts.request_secs),
+            send: secs(self.timeouts.send_secs),
+            keepalive_requests: self.limits.keepalive_requests,
+            max_connections: self.limits.max_connections,
+            max_connections_per_ip: self.limits.max_connections_per_ip,
+        }
     }
 
     /// The codec limits these settings describe.
@@ -298,6 +404,7 @@ impl Config {
             max_head_bytes: self.limits.max_head_bytes,
             max_headers: self.limits.max_headers,
             max_body_bytes: self.limits.max_body_bytes,
+            max_chunk_extension_bytes: self.limits.max_chunk_extension_bytes,
         }
     }
 }

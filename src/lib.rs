@@ -81,6 +81,7 @@ pub use http::parse::Method;
 pub use http::request::Request;
 pub use http::response::{HttpError, IntoResponse, Response};
 pub use http::status::Status;
+pub use observe::counters::Rejection;
 pub use route::extract::{Bytes, FromRequest, Headers, Path, Peer, Query, ShardId, State};
 pub use route::handler::Handler;
 pub use route::json::Json;

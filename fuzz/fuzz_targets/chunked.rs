@@ -12,7 +12,7 @@ fn run(input: &[u8], cuts: &[usize]) -> Result<Option<(Vec<u8>, usize)>, percore
     for edge in cuts.iter().copied().chain(std::iter::once(input.len())) {
         buf.extend_from_slice(&input[fed..edge]);
         fed = edge;
-        if decoder.decode(&mut buf, 1 << 16, 1024)? {
+        if decoder.decode(&mut buf, 1 << 16, 1024, 256)? {
             assert!(decoder.body_end() <= decoder.consumed());
             return Ok(Some((buf[..decoder.body_end()].to_vec(), decoder.consumed())));
         }

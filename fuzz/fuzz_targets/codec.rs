@@ -24,7 +24,13 @@ fn app() -> App {
 }
 
 fn limits() -> Limits {
-    Limits { max_request_line_bytes: 1024, max_head_bytes: 4096, max_headers: 32, max_body_bytes: 1 << 16 }
+    Limits {
+        max_request_line_bytes: 1024,
+        max_head_bytes: 4096,
+        max_headers: 32,
+        max_body_bytes: 1 << 16,
+        max_chunk_extension_bytes: 256,
+    }
 }
 
 /// Serves `input` fed in two pieces split at `cut`, as a connection would.

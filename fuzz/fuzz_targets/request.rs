@@ -9,7 +9,13 @@ use percore::http::parse::{Decoded, Decoder, Limits, ParseError};
 type Seen = Vec<(Vec<u8>, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>)>;
 
 fn limits() -> Limits {
-    Limits { max_request_line_bytes: 1024, max_head_bytes: 4096, max_headers: 32, max_body_bytes: 1 << 16 }
+    Limits {
+        max_request_line_bytes: 1024,
+        max_head_bytes: 4096,
+        max_headers: 32,
+        max_body_bytes: 1 << 16,
+        max_chunk_extension_bytes: 256,
+    }
 }
 
 /// Decodes `input` fed in the pieces cut at `cuts` (ascending).

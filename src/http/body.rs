@@ -7,9 +7,6 @@
 
 use super::parse::ParseError;
 
-/// Longest chunk extension accepted on one chunk-size line.
-const MAX_CHUNK_EXTENSION: usize = 1024;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Reading hex digits; the count of digits seen so far.
@@ -82,6 +79,7 @@ impl ChunkedDecoder {
         message: &mut [u8],
         max_body: u64,
         max_trailer: usize,
+        max_extension: usize,
     ) -> Result<bool, ParseError> {
         while self.read < message.len() {
             if self.state == State::Data {
@@ -98,7 +96,7 @@ impl ChunkedDecoder {
             }
             let byte = message[self.read];
             self.read += 1;
-            self.step(byte, max_body, max_trailer)?;
+            self.step(byte, max_body, max_trailer, max_extension)?;
             if self.state == State::Done {
                 return Ok(true);
             }
@@ -106,7 +104,13 @@ impl ChunkedDecoder {
         Ok(self.state == State::Done)
     }
 
-    fn step(&mut self, byte: u8, max_body: u64, max_trailer: usize) -> Result<(), ParseError> {
+    fn step(
+        &mut self,
+        byte: u8,
+        max_body: u64,
+        max_trailer: usize,
+        max_extension: usize,
+    ) -> Result<(), ParseError> {
         self.state = match (self.state, byte) {
             (State::Size(digits), _) if byte.is_ascii_hexdigit() => {
                 let digit = u64::from((byte as char).to_digit(16).unwrap_or(0));
@@ -125,7 +129,7 @@ impl ChunkedDecoder {
             (State::Extension, b'\r') => State::SizeLf,
             (State::Extension, _) if is_field_byte(byte) => {
                 self.line += 1;
-                if self.line > MAX_CHUNK_EXTENSION {
+                if self.line > max_extension {
                     return Err(ParseError::BadChunk);
                 }
                 State::Extension
@@ -175,14 +179,14 @@ mod tests {
     fn decode_split(input: &[u8], split: usize) -> Result<Option<(Vec<u8>, usize)>, ParseError> {
         let mut buf = input[..split].to_vec();
         let mut decoder = ChunkedDecoder::new(0);
-        if decoder.decode(&mut buf, 1 << 20, 1024)? {
+        if decoder.decode(&mut buf, 1 << 20, 1024, 1024)? {
             return Ok(Some((
                 buf[..decoder.body_end()].to_vec(),
                 decoder.consumed(),
             )));
         }
         buf.extend_from_slice(&input[split..]);
-        if decoder.decode(&mut buf, 1 << 20, 1024)? {
+        if decoder.decode(&mut buf, 1 << 20, 1024, 1024)? {
             return Ok(Some((
                 buf[..decoder.body_end()].to_vec(),
                 decoder.consumed(),
@@ -239,7 +243,7 @@ mod tests {
         let mut buf = b"10\r\n".to_vec();
         let mut decoder = ChunkedDecoder::new(0);
         assert_eq!(
-            decoder.decode(&mut buf, 15, 1024),
+            decoder.decode(&mut buf, 15, 1024, 1024),
             Err(ParseError::BodyTooLarge)
         );
     }

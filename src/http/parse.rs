@@ -25,6 +25,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Largest decoded request body, in bytes.
     pub max_body_bytes: u64,
+    /// Longest chunk extension on one chunk-size line, in bytes.
+    pub max_chunk_extension_bytes: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +36,7 @@ impl Default for Limits {
             max_head_bytes: 32 * 1024,
             max_headers: 100,
             max_body_bytes: 1024 * 1024,
+            max_chunk_extension_bytes: 1024,
         }
     }
 }
@@ -394,6 +397,7 @@ impl Decoder {
                     message,
                     self.limits.max_body_bytes,
                     self.limits.max_head_bytes,
+                    self.limits.max_chunk_extension_bytes,
                 )?
                 .then(|| (decoder.body_end(), decoder.consumed())),
             (Framing::Chunked, None) => unreachable!("a chunked head always has a decoder"),

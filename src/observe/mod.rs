@@ -1,3 +1,5 @@
-//! Observability: logs today; metrics and access logs join here.
+//! Observability: logs and rejection counters; metrics and access logs
+//! join here.
 
+pub mod counters;
 pub mod log;

@@ -16,6 +16,7 @@ use glommio::{ExecutorJoinHandle, GlommioError, LocalExecutorBuilder, Placement}
 use crate::app::App;
 use crate::config::Config;
 use crate::error::Error;
+use crate::observe::counters::{Counters, Rejection};
 use cpus::Usable;
 use shard::ShardStart;
 
@@ -28,6 +29,7 @@ const IO_MEMORY: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Server {
     addrs: Vec<SocketAddr>,
+    counters: Vec<Arc<Counters>>,
     cpus: Vec<usize>,
     stop: Option<UnixStream>,
     shards: Vec<ExecutorJoinHandle<()>>,
@@ -44,6 +46,12 @@ impl Server {
     #[must_use]
     pub fn cpus(&self) -> &[usize] {
         &self.cpus
+    }
+
+    /// How many requests or connections all shards refused for `reason`.
+    #[must_use]
+    pub fn rejections(&self, reason: Rejection) -> u64 {
+        self.counters.iter().map(|c| c.get(reason)).sum()
     }
 
     /// Stops every shard and waits for their threads to end.
@@ -86,13 +94,18 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
     let (ready, ready_rx) = mpsc::channel();
     let mut server = Server {
         addrs: group.addrs,
+        counters: Vec::new(),
         cpus: cpus.clone(),
         stop: Some(stop),
         shards: Vec::new(),
     };
     let app = Arc::new(app);
     for (index, (&cpu, listeners)) in cpus.iter().zip(group.per_shard).enumerate() {
+        let counters = Arc::new(Counters::default());
+        server.counters.push(Arc::clone(&counters));
         let start = ShardStart {
+            rules: config.connection_rules(),
+            counters,
             index,
             cpu,
             app: Arc::clone(&app),

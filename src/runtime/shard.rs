@@ -9,10 +9,13 @@ use futures_lite::AsyncReadExt;
 
 use super::adopt;
 use crate::app::App;
-use crate::config::IoPath;
+use crate::config::{ConnectionRules, IoPath};
 use crate::http::date::DateCache;
 use crate::http::parse::Limits;
+use crate::observe::counters::Counters;
 use crate::server::accept;
+use crate::server::deadline::Deadlines;
+use crate::server::gate::Gate;
 use crate::server::placed::BlockPool;
 use crate::server::pool::BufferPool;
 use crate::uring::{Ring, RingConfig};
@@ -24,13 +27,23 @@ pub(crate) struct ShardContext<S> {
     pub(crate) state: S,
     pub(crate) date: DateCache,
     pub(crate) limits: Limits,
+    pub(crate) rules: ConnectionRules,
     pub(crate) pool: BufferPool,
     pub(crate) blocks: BlockPool,
+    pub(crate) deadlines: Rc<Deadlines>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) gate: Gate,
 }
 
 impl<S> ShardContext<S> {
     /// Builds the context, calling the app's state factory on this thread.
-    pub(crate) fn new(index: usize, app: Arc<App<S>>, limits: Limits) -> Self {
+    pub(crate) fn new(
+        index: usize,
+        app: Arc<App<S>>,
+        limits: Limits,
+        rules: ConnectionRules,
+        counters: Arc<Counters>,
+    ) -> Self {
         let state = (app.state)();
         Self {
             index,
@@ -38,8 +51,12 @@ impl<S> ShardContext<S> {
             state,
             date: DateCache::new(),
             limits,
+            rules,
             pool: BufferPool::default(),
             blocks: BlockPool::default(),
+            deadlines: Rc::default(),
+            counters,
+            gate: Gate::default(),
         }
     }
 }
@@ -50,6 +67,8 @@ pub(crate) struct ShardStart<S> {
     pub(crate) cpu: usize,
     pub(crate) app: Arc<App<S>>,
     pub(crate) limits: Limits,
+    pub(crate) rules: ConnectionRules,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) io: IoPath,
     pub(crate) ring: RingConfig,
     pub(crate) listeners: Vec<std::net::TcpListener>,
@@ -67,7 +86,14 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) {
             .send(Err(format!("could not pin to CPU {}", start.cpu)));
         return;
     }
-    let shard = Rc::new(ShardContext::new(start.index, start.app, start.limits));
+    let shard = Rc::new(ShardContext::new(
+        start.index,
+        start.app,
+        start.limits,
+        start.rules,
+        start.counters,
+    ));
+    glommio::spawn_local(Rc::clone(&shard.deadlines).run()).detach();
     match start.io {
         IoPath::Glommio => {
             for listener in start.listeners {

@@ -23,11 +23,9 @@ pub(crate) async fn accept_loop<S: 'static>(listener: TcpListener, shard: Rc<Sha
         match listener.accept().await {
             Ok(stream) => {
                 let peer = stream.peer_addr().ok();
-                let shard = Rc::clone(&shard);
-                glommio::spawn_local(async move {
-                    connection::serve(&shard, Transport::Stream(Box::new(stream)), peer).await;
-                })
-                .detach();
+                let transport = Transport::Stream(Box::new(stream));
+                glommio::spawn_local(connection::serve(Rc::clone(&shard), transport, peer))
+                    .detach();
             }
             Err(error) => {
                 tracing::warn!(shard = shard.index, %error, "accept failed");
@@ -50,11 +48,11 @@ pub(crate) async fn ring_accept_loop<S: 'static>(
             Ok(socket) => {
                 let peer = peer_of(&socket);
                 let connection = ring.connection(socket);
-                let shard = Rc::clone(&shard);
-                glommio::spawn_local(async move {
-                    connection::serve(&shard, Transport::Ring(connection), peer).await;
-                })
-                .detach();
+                // Spawned directly, not wrapped: a wrapper would keep a second
+                // copy of the arguments in every idle connection's task.
+                let transport = Transport::Ring(connection);
+                glommio::spawn_local(connection::serve(Rc::clone(&shard), transport, peer))
+                    .detach();
             }
             Err(error) => {
                 tracing::warn!(shard = shard.index, %error, "accept failed");

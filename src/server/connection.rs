@@ -13,9 +13,11 @@ use std::task::Poll;
 
 use futures_lite::StreamExt;
 
+use super::deadline::{Expired, Registered, Timer};
 use super::pool::READ_BUFFER;
 use super::transport::Transport;
 use crate::app::App;
+use crate::config::ConnectionRules;
 use crate::http::date::DATE_LEN;
 use crate::http::parse::{Decoded, Decoder, HeaderSpan, Limits, Message, Method, Version};
 use crate::http::request::{Request, split_target, target_str};
@@ -23,6 +25,7 @@ use crate::http::status::Status;
 use crate::http::write::{
     BodyStream, CONTINUE, LAST_CHUNK, ResponseContext, ResponseWriter, encode_chunk,
 };
+use crate::observe::counters::Rejection;
 use crate::route::router::{Lookup, MAX_PARAMS};
 use crate::runtime::shard::ShardContext;
 
@@ -36,64 +39,141 @@ pub(crate) struct Batch {
     pub(crate) stream: Option<(BodyStream, bool)>,
 }
 
-/// Serves one connection until the peer closes, an error, or `Connection: close`.
+/// What a connection is waiting for from its peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// The first byte of a request.
+    Idle,
+    /// The rest of a request head.
+    Head,
+    /// The rest of a request body.
+    Body,
+}
+
+impl Wait {
+    /// How long this wait may last: the keep-alive timeout between requests,
+    /// the header timeout for a request's head (and a new connection's first
+    /// byte), the body timeout for its body.
+    fn limit(self, rules: &ConnectionRules, served_any: bool) -> Option<std::time::Duration> {
+        match self {
+            Wait::Idle if served_any => rules.keepalive,
+            Wait::Idle | Wait::Head => rules.header,
+            Wait::Body => rules.body,
+        }
+    }
+}
+
+/// Serves one connection until the peer closes, an error, a timeout, or
+/// `Connection: close`.
 ///
 /// The read buffer holds `buf[start..filled]` unanswered bytes. On the ring
 /// transport both buffers go back to the shard's pool whenever no request
-/// is half-read, so an idle connection holds neither.
+/// is half-read, so an idle connection holds neither. Timeouts: `reading`
+/// covers the wait for a request (idle, head, body), `working` the handler
+/// and the send (one [`Timer`] each); a slow request keeps the deadline of
+/// its first byte.
+#[allow(
+    clippy::too_many_lines,
+    reason = "the connection loop reads best as one piece: read, work, send, settle"
+)]
 pub(crate) async fn serve<S: 'static>(
-    shard: &ShardContext<S>,
+    shard: Rc<ShardContext<S>>,
     mut transport: Transport,
     peer: Option<SocketAddr>,
 ) {
+    let shard = &*shard;
+    let Some(_admitted) = shard
+        .gate
+        .admit(peer, &shard.rules, &shard.counters, shard.index)
+    else {
+        return;
+    };
+    let rules = &shard.rules;
+    let watch = shard.deadlines.register();
     let lends = transport.lends_buffers();
     let mut decoder = Decoder::new(shard.limits);
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let (mut start, mut filled) = (0, 0);
-    let max_buffer = buffer_ceiling(shard.limits);
+    let mut io = Buffers::default();
+    let mut budget = match rules.keepalive_requests {
+        0 => u32::MAX,
+        cap => cap,
+    };
+    let mut served_any = false;
+    let mut armed_for: Option<Wait> = None;
     loop {
-        let read = match transport
-            .read_into(&mut buf, filled, max_buffer, &shard.pool)
-            .await
-        {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(error) if error.kind() == std::io::ErrorKind::OutOfMemory => {
+        let wait = io.wait(&decoder);
+        if armed_for != Some(wait) {
+            watch.arm(Timer::Reading, wait.limit(rules, served_any));
+            armed_for = Some(wait);
+        }
+        let read = transport.read_into(
+            &mut io.buf,
+            io.filled,
+            buffer_ceiling(shard.limits),
+            &shard.pool,
+        );
+        let read = match watch.guard(Timer::Reading, read).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(read)) => read,
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::OutOfMemory => {
                 // Rare paths are boxed so they do not enlarge every connection's task.
-                Box::pin(reject_oversized(&mut transport, shard, &mut out)).await;
+                Box::pin(reject_oversized(&mut transport, shard, &mut io.out)).await;
                 break;
             }
-            Err(_) => break,
+            Ok(Err(_)) => break,
+            Err(Expired) => {
+                Box::pin(time_out(
+                    wait,
+                    served_any,
+                    &mut transport,
+                    shard,
+                    &mut io.out,
+                ))
+                .await;
+                break;
+            }
         };
-        filled += read;
-        if out.capacity() == 0 {
-            out = shard.pool.take_write();
-        }
-        if decoder.header_capacity() == 0 {
-            decoder.lend_header_table(shard.pool.take_headers());
-        }
+        io.filled += read;
+        io.prepare(shard, &mut decoder);
+        watch.arm(Timer::Working, rules.request);
         // Placed in a pooled block: the work future is large, and inline it
         // would make every idle connection's task as large.
-        let batch = shard
-            .blocks
-            .place(serve_buffered(
+        let input = &mut io.buf[io.start..io.filled];
+        let work = serve_buffered(shard, &mut decoder, input, &mut io.out, peer, &mut budget);
+        let Ok(batch) = watch.guard(Timer::Working, shard.blocks.place(work)).await else {
+            Box::pin(answer_late(
                 shard,
-                &mut decoder,
-                &mut buf[start..filled],
-                &mut out,
+                &watch,
+                &mut transport,
+                &mut io.out,
                 peer,
             ))
             .await;
-        start += batch.consumed;
-        if !batch.close && decoder.take_continue() {
-            out.extend_from_slice(CONTINUE);
-        }
-        if !out.is_empty() && transport.write_all(&mut out).await.is_err() {
             break;
+        };
+        if batch.consumed > 0 {
+            served_any = true;
+            armed_for = None;
         }
+        io.start += batch.consumed;
+        if !batch.close && decoder.take_continue() {
+            io.out.extend_from_slice(CONTINUE);
+        }
+        if !io.out.is_empty() {
+            watch.arm(Timer::Working, rules.send);
+            // Placed like the work: a send future is large to carry while idle.
+            let send = shard.blocks.place(transport.write_all(&mut io.out));
+            match watch.guard(Timer::Working, send).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(Expired) => {
+                    shard.counters.count(Rejection::SendTimeout);
+                    break;
+                }
+            }
+        }
+        watch.disarm(Timer::Working);
         if let Some((stream, chunked)) = batch.stream
-            && (send_stream(&mut transport, &mut out, stream, chunked)
+            && (Box::pin(send_stream(&mut transport, &mut io.out, stream, chunked))
                 .await
                 .is_err()
                 || !chunked)
@@ -103,22 +183,115 @@ pub(crate) async fn serve<S: 'static>(
         if batch.close {
             break;
         }
-        if start == filled {
-            (start, filled) = (0, 0);
-            if lends {
-                shard.pool.put_read(std::mem::take(&mut buf));
-                shard.pool.put_write(std::mem::take(&mut out));
-                shard.pool.put_headers(decoder.take_header_table());
-            }
-        } else if start > 0 {
-            // Keep the partial request at the front, so the buffer only
-            // grows for requests that need it.
-            buf.copy_within(start..filled, 0);
-            (start, filled) = (0, filled - start);
+        io.settle(shard, &mut decoder, lends);
+    }
+    io.release(shard, &mut decoder);
+}
+
+/// A connection's buffers: unanswered input `buf[start..filled]`, and the
+/// responses not yet sent.
+#[derive(Default)]
+struct Buffers {
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    start: usize,
+    filled: usize,
+}
+
+impl Buffers {
+    /// What the connection waits for next.
+    fn wait(&self, decoder: &Decoder) -> Wait {
+        if decoder.in_progress() {
+            Wait::Body
+        } else if self.start < self.filled {
+            Wait::Head
+        } else {
+            Wait::Idle
         }
     }
-    shard.pool.put_read(buf);
-    shard.pool.put_write(out);
+
+    /// Takes an output buffer and a header table from the pool if lent out.
+    fn prepare<S>(&mut self, shard: &ShardContext<S>, decoder: &mut Decoder) {
+        if self.out.capacity() == 0 {
+            self.out = shard.pool.take_write();
+        }
+        if decoder.header_capacity() == 0 {
+            decoder.lend_header_table(shard.pool.take_headers());
+        }
+    }
+
+    /// After a batch: with nothing left unanswered, lend the buffers back
+    /// (ring path); otherwise keep the partial request at the front, so the
+    /// buffer only grows for requests that need it.
+    fn settle<S>(&mut self, shard: &ShardContext<S>, decoder: &mut Decoder, lends: bool) {
+        if self.start == self.filled {
+            (self.start, self.filled) = (0, 0);
+            if lends {
+                shard.pool.put_read(std::mem::take(&mut self.buf));
+                shard.pool.put_write(std::mem::take(&mut self.out));
+                shard.pool.put_headers(decoder.take_header_table());
+            }
+        } else if self.start > 0 {
+            self.buf.copy_within(self.start..self.filled, 0);
+            (self.start, self.filled) = (0, self.filled - self.start);
+        }
+    }
+
+    /// Gives everything back to the pool when the connection ends.
+    fn release<S>(&mut self, shard: &ShardContext<S>, decoder: &mut Decoder) {
+        shard.pool.put_read(std::mem::take(&mut self.buf));
+        shard.pool.put_write(std::mem::take(&mut self.out));
+        shard.pool.put_headers(decoder.take_header_table());
+    }
+}
+
+/// Answers 504 for a handler that ran past its time, then the connection
+/// closes (the handler's future has been dropped).
+async fn answer_late<S>(
+    shard: &ShardContext<S>,
+    watch: &Registered<'_>,
+    transport: &mut Transport,
+    out: &mut Vec<u8>,
+    peer: Option<SocketAddr>,
+) {
+    shard.counters.count(Rejection::RequestTimeout);
+    tracing::warn!(
+        shard = shard.index,
+        ?peer,
+        "handler ran past timeouts.request_secs; answered 504"
+    );
+    ResponseWriter::new(out, error_context(shard))
+        .send_error(Status::GATEWAY_TIMEOUT, "the request took too long");
+    watch.arm(Timer::Working, shard.rules.send);
+    let _ = watch.guard(Timer::Working, transport.write_all(out)).await;
+}
+
+/// Ends a connection whose peer was too slow: 408 if part of a request had
+/// arrived, silence for an idle keep-alive connection.
+async fn time_out<S>(
+    wait: Wait,
+    served_any: bool,
+    transport: &mut Transport,
+    shard: &ShardContext<S>,
+    out: &mut Vec<u8>,
+) {
+    let reason = match wait {
+        Wait::Idle if served_any => return,
+        Wait::Idle => {
+            // Connected and sent nothing: nothing to answer.
+            shard.counters.count(Rejection::HeaderTimeout);
+            return;
+        }
+        Wait::Head => Rejection::HeaderTimeout,
+        Wait::Body => Rejection::BodyTimeout,
+    };
+    shard.counters.count(reason);
+    out.clear();
+    ResponseWriter::new(out, error_context(shard)).send_error(
+        Status::REQUEST_TIMEOUT,
+        "the request did not arrive in time",
+    );
+    let _ = transport.write_all(out).await;
 }
 
 /// Largest read buffer: a whole request at the limits, with room for chunked
@@ -183,6 +356,7 @@ pub(crate) async fn serve_buffered<S>(
     input: &mut [u8],
     out: &mut Vec<u8>,
     peer: Option<SocketAddr>,
+    budget: &mut u32,
 ) -> Batch {
     let mut consumed = 0;
     let date = shard.date.now();
@@ -207,16 +381,15 @@ pub(crate) async fn serve_buffered<S>(
             Ok(Decoded::Complete(message)) => {
                 let end = consumed + message.consumed;
                 let message_bytes = &mut input[consumed..end];
-                let (keep_alive, stream) = respond(
-                    shard,
-                    decoder.headers(),
-                    message_bytes,
-                    message,
-                    out,
+                // The last request a connection may make is answered with close.
+                *budget = budget.saturating_sub(1);
+                let facts = Facts {
                     peer,
                     date,
-                )
-                .await;
+                    may_continue: *budget > 0,
+                };
+                let (keep_alive, stream) =
+                    respond(shard, decoder.headers(), message_bytes, message, out, facts).await;
                 consumed = end;
                 if !keep_alive || stream.is_some() {
                     return Batch {
@@ -230,6 +403,15 @@ pub(crate) async fn serve_buffered<S>(
     }
 }
 
+/// What `respond` needs to know beyond the request itself.
+#[derive(Clone, Copy)]
+struct Facts {
+    peer: Option<SocketAddr>,
+    date: [u8; DATE_LEN],
+    /// False for the last request the connection may make.
+    may_continue: bool,
+}
+
 /// Routes one request and writes its response. Returns whether the
 /// connection stays open, and a body stream if the response has one.
 async fn respond<S>(
@@ -238,9 +420,13 @@ async fn respond<S>(
     message_bytes: &mut [u8],
     message: Message,
     out: &mut Vec<u8>,
-    peer: Option<SocketAddr>,
-    date: [u8; DATE_LEN],
+    facts: Facts,
 ) -> (bool, Option<(BodyStream, bool)>) {
+    let Facts {
+        peer,
+        date,
+        may_continue,
+    } = facts;
     let head = message.head;
     let (head_bytes, rest) = message_bytes.split_at_mut(head.len);
     let head_bytes: &[u8] = head_bytes;
@@ -249,7 +435,7 @@ async fn respond<S>(
     let context = ResponseContext {
         date,
         head_request: head.method == Method::Head,
-        keep_alive: head.keep_alive,
+        keep_alive: head.keep_alive && may_continue,
         http10: head.version == Version::Http10,
     };
     let mut writer = ResponseWriter::new(out, context);
@@ -321,6 +507,7 @@ async fn respond<S>(
 pub struct LocalService<S> {
     shard: Rc<ShardContext<S>>,
     decoder: Decoder,
+    budget: u32,
 }
 
 impl<S> std::fmt::Debug for LocalService<S> {
@@ -340,9 +527,25 @@ impl<S: 'static> LocalService<S> {
     #[must_use]
     pub fn with_limits(app: App<S>, limits: Limits) -> Self {
         Self {
-            shard: Rc::new(ShardContext::new(0, Arc::new(app), limits)),
+            shard: Rc::new(ShardContext::new(
+                0,
+                Arc::new(app),
+                limits,
+                ConnectionRules {
+                    keepalive_requests: 0,
+                    ..ConnectionRules::default()
+                },
+                Arc::default(),
+            )),
             decoder: Decoder::new(limits),
+            budget: u32::MAX,
         }
+    }
+
+    /// How many requests were refused for `reason` so far.
+    #[must_use]
+    pub fn rejections(&self, reason: Rejection) -> u64 {
+        self.shard.counters.get(reason)
     }
 
     /// Answers every complete request at the start of `input` (as one
@@ -350,7 +553,15 @@ impl<S: 'static> LocalService<S> {
     /// consumed and whether the connection would close. A streamed body is
     /// appended whole, with its framing.
     pub async fn serve(&mut self, input: &mut [u8], out: &mut Vec<u8>) -> (usize, bool) {
-        let batch = serve_buffered(&self.shard, &mut self.decoder, input, out, None).await;
+        let batch = serve_buffered(
+            &self.shard,
+            &mut self.decoder,
+            input,
+            out,
+            None,
+            &mut self.budget,
+        )
+        .await;
         if let Some((mut stream, chunked)) = batch.stream {
             while let Some(piece) = stream.next().await {
                 if chunked {

@@ -3,6 +3,8 @@
 
 pub(crate) mod accept;
 pub(crate) mod connection;
+pub(crate) mod deadline;
+pub(crate) mod gate;
 pub(crate) mod placed;
 pub(crate) mod pool;
 pub(crate) mod transport;

@@ -1,0 +1,134 @@
+//! The shard's connection gate: caps on open connections, per shard and per
+//! client address. A connection over a cap is closed at once and counted;
+//! the refusal is logged at most once a second so a flood cannot flood the
+//! log too.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::config::ConnectionRules;
+use crate::observe::counters::{Counters, Rejection};
+
+/// Open connections of one shard.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    open: Cell<usize>,
+    per_client: RefCell<HashMap<IpAddr, u32>>,
+    last_log: Cell<Option<Instant>>,
+}
+
+/// An admitted connection; leaving the gate when dropped.
+#[derive(Debug)]
+pub(crate) struct Admitted<'g> {
+    gate: &'g Gate,
+    client: Option<IpAddr>,
+}
+
+impl Gate {
+    /// Admits a connection from `peer`, or refuses it (counted and logged).
+    pub(crate) fn admit(
+        &self,
+        peer: Option<SocketAddr>,
+        rules: &ConnectionRules,
+        counters: &Counters,
+        shard: usize,
+    ) -> Option<Admitted<'_>> {
+        if self.open.get() >= rules.max_connections {
+            self.refuse(Rejection::ShardConnectionLimit, counters, shard, peer);
+            return None;
+        }
+        let client = match peer {
+            Some(peer) if rules.max_connections_per_ip > 0 => {
+                let mut per_client = self.per_client.borrow_mut();
+                let count = per_client.entry(peer.ip()).or_insert(0);
+                if *count >= rules.max_connections_per_ip {
+                    drop(per_client);
+                    self.refuse(
+                        Rejection::ClientConnectionLimit,
+                        counters,
+                        shard,
+                        Some(peer),
+                    );
+                    return None;
+                }
+                *count += 1;
+                Some(peer.ip())
+            }
+            _ => None,
+        };
+        self.open.set(self.open.get() + 1);
+        Some(Admitted { gate: self, client })
+    }
+
+    fn refuse(
+        &self,
+        reason: Rejection,
+        counters: &Counters,
+        shard: usize,
+        peer: Option<SocketAddr>,
+    ) {
+        counters.count(reason);
+        let now = Instant::now();
+        if self
+            .last_log
+            .get()
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
+        {
+            self.last_log.set(Some(now));
+            tracing::warn!(
+                shard,
+                reason = reason.name(),
+                ?peer,
+                open = self.open.get(),
+                "connection refused"
+            );
+        }
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.gate.open.set(self.gate.open.get() - 1);
+        if let Some(client) = self.client {
+            let mut per_client = self.gate.per_client.borrow_mut();
+            if let Some(count) = per_client.get_mut(&client) {
+                *count -= 1;
+                if *count == 0 {
+                    per_client.remove(&client);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Gate;
+    use crate::config::ConnectionRules;
+    use crate::observe::counters::{Counters, Rejection};
+
+    #[test]
+    fn caps_per_shard_and_per_client() {
+        let gate = Gate::default();
+        let counters = Counters::default();
+        let rules = ConnectionRules {
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            ..ConnectionRules::default()
+        };
+        let a = Some("127.0.0.2:1".parse().unwrap());
+        let b = Some("127.0.0.3:1".parse().unwrap());
+        let first = gate.admit(a, &rules, &counters, 0).unwrap();
+        let _second = gate.admit(a, &rules, &counters, 0).unwrap();
+        assert!(gate.admit(a, &rules, &counters, 0).is_none());
+        assert_eq!(counters.get(Rejection::ClientConnectionLimit), 1);
+        let _third = gate.admit(b, &rules, &counters, 0).unwrap();
+        assert!(gate.admit(b, &rules, &counters, 0).is_none());
+        assert_eq!(counters.get(Rejection::ShardConnectionLimit), 1);
+        drop(first);
+        assert_eq!(gate.open.get(), 2);
+        assert!(gate.admit(a, &rules, &counters, 0).is_some());
+    }
+}
