@@ -340,9 +340,8 @@ impl Decoder {
     }
 
     /// Hands the header table over, for a pool to keep while the connection
-    /// idles; call only between requests.
+    /// idles (between requests) or once it has ended.
     pub fn take_header_table(&mut self) -> Vec<HeaderSpan> {
-        debug_assert!(!self.in_progress(), "the header table is in use");
         std::mem::take(&mut self.headers)
     }
 

@@ -295,13 +295,15 @@ async fn time_out<S>(
 }
 
 /// Largest read buffer: a whole request at the limits, with room for chunked
-/// framing around a body of the largest size.
+/// framing around a body of the largest size, and for one more read, so
+/// that the decoder, which looks after every read, meets its own limits
+/// (431, 413) before the buffer meets this one.
 fn buffer_ceiling(limits: Limits) -> usize {
     let body = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
     limits
         .max_head_bytes
         .saturating_add(body.saturating_mul(2))
-        .max(READ_BUFFER)
+        .saturating_add(READ_BUFFER)
 }
 
 /// Answers a request that cannot fit the buffer ceiling (only chunked
@@ -370,6 +372,7 @@ pub(crate) async fn serve_buffered<S>(
                 };
             }
             Err(error) => {
+                shard.counters.count(error.into());
                 ResponseWriter::new(out, error_context(shard))
                     .send_error(error.status(), error.detail());
                 return Batch {
