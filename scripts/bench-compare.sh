@@ -100,6 +100,8 @@ start() {
   local name=$1
   port[$name]=${port[$name]:-$(free_port)}
   local on_cpu=(taskset -c "$SERVER_CPU")
+  # Same as nginx's keepalive_requests below: no reconnects mid-run.
+  export PERCORE_KEEPALIVE_REQUESTS=1000000
   case $name in
     percore) "${on_cpu[@]}" target/release/percore --listen "127.0.0.1:${port[$name]}" \
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
