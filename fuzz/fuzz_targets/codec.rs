@@ -3,9 +3,11 @@
 //! input, produce the same response bytes (Date masked) and close decision.
 #![no_main]
 
+mod limits;
+
 use futures_lite::future::block_on;
 use libfuzzer_sys::fuzz_target;
-use percore::http::parse::Limits;
+use limits::limits;
 use percore::{App, Bytes, Json, LocalService, Path, Query};
 
 #[derive(serde::Deserialize, serde::Serialize)]
@@ -23,15 +25,6 @@ fn app() -> App {
         .get("/q", async |Query(item): Query<Item>| item.name)
 }
 
-fn limits() -> Limits {
-    Limits {
-        max_request_line_bytes: 1024,
-        max_head_bytes: 4096,
-        max_headers: 32,
-        max_body_bytes: 1 << 16,
-        max_chunk_extension_bytes: 256,
-    }
-}
 
 /// Serves `input` fed in two pieces split at `cut`, as a connection would.
 fn run(input: &[u8], cut: usize) -> (Vec<u8>, bool) {

@@ -2,21 +2,15 @@
 //! the input, give the same requests and the same verdict, without panicking.
 #![no_main]
 
+mod limits;
+
 use libfuzzer_sys::fuzz_target;
-use percore::http::parse::{Decoded, Decoder, Limits, ParseError};
+use limits::limits;
+use percore::http::parse::{Decoded, Decoder, ParseError};
 
 /// Requests as owned values: (method token, target, headers, body).
 type Seen = Vec<(Vec<u8>, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>)>;
 
-fn limits() -> Limits {
-    Limits {
-        max_request_line_bytes: 1024,
-        max_head_bytes: 4096,
-        max_headers: 32,
-        max_body_bytes: 1 << 16,
-        max_chunk_extension_bytes: 256,
-    }
-}
 
 /// Decodes `input` fed in the pieces cut at `cuts` (ascending).
 fn run(input: &[u8], cuts: &[usize]) -> (Seen, Option<ParseError>) {

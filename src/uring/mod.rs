@@ -340,6 +340,20 @@ impl Drop for Ring {
 }
 
 impl Inner {
+    /// Ends a multishot operation whose owner is gone: cancels it while the
+    /// kernel still holds it (its last completion removes the slot), or
+    /// removes the slot at once.
+    fn abandon(&mut self, key: usize, armed: bool) {
+        if armed {
+            let cancel = opcode::AsyncCancel::new(key as u64)
+                .build()
+                .user_data(IGNORED);
+            Ring::push(self, &cancel);
+        } else {
+            self.slots.remove(key);
+        }
+    }
+
     /// Applies every completion in the queue; returns how many there were.
     fn reap(&mut self) -> usize {
         let mut completed = 0;
@@ -473,15 +487,9 @@ impl Drop for Acceptor {
     fn drop(&mut self) {
         let mut inner = self.ring.inner.borrow_mut();
         if let Some(Slot::Accept(stream)) = inner.slots.get_mut(self.key) {
-            if stream.armed {
-                stream.abandoned = true;
-                let cancel = opcode::AsyncCancel::new(self.key as u64)
-                    .build()
-                    .user_data(IGNORED);
-                Ring::push(&mut inner, &cancel);
-            } else {
-                inner.slots.remove(self.key);
-            }
+            stream.abandoned = true;
+            let armed = stream.armed;
+            inner.abandon(self.key, armed);
         }
     }
 }
@@ -580,15 +588,9 @@ impl Drop for Connection {
                     release.push(id);
                 }
             }
-            if stream.armed {
-                stream.abandoned = true;
-                let cancel = opcode::AsyncCancel::new(self.key as u64)
-                    .build()
-                    .user_data(IGNORED);
-                Ring::push(&mut inner, &cancel);
-            } else {
-                inner.slots.remove(self.key);
-            }
+            stream.abandoned = true;
+            let armed = stream.armed;
+            inner.abandon(self.key, armed);
         }
         inner.starved.retain(|&key| key != self.key);
         for id in release {
