@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// ring before it sleeps. Longer trades idle CPU for latency; a very
     /// large value is a poll mode.
     pub idle_poll_us: u64,
+    /// On SIGTERM/SIGINT, how long (s) open connections may take to finish
+    /// before they are closed.
+    pub graceful_timeout_secs: u64,
 }
 
 /// How shards do socket I/O.
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             backlog: 1024,
             io: IoPath::default(),
             idle_poll_us: 50,
+            graceful_timeout_secs: 30,
         }
     }
 }

@@ -29,6 +29,9 @@ pub enum Error {
     },
     /// A shard failed while starting.
     Shard(usize, String),
+    /// The graceful timeout passed with connections still open on this many
+    /// shards; they were closed.
+    DrainTimedOut(usize),
     /// Another I/O failure.
     Io(std::io::Error),
 }
@@ -83,6 +86,10 @@ impl fmt::Display for Error {
                 "the locked-memory limit is {have} bytes but a shard needs {need}: raise it with `ulimit -l` or LimitMEMLOCK= in the systemd unit"
             ),
             Self::Shard(index, why) => write!(f, "shard {index} failed to start: {why}"),
+            Self::DrainTimedOut(shards) => write!(
+                f,
+                "connections were still open on {shards} shard(s) when the graceful timeout passed and were closed: raise server.graceful_timeout_secs if requests need longer"
+            ),
             Self::Io(error) => write!(f, "{error}"),
         }
     }

@@ -5,6 +5,7 @@
 //! cached `Date`, `Content-Length` (or chunked framing for streams), no body
 //! for `HEAD`, 204 and 304, and `Connection: close` when the connection ends.
 
+use std::cell::Cell;
 use std::pin::Pin;
 
 use futures_lite::Stream;
@@ -36,6 +37,9 @@ pub struct ResponseWriter<'a> {
     status: Option<Status>,
     written: bool,
     stream: Option<BodyStream>,
+    /// When set, the connection closes after this response (a stopping
+    /// server); read when the head is written, not when the writer is made.
+    closing: Option<&'a Cell<bool>>,
 }
 
 impl std::fmt::Debug for ResponseWriter<'_> {
@@ -58,7 +62,16 @@ impl<'a> ResponseWriter<'a> {
             status: None,
             written: false,
             stream: None,
+            closing: None,
         }
+    }
+
+    /// Closes the connection after this response if `flag` is set by the
+    /// time the response is written.
+    #[must_use]
+    pub fn closing_when(mut self, flag: &'a Cell<bool>) -> Self {
+        self.closing = Some(flag);
+        self
     }
 
     /// Overrides the status of the response written next (for `(Status, T)`).
@@ -90,7 +103,7 @@ impl<'a> ResponseWriter<'a> {
     /// Whether the connection stays open after this response.
     #[must_use]
     pub fn keep_alive(&self) -> bool {
-        self.context.keep_alive
+        self.context.keep_alive && !self.closing.is_some_and(Cell::get)
     }
 
     /// Writes a response whose body is `body`.
@@ -194,6 +207,8 @@ impl<'a> ResponseWriter<'a> {
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
     ) {
         let status = self.status.unwrap_or(status);
+        let keep_alive = self.keep_alive();
+        self.context.keep_alive = keep_alive;
         let out = &mut *self.out;
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(&status.digits());
@@ -208,7 +223,7 @@ impl<'a> ResponseWriter<'a> {
         for (name, value) in headers {
             push_header(out, name, value);
         }
-        if !self.context.keep_alive {
+        if !keep_alive {
             out.extend_from_slice(b"Connection: close\r\n");
         } else if self.context.http10 {
             out.extend_from_slice(b"Connection: keep-alive\r\n");

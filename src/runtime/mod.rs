@@ -32,7 +32,7 @@ pub struct Server {
     counters: Vec<Arc<Counters>>,
     cpus: Vec<usize>,
     stop: Option<UnixStream>,
-    shards: Vec<ExecutorJoinHandle<()>>,
+    shards: Vec<ExecutorJoinHandle<bool>>,
 }
 
 impl Server {
@@ -54,10 +54,13 @@ impl Server {
         self.counters.iter().map(|c| c.get(reason)).sum()
     }
 
-    /// Stops every shard and waits for their threads to end.
+    /// Stops gracefully: every shard stops accepting, lets its connections
+    /// finish (the next response on each says `Connection: close`, idle ones
+    /// close at once) for up to `server.graceful_timeout_secs`, then ends.
     ///
     /// # Errors
-    /// When a shard's thread ended by panicking.
+    /// When connections were still open at the deadline (they were closed),
+    /// or a shard's thread ended by panicking.
     pub fn stop(mut self) -> Result<(), Error> {
         self.shutdown()
     }
@@ -65,12 +68,21 @@ impl Server {
     fn shutdown(&mut self) -> Result<(), Error> {
         drop(self.stop.take());
         let mut failed = None;
+        let mut late = 0;
         for (index, handle) in self.shards.drain(..).enumerate() {
-            if let Err(error) = handle.join() {
-                failed.get_or_insert(Error::Shard(index, error.to_string()));
+            match handle.join() {
+                Ok(true) => {}
+                Ok(false) => late += 1,
+                Err(error) => {
+                    failed.get_or_insert(Error::Shard(index, error.to_string()));
+                }
             }
         }
-        failed.map_or(Ok(()), Err)
+        match (failed, late) {
+            (Some(error), _) => Err(error),
+            (None, 0) => Ok(()),
+            (None, shards) => Err(Error::DrainTimedOut(shards)),
+        }
     }
 }
 
@@ -110,6 +122,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
             cpu,
             app: Arc::clone(&app),
             limits: config.codec_limits(),
+            graceful_timeout: std::time::Duration::from_secs(config.server.graceful_timeout_secs),
             io: config.server.io,
             ring: crate::uring::RingConfig {
                 spin: std::time::Duration::from_micros(config.server.idle_poll_us),
@@ -172,15 +185,20 @@ fn startup_error(index: usize, error: GlommioError<()>) -> Error {
     }
 }
 
-/// Starts, then serves until SIGINT or SIGTERM.
+/// Starts, then serves until SIGINT or SIGTERM, then stops gracefully; a
+/// second SIGINT during the drain exits at once.
 pub(crate) fn serve<S: 'static>(config: &Config, app: App<S>) -> Result<(), Error> {
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?;
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let server = start(config, app)?;
     if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "stopping");
+        tracing::info!(signal, "stopping: draining connections");
     }
+    std::thread::spawn(move || {
+        if signals.forever().any(|signal| signal == SIGINT) {
+            eprintln!("percore: second interrupt; exiting without draining");
+            std::process::exit(130);
+        }
+    });
     server.stop()
 }

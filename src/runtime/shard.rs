@@ -1,9 +1,11 @@
 //! One shard: its context (routes, state, `Date` cache, limits) and the task
 //! that brings it up on its executor, serves, and returns when told to stop.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::time::Duration;
 
 use futures_lite::AsyncReadExt;
 
@@ -33,6 +35,9 @@ pub(crate) struct ShardContext<S> {
     pub(crate) deadlines: Rc<Deadlines>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) gate: Gate,
+    /// Set when the shard stops: connections finish what they are doing,
+    /// answer with `Connection: close`, and idle ones close.
+    pub(crate) draining: Cell<bool>,
 }
 
 impl<S> ShardContext<S> {
@@ -57,6 +62,7 @@ impl<S> ShardContext<S> {
             deadlines: Rc::default(),
             counters,
             gate: Gate::default(),
+            draining: Cell::new(false),
         }
     }
 }
@@ -72,19 +78,22 @@ pub(crate) struct ShardStart<S> {
     pub(crate) io: IoPath,
     pub(crate) ring: RingConfig,
     pub(crate) listeners: Vec<std::net::TcpListener>,
+    /// How long open connections may take to finish when the shard stops.
+    pub(crate) graceful_timeout: Duration,
     /// Reads end-of-file when the process wants the shard to stop.
     pub(crate) stop: std::os::unix::net::UnixStream,
     /// Told `Ok(index)` once the shard serves, or why it could not.
     pub(crate) ready: Sender<Result<usize, String>>,
 }
 
-/// Runs on the shard's own executor thread until stopped.
-pub(crate) async fn run<S: 'static>(start: ShardStart<S>) {
+/// Runs on the shard's own executor thread until stopped, then drains:
+/// returns whether every connection finished within the graceful timeout.
+pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: start.cpu }) {
         let _ = start
             .ready
             .send(Err(format!("could not pin to CPU {}", start.cpu)));
-        return;
+        return true;
     }
     let shard = Rc::new(ShardContext::new(
         start.index,
@@ -94,11 +103,16 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) {
         start.counters,
     ));
     glommio::spawn_local(Rc::clone(&shard.deadlines).run()).detach();
+    // Kept, not detached: dropping them stops accepting.
+    let mut accepting = Vec::new();
     match start.io {
         IoPath::Glommio => {
             for listener in start.listeners {
                 let listener = adopt::listener(listener);
-                glommio::spawn_local(accept::accept_loop(listener, Rc::clone(&shard))).detach();
+                accepting.push(glommio::spawn_local(accept::accept_loop(
+                    listener,
+                    Rc::clone(&shard),
+                )));
             }
         }
         IoPath::Uring => {
@@ -108,17 +122,16 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) {
                     let _ = start.ready.send(Err(format!(
                         "cannot set up the shard's io_uring ({error}); set server.io = \"glommio\" on kernels before 6.1"
                     )));
-                    return;
+                    return true;
                 }
             };
             glommio::spawn_local(Rc::clone(&ring).drive()).detach();
             for listener in start.listeners {
-                glommio::spawn_local(accept::ring_accept_loop(
+                accepting.push(glommio::spawn_local(accept::ring_accept_loop(
                     Rc::clone(&ring),
                     listener,
                     Rc::clone(&shard),
-                ))
-                .detach();
+                )));
             }
         }
     }
@@ -126,4 +139,42 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) {
     let _ = start.ready.send(Ok(start.index));
     // End-of-file (or any error) on the stop socket means: stop.
     let _ = stop.read(&mut [0u8; 1]).await;
+    drain(&shard, accepting, start.graceful_timeout).await
+}
+
+/// Stops accepting, lets open connections finish (idle ones close now, busy
+/// ones after their response, which says `Connection: close`), and waits for
+/// them up to `timeout`. Returns whether they all finished.
+async fn drain<S, T>(
+    shard: &ShardContext<S>,
+    accepting: Vec<glommio::Task<T>>,
+    timeout: Duration,
+) -> bool {
+    drop(accepting);
+    shard.draining.set(true);
+    shard.deadlines.drain();
+    let open = shard.gate.open_connections();
+    if open > 0 {
+        tracing::info!(shard = shard.index, open, "draining connections");
+    }
+    let finished = futures_lite::future::or(
+        async {
+            shard.gate.empty().await;
+            true
+        },
+        async {
+            glommio::timer::sleep(timeout).await;
+            false
+        },
+    )
+    .await;
+    if !finished {
+        let open = shard.gate.open_connections();
+        tracing::warn!(
+            shard = shard.index,
+            open,
+            "graceful timeout passed; closing the remaining connections"
+        );
+    }
+    finished
 }

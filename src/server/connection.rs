@@ -101,8 +101,12 @@ pub(crate) async fn serve<S: 'static>(
     let mut armed_for: Option<Wait> = None;
     loop {
         let wait = io.wait(&decoder);
+        if wait == Wait::Idle && shard.draining.get() {
+            break;
+        }
         if armed_for != Some(wait) {
             watch.arm(Timer::Reading, wait.limit(rules, served_any));
+            watch.set_idle(wait == Wait::Idle);
             armed_for = Some(wait);
         }
         let read = transport.read_into(
@@ -133,6 +137,7 @@ pub(crate) async fn serve<S: 'static>(
             }
         };
         io.filled += read;
+        watch.set_idle(false);
         io.prepare(shard, &mut decoder);
         watch.arm(Timer::Working, rules.request);
         // Placed in a pooled block: the work future is large, and inline it
@@ -441,7 +446,7 @@ async fn respond<S>(
         keep_alive: head.keep_alive && may_continue,
         http10: head.version == Version::Http10,
     };
-    let mut writer = ResponseWriter::new(out, context);
+    let mut writer = ResponseWriter::new(out, context).closing_when(&shard.draining);
     let mut params = [("", ""); MAX_PARAMS];
     match shard.app.routes.lookup(head.method, path, &mut params) {
         Lookup::Found(handler, count) => {

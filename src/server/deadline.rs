@@ -56,6 +56,8 @@ impl Default for Deadlines {
 struct Watch {
     deadline: [u32; 2],
     fired: [bool; 2],
+    /// Waiting for a new request: a draining shard closes it at once.
+    idle: bool,
     waker: Option<Waker>,
 }
 
@@ -100,6 +102,19 @@ impl Deadlines {
         fired
     }
 
+    /// Ends the wait of every connection idle between requests (the shard
+    /// is stopping); busy ones finish their request first.
+    pub(crate) fn drain(&self) {
+        let mut wake = Vec::new();
+        for (_, watch) in self.watches.borrow_mut().iter_mut() {
+            if watch.idle {
+                watch.fired[Timer::Reading as usize] = true;
+                wake.extend(watch.waker.take());
+            }
+        }
+        wake.into_iter().for_each(Waker::wake);
+    }
+
     fn seconds(&self, at: Instant) -> u32 {
         u32::try_from(at.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
     }
@@ -130,6 +145,13 @@ impl Registered<'_> {
         if let Some(watch) = self.deadlines.watches.borrow_mut().get_mut(self.key) {
             watch.deadline[timer as usize] = deadline;
             watch.fired[timer as usize] = false;
+        }
+    }
+
+    /// Marks the connection idle between requests (or not).
+    pub(crate) fn set_idle(&self, idle: bool) {
+        if let Some(watch) = self.deadlines.watches.borrow_mut().get_mut(self.key) {
+            watch.idle = idle;
         }
     }
 

@@ -6,6 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::config::ConnectionRules;
@@ -15,6 +16,8 @@ use crate::observe::counters::{Counters, Rejection};
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
     open: Cell<usize>,
+    /// Woken when the last connection leaves (a draining shard waits on it).
+    emptied: RefCell<Option<Waker>>,
     per_client: RefCell<HashMap<IpAddr, u32>>,
     last_log: Cell<Option<Instant>>,
 }
@@ -62,6 +65,23 @@ impl Gate {
         Some(Admitted { gate: self, client })
     }
 
+    /// Connections open now.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Resolves once no connection is open.
+    pub(crate) async fn empty(&self) {
+        futures_lite::future::poll_fn(|cx| {
+            if self.open.get() == 0 {
+                return Poll::Ready(());
+            }
+            *self.emptied.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+    }
+
     fn refuse(
         &self,
         reason: Rejection,
@@ -91,6 +111,11 @@ impl Gate {
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
         self.gate.open.set(self.gate.open.get() - 1);
+        if self.gate.open.get() == 0
+            && let Some(waker) = self.gate.emptied.borrow_mut().take()
+        {
+            waker.wake();
+        }
         if let Some(client) = self.client {
             let mut per_client = self.gate.per_client.borrow_mut();
             if let Some(count) = per_client.get_mut(&client) {
@@ -128,7 +153,7 @@ mod tests {
         assert!(gate.admit(b, &rules, &counters, 0).is_none());
         assert_eq!(counters.get(Rejection::ShardConnectionLimit), 1);
         drop(first);
-        assert_eq!(gate.open.get(), 2);
+        assert_eq!(gate.open_connections(), 2);
         assert!(gate.admit(a, &rules, &counters, 0).is_some());
     }
 }
