@@ -102,6 +102,8 @@ start() {
   local on_cpu=(taskset -c "$SERVER_CPU")
   # Same as nginx's keepalive_requests below: no reconnects mid-run.
   export PERCORE_KEEPALIVE_REQUESTS=1000000
+  # Same bytes as the peers, which send no security headers.
+  export PERCORE_CONTENT_TYPE_OPTIONS="" PERCORE_FRAME_OPTIONS="" PERCORE_REFERRER_POLICY=""
   case $name in
     percore) "${on_cpu[@]}" target/release/percore --listen "127.0.0.1:${port[$name]}" \
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;

@@ -22,6 +22,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Timeouts.
     pub timeouts: TimeoutsConfig,
+    /// Security headers added to every response.
+    pub headers: HeadersConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -145,6 +147,46 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[headers]`: security headers on every response (empty: not sent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HeadersConfig {
+    /// `X-Content-Type-Options` (browsers must not guess content types).
+    pub content_type_options: String,
+    /// `X-Frame-Options` (who may frame the pages).
+    pub frame_options: String,
+    /// `Referrer-Policy`.
+    pub referrer_policy: String,
+}
+
+impl Default for HeadersConfig {
+    fn default() -> Self {
+        Self {
+            content_type_options: "nosniff".into(),
+            frame_options: "DENY".into(),
+            referrer_policy: "strict-origin-when-cross-origin".into(),
+        }
+    }
+}
+
+impl HeadersConfig {
+    /// The header lines to add, rendered once (`Name: value\r\n` each).
+    #[must_use]
+    pub fn render(&self) -> Vec<u8> {
+        let mut lines = Vec::new();
+        for (name, value) in [
+            ("X-Content-Type-Options", &self.content_type_options),
+            ("X-Frame-Options", &self.frame_options),
+            ("Referrer-Policy", &self.referrer_policy),
+        ] {
+            if !value.is_empty() {
+                lines.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            }
+        }
+        lines
+    }
+}
+
 /// `[log]`: what to log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -249,6 +291,21 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Integer,
     ),
     ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),
+    (
+        "PERCORE_CONTENT_TYPE_OPTIONS",
+        "headers.content_type_options",
+        EnvKind::Text,
+    ),
+    (
+        "PERCORE_FRAME_OPTIONS",
+        "headers.frame_options",
+        EnvKind::Text,
+    ),
+    (
+        "PERCORE_REFERRER_POLICY",
+        "headers.referrer_policy",
+        EnvKind::Text,
+    ),
 ];
 
 /// Variables with the `PERCORE_` prefix that are not configuration keys.
@@ -377,6 +434,22 @@ impl Config {
             ("timeouts.send_secs", self.timeouts.send_secs),
         ] {
             check(value <= 86_400, key, "must be at most 86400 (a day)");
+        }
+        for (key, value) in [
+            (
+                "headers.content_type_options",
+                &self.headers.content_type_options,
+            ),
+            ("headers.frame_options", &self.headers.frame_options),
+            ("headers.referrer_policy", &self.headers.referrer_policy),
+        ] {
+            check(
+                value
+                    .bytes()
+                    .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()),
+                key,
+                "must be visible ASCII (no line breaks)",
+            );
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem::new("log.level", format!("not a log filter: {e}")));

@@ -58,6 +58,12 @@ fn keep_alive_serves_many_requests_on_one_connection() {
         assert_eq!(reply.text(), expected.to_string());
         assert_eq!(reply.header("connection"), None);
         assert_eq!(reply.header("server"), Some("percore"));
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"));
+        assert_eq!(
+            reply.header("referrer-policy"),
+            Some("strict-origin-when-cross-origin")
+        );
         assert!(reply.header("date").is_some_and(|d| d.ends_with(" GMT")));
     }
     server.stop().unwrap();
@@ -324,5 +330,27 @@ fn the_glommio_stream_path_still_serves() {
     assert_eq!(client.read_reply(false).text(), "user 1");
     assert_eq!(client.read_reply(false).text(), "ok");
     assert_eq!(client.read_reply(false).text(), "1");
+    server.stop().unwrap();
+}
+
+#[test]
+fn security_headers_are_configurable_and_on_errors_too() {
+    let mut config = percore::Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.shards = Some(1);
+    config.headers.frame_options = "SAMEORIGIN".into();
+    config.headers.referrer_policy = String::new();
+    let server = app().start(&config).unwrap();
+    let mut client = Client::connect(addr(&server));
+    let reply = client.request(&get("/nowhere"));
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.header("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(reply.header("referrer-policy"), None);
+    let reply = Client::connect(addr(&server)).request(b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        (reply.status, reply.header("x-content-type-options")),
+        (400, Some("nosniff"))
+    );
     server.stop().unwrap();
 }

@@ -40,6 +40,8 @@ pub struct ResponseWriter<'a> {
     /// When set, the connection closes after this response (a stopping
     /// server); read when the head is written, not when the writer is made.
     closing: Option<&'a Cell<bool>>,
+    /// Header lines every response carries (security headers), pre-rendered.
+    fixed: &'a [u8],
 }
 
 impl std::fmt::Debug for ResponseWriter<'_> {
@@ -63,7 +65,16 @@ impl<'a> ResponseWriter<'a> {
             written: false,
             stream: None,
             closing: None,
+            fixed: &[],
         }
+    }
+
+    /// Adds `lines` (pre-rendered `Name: value\r\n` header lines) to the
+    /// response.
+    #[must_use]
+    pub fn with_fixed_headers(mut self, lines: &'a [u8]) -> Self {
+        self.fixed = lines;
+        self
     }
 
     /// Closes the connection after this response if `flag` is set by the
@@ -217,6 +228,7 @@ impl<'a> ResponseWriter<'a> {
         out.extend_from_slice(b"\r\nServer: percore\r\nDate: ");
         out.extend_from_slice(&self.context.date);
         out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(self.fixed);
         if let Some(content_type) = content_type {
             push_header(out, "Content-Type", content_type.as_bytes());
         }

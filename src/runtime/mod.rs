@@ -123,6 +123,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
             app: Arc::clone(&app),
             limits: config.codec_limits(),
             graceful_timeout: std::time::Duration::from_secs(config.server.graceful_timeout_secs),
+            fixed_headers: config.headers.render().into_boxed_slice(),
             io: config.server.io,
             ring: crate::uring::RingConfig {
                 spin: std::time::Duration::from_micros(config.server.idle_poll_us),

@@ -38,6 +38,8 @@ pub(crate) struct ShardContext<S> {
     /// Set when the shard stops: connections finish what they are doing,
     /// answer with `Connection: close`, and idle ones close.
     pub(crate) draining: Cell<bool>,
+    /// Security header lines for every response.
+    pub(crate) fixed_headers: Box<[u8]>,
 }
 
 impl<S> ShardContext<S> {
@@ -63,6 +65,7 @@ impl<S> ShardContext<S> {
             counters,
             gate: Gate::default(),
             draining: Cell::new(false),
+            fixed_headers: Box::default(),
         }
     }
 }
@@ -78,6 +81,8 @@ pub(crate) struct ShardStart<S> {
     pub(crate) io: IoPath,
     pub(crate) ring: RingConfig,
     pub(crate) listeners: Vec<std::net::TcpListener>,
+    /// Security header lines for every response.
+    pub(crate) fixed_headers: Box<[u8]>,
     /// How long open connections may take to finish when the shard stops.
     pub(crate) graceful_timeout: Duration,
     /// Reads end-of-file when the process wants the shard to stop.
@@ -95,13 +100,15 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
             .send(Err(format!("could not pin to CPU {}", start.cpu)));
         return true;
     }
-    let shard = Rc::new(ShardContext::new(
+    let mut context = ShardContext::new(
         start.index,
         start.app,
         start.limits,
         start.rules,
         start.counters,
-    ));
+    );
+    context.fixed_headers = start.fixed_headers;
+    let shard = Rc::new(context);
     glommio::spawn_local(Rc::clone(&shard.deadlines).run()).detach();
     // Kept, not detached: dropping them stops accepting.
     let mut accepting = Vec::new();

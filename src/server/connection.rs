@@ -379,6 +379,7 @@ pub(crate) async fn serve_buffered<S>(
             Err(error) => {
                 shard.counters.count(error.into());
                 ResponseWriter::new(out, error_context(shard))
+                    .with_fixed_headers(&shard.fixed_headers)
                     .send_error(error.status(), error.detail());
                 return Batch {
                     consumed,
@@ -446,7 +447,9 @@ async fn respond<S>(
         keep_alive: head.keep_alive && may_continue,
         http10: head.version == Version::Http10,
     };
-    let mut writer = ResponseWriter::new(out, context).closing_when(&shard.draining);
+    let mut writer = ResponseWriter::new(out, context)
+        .closing_when(&shard.draining)
+        .with_fixed_headers(&shard.fixed_headers);
     let mut params = [("", ""); MAX_PARAMS];
     match shard.app.routes.lookup(head.method, path, &mut params) {
         Lookup::Found(handler, count) => {
@@ -534,17 +537,21 @@ impl<S: 'static> LocalService<S> {
     /// A service for `app` with `limits`.
     #[must_use]
     pub fn with_limits(app: App<S>, limits: Limits) -> Self {
+        let mut shard = ShardContext::new(
+            0,
+            Arc::new(app),
+            limits,
+            ConnectionRules {
+                keepalive_requests: 0,
+                ..ConnectionRules::default()
+            },
+            Arc::default(),
+        );
+        shard.fixed_headers = crate::config::HeadersConfig::default()
+            .render()
+            .into_boxed_slice();
         Self {
-            shard: Rc::new(ShardContext::new(
-                0,
-                Arc::new(app),
-                limits,
-                ConnectionRules {
-                    keepalive_requests: 0,
-                    ..ConnectionRules::default()
-                },
-                Arc::default(),
-            )),
+            shard: Rc::new(shard),
             decoder: Decoder::new(limits),
             budget: u32::MAX,
         }
