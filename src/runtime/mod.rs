@@ -4,6 +4,7 @@
 pub(crate) mod adopt;
 pub mod cpus;
 pub(crate) mod listener;
+pub(crate) mod notify;
 pub(crate) mod shard;
 
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ const IO_MEMORY: usize = 64 * 1024;
 pub struct Server {
     addrs: Vec<SocketAddr>,
     counters: Vec<Arc<Counters>>,
+    heartbeats: Vec<Arc<std::sync::atomic::AtomicU64>>,
     cpus: Vec<usize>,
     stop: Option<UnixStream>,
     shards: Vec<ExecutorJoinHandle<bool>>,
@@ -107,6 +109,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
     let mut server = Server {
         addrs: group.addrs,
         counters: Vec::new(),
+        heartbeats: Vec::new(),
         cpus: cpus.clone(),
         stop: Some(stop),
         shards: Vec::new(),
@@ -115,9 +118,12 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
     for (index, (&cpu, listeners)) in cpus.iter().zip(group.per_shard).enumerate() {
         let counters = Arc::new(Counters::default());
         server.counters.push(Arc::clone(&counters));
+        let heartbeat = Arc::new(std::sync::atomic::AtomicU64::new(notify::now_millis()));
+        server.heartbeats.push(Arc::clone(&heartbeat));
         let start = ShardStart {
             rules: config.connection_rules(),
             counters,
+            heartbeat,
             index,
             cpu,
             app: Arc::clone(&app),
@@ -192,9 +198,12 @@ pub(crate) fn serve<S: 'static>(config: &Config, app: App<S>) -> Result<(), Erro
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let server = start(config, app)?;
+    notify::notify("READY=1");
+    notify::start_watchdog(server.heartbeats.clone());
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "stopping: draining connections");
     }
+    notify::notify("STOPPING=1");
     std::thread::spawn(move || {
         if signals.forever().any(|signal| signal == SIGINT) {
             eprintln!("percore: second interrupt; exiting without draining");

@@ -78,6 +78,8 @@ pub(crate) struct ShardStart<S> {
     pub(crate) limits: Limits,
     pub(crate) rules: ConnectionRules,
     pub(crate) counters: Arc<Counters>,
+    /// Stamped every second by the shard's loop (the systemd watchdog reads it).
+    pub(crate) heartbeat: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) io: IoPath,
     pub(crate) ring: RingConfig,
     pub(crate) listeners: Vec<std::net::TcpListener>,
@@ -109,7 +111,7 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     );
     context.fixed_headers = start.fixed_headers;
     let shard = Rc::new(context);
-    glommio::spawn_local(Rc::clone(&shard.deadlines).run()).detach();
+    glommio::spawn_local(Rc::clone(&shard.deadlines).run(start.heartbeat)).detach();
     // Kept, not detached: dropping them stops accepting.
     let mut accepting = Vec::new();
     match start.io {

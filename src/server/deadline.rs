@@ -119,11 +119,19 @@ impl Deadlines {
         u32::try_from(at.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
     }
 
-    /// Runs the sweep forever (spawned once per shard).
-    pub(crate) async fn run(self: Rc<Self>) {
+    /// Runs the sweep forever (spawned once per shard), stamping
+    /// `heartbeat` each time: proof that the shard's loop is turning.
+    pub(crate) async fn run(
+        self: Rc<Self>,
+        heartbeat: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) {
         loop {
             glommio::timer::sleep(SWEEP).await;
             self.sweep(Instant::now());
+            heartbeat.store(
+                crate::runtime::notify::now_millis(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
     }
 }
