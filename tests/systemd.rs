@@ -24,7 +24,7 @@ fn ready_watchdog_and_stopping_are_sent() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 256];
         let len = socket
             .recv(&mut buf)
