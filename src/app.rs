@@ -32,7 +32,11 @@ pub(crate) type Routes<S> = Router<Box<dyn ErasedHandler<S>>>;
 pub struct App<S = ()> {
     pub(crate) routes: Routes<S>,
     pub(crate) state: Arc<dyn Fn() -> S + Send + Sync>,
+    pub(crate) readiness: Vec<(String, ReadinessCheck<S>)>,
 }
+
+/// A readiness check: given the shard's state, whether this shard can serve.
+pub(crate) type ReadinessCheck<S> = Box<dyn Fn(&S) -> bool + Send + Sync>;
 
 impl<S> std::fmt::Debug for App<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,6 +66,7 @@ impl<S: 'static> App<S> {
         Self {
             routes: Router::new(),
             state: Arc::new(factory),
+            readiness: Vec::new(),
         }
     }
 
@@ -114,6 +119,19 @@ impl<S: 'static> App<S> {
     #[must_use]
     pub fn delete<H: Handler<S, Args>, Args: 'static>(self, pattern: &str, handler: H) -> Self {
         self.route(Method::Delete, pattern, handler)
+    }
+
+    /// Adds a readiness check named `name`: the readiness route
+    /// (`/health/ready` by default) answers 503 naming every failing check.
+    /// Checks run on the shard answering, with its state.
+    #[must_use]
+    pub fn readiness_check(
+        mut self,
+        name: &str,
+        check: impl Fn(&S) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.readiness.push((name.to_owned(), Box::new(check)));
+        self
     }
 
     /// Starts the shards and returns at once; the [`Server`] stops them.

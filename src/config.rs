@@ -24,6 +24,8 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     /// Security headers added to every response.
     pub headers: HeadersConfig,
+    /// Health routes.
+    pub health: HealthConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -143,6 +145,27 @@ impl Default for LimitsConfig {
             keepalive_requests: 10_000,
             max_connections: 16_384,
             max_connections_per_ip: 0,
+        }
+    }
+}
+
+/// `[health]`: the built-in health routes, answered before the app's
+/// routes (empty: not served).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthConfig {
+    /// Liveness: 200 `{"status":"ok"}` while the shard runs.
+    pub liveness_path: String,
+    /// Readiness: 200 `{"status":"ready"}`, or 503 while draining or when a
+    /// readiness check fails.
+    pub readiness_path: String,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            liveness_path: "/health".into(),
+            readiness_path: "/health/ready".into(),
         }
     }
 }
@@ -291,6 +314,16 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Integer,
     ),
     ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),
+    (
+        "PERCORE_LIVENESS_PATH",
+        "health.liveness_path",
+        EnvKind::Text,
+    ),
+    (
+        "PERCORE_READINESS_PATH",
+        "health.readiness_path",
+        EnvKind::Text,
+    ),
     (
         "PERCORE_CONTENT_TYPE_OPTIONS",
         "headers.content_type_options",

@@ -1,5 +1,5 @@
 //! The reference app `percore serve` runs: the TechEmpower-style endpoints
-//! used by benchmarks, a health check, and a JSON echo.
+//! used by benchmarks and a JSON echo (health routes are the server's).
 
 use serde::{Deserialize, Serialize};
 
@@ -25,11 +25,6 @@ pub struct Echo {
     pub tags: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct Health {
-    status: &'static str,
-}
-
 async fn plaintext() -> &'static str {
     "Hello, World!"
 }
@@ -40,21 +35,16 @@ async fn json() -> Json<Message> {
     })
 }
 
-async fn health() -> Json<Health> {
-    Json(Health { status: "ok" })
-}
-
 async fn echo(Json(body): Json<Echo>) -> Json<Echo> {
     Json(body)
 }
 
-/// The reference app: `GET /plaintext`, `GET /json`, `GET /health`,
-/// `POST /echo`.
+/// The reference app: `GET /plaintext`, `GET /json`, `POST /echo`; the
+/// server adds `GET /health` and `GET /health/ready` itself.
 #[must_use]
 pub fn app() -> App {
     App::new()
         .get("/plaintext", plaintext)
         .get("/json", json)
-        .get("/health", health)
         .post("/echo", echo)
 }

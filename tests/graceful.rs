@@ -142,3 +142,33 @@ fn no_request_sent_before_sigterm_fails_under_keep_alive_load() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("draining")), "{rest:?}");
 }
+
+#[test]
+fn readiness_says_draining_once_the_drain_begins() {
+    let mut config = Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.shards = Some(1);
+    let server = App::new().get("/", async || "ok").start(&config).unwrap();
+    let mut ready = Client::connect(addr(&server));
+    assert_eq!(
+        ready.request(&get("/health/ready")).text(),
+        r#"{"status":"ready"}"#
+    );
+    // `half` is mid-request (kept through the drain); `idle` is idle (closed
+    // when the drain begins, which is how the test knows it has begun).
+    let mut half = Client::connect(addr(&server));
+    half.send(b"GET /health/ready HTTP/1.1\r\n");
+    let mut idle = Client::connect(addr(&server));
+    assert_eq!(idle.request(&get("/")).text(), "ok");
+    let stopping = std::thread::spawn(move || server.stop());
+    assert!(idle.is_closed());
+    assert!(ready.is_closed());
+    half.send(b"Host: a\r\n\r\n");
+    let reply = half.read_reply(false);
+    assert_eq!(
+        (reply.status, reply.text()),
+        (503, r#"{"status":"draining"}"#)
+    );
+    assert_eq!(reply.header("connection"), Some("close"));
+    stopping.join().unwrap().unwrap();
+}

@@ -354,3 +354,32 @@ fn security_headers_are_configurable_and_on_errors_too() {
     );
     server.stop().unwrap();
 }
+
+#[test]
+fn health_routes_and_readiness_checks() {
+    let app = App::with_state(|| Rc::new(Cell::new(0u64)))
+        .get("/down", async |State(flag): State<Rc<Cell<u64>>>| {
+            flag.set(1);
+            "down"
+        })
+        .readiness_check("database", |flag: &Rc<Cell<u64>>| flag.get() == 0)
+        .readiness_check("always", |_: &Rc<Cell<u64>>| true);
+    let server = start(app, 1);
+    let mut client = Client::connect(addr(&server));
+    let live = client.request(&get("/health"));
+    assert_eq!((live.status, live.text()), (200, r#"{"status":"ok"}"#));
+    assert_eq!(
+        client.request(&get("/health/ready")).text(),
+        r#"{"status":"ready"}"#
+    );
+    client.request(&get("/down"));
+    let unready = client.request(&get("/health/ready"));
+    assert_eq!(unready.status, 503);
+    assert_eq!(
+        unready.text(),
+        r#"{"status":"unready","failing":["database"]}"#
+    );
+    // Liveness does not depend on readiness.
+    assert_eq!(client.request(&get("/health")).status, 200);
+    server.stop().unwrap();
+}

@@ -130,6 +130,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
             limits: config.codec_limits(),
             graceful_timeout: std::time::Duration::from_secs(config.server.graceful_timeout_secs),
             fixed_headers: config.headers.render().into_boxed_slice(),
+            health: config.health.clone(),
             io: config.server.io,
             ring: crate::uring::RingConfig {
                 spin: std::time::Duration::from_micros(config.server.idle_poll_us),

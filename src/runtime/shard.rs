@@ -11,7 +11,7 @@ use futures_lite::AsyncReadExt;
 
 use super::adopt;
 use crate::app::App;
-use crate::config::{ConnectionRules, IoPath};
+use crate::config::{ConnectionRules, HealthConfig, IoPath};
 use crate::http::date::DateCache;
 use crate::http::parse::Limits;
 use crate::observe::counters::Counters;
@@ -40,6 +40,8 @@ pub(crate) struct ShardContext<S> {
     pub(crate) draining: Cell<bool>,
     /// Security header lines for every response.
     pub(crate) fixed_headers: Box<[u8]>,
+    /// The built-in health routes.
+    pub(crate) health: HealthConfig,
 }
 
 impl<S> ShardContext<S> {
@@ -66,6 +68,7 @@ impl<S> ShardContext<S> {
             gate: Gate::default(),
             draining: Cell::new(false),
             fixed_headers: Box::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -85,6 +88,7 @@ pub(crate) struct ShardStart<S> {
     pub(crate) listeners: Vec<std::net::TcpListener>,
     /// Security header lines for every response.
     pub(crate) fixed_headers: Box<[u8]>,
+    pub(crate) health: HealthConfig,
     /// How long open connections may take to finish when the shard stops.
     pub(crate) graceful_timeout: Duration,
     /// Reads end-of-file when the process wants the shard to stop.
@@ -110,6 +114,7 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
         start.counters,
     );
     context.fixed_headers = start.fixed_headers;
+    context.health = start.health;
     let shard = Rc::new(context);
     glommio::spawn_local(Rc::clone(&shard.deadlines).run(start.heartbeat)).detach();
     // Kept, not detached: dropping them stops accepting.

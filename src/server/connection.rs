@@ -412,6 +412,55 @@ pub(crate) async fn serve_buffered<S>(
     }
 }
 
+/// Answers the built-in health routes; `None` for any other path.
+fn health<S>(shard: &ShardContext<S>, path: &str, writer: &mut ResponseWriter<'_>) -> Option<()> {
+    const JSON: Option<&str> = Some("application/json");
+    let health = &shard.health;
+    if !health.liveness_path.is_empty() && path == health.liveness_path {
+        writer.send(Status::OK, JSON, [], br#"{"status":"ok"}"#);
+        return Some(());
+    }
+    if health.readiness_path.is_empty() || path != health.readiness_path {
+        return None;
+    }
+    if shard.draining.get() {
+        writer.send(
+            Status::SERVICE_UNAVAILABLE,
+            JSON,
+            [],
+            br#"{"status":"draining"}"#,
+        );
+        return Some(());
+    }
+    let failing: Vec<&str> = shard
+        .app
+        .readiness
+        .iter()
+        .filter(|(_, check)| !check(&shard.state))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if failing.is_empty() {
+        writer.send(Status::OK, JSON, [], br#"{"status":"ready"}"#);
+    } else {
+        writer.send_with(Status::SERVICE_UNAVAILABLE, JSON, [], |out| {
+            simd_json::serde::to_writer(
+                out,
+                &Unready {
+                    status: "unready",
+                    failing,
+                },
+            )
+        });
+    }
+    Some(())
+}
+
+#[derive(serde::Serialize)]
+struct Unready<'a> {
+    status: &'static str,
+    failing: Vec<&'a str>,
+}
+
 /// What `respond` needs to know beyond the request itself.
 #[derive(Clone, Copy)]
 struct Facts {
@@ -450,6 +499,9 @@ async fn respond<S>(
     let mut writer = ResponseWriter::new(out, context)
         .closing_when(&shard.draining)
         .with_fixed_headers(&shard.fixed_headers);
+    if health(shard, path, &mut writer).is_some() {
+        return (writer.keep_alive(), None);
+    }
     let mut params = [("", ""); MAX_PARAMS];
     match shard.app.routes.lookup(head.method, path, &mut params) {
         Lookup::Found(handler, count) => {
