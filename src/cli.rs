@@ -29,6 +29,8 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Check whether this host can run percore well (as configured).
+    Doctor(ServeArgs),
 }
 
 /// Flags of `percore serve`; each overrides the environment and the file.
@@ -70,6 +72,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Serve(serve_args)) => serve(serve_args),
+        Some(Command::Doctor(args)) => doctor(args),
         None => serve(cli.serve),
     }
 }
@@ -84,7 +87,30 @@ fn check_config(file: &std::path::Path) -> Result<(), Error> {
     Ok(())
 }
 
+fn doctor(args: ServeArgs) -> Result<(), Error> {
+    let (config, _) = configure(args)?;
+    let findings = crate::doctor::examine(&config);
+    for finding in &findings {
+        println!("{} {}", finding.verdict, finding.text);
+    }
+    let failed = findings
+        .iter()
+        .filter(|f| f.verdict == crate::doctor::Verdict::Fail)
+        .count();
+    if failed > 0 {
+        return Err(Error::Doctor(failed));
+    }
+    Ok(())
+}
+
 fn serve(args: ServeArgs) -> Result<(), Error> {
+    let (config, filter) = configure(args)?;
+    crate::observe::log::init(&filter);
+    crate::reference::app().serve(config)
+}
+
+/// The configuration from file, environment and flags, and the log filter.
+fn configure(args: ServeArgs) -> Result<(Config, String), Error> {
     let mut config =
         Config::load(args.config.as_deref(), std::env::vars()).map_err(Error::Config)?;
     if !args.listen.is_empty() {
@@ -104,8 +130,7 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         (None, Ok(rust_log)) if !rust_log.is_empty() => rust_log,
         _ => config.log.level.clone(),
     };
-    crate::observe::log::init(&filter);
-    crate::reference::app().serve(config)
+    Ok((config, filter))
 }
 
 fn parse_io(text: &str) -> Result<crate::config::IoPath, String> {

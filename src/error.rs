@@ -32,6 +32,8 @@ pub enum Error {
     /// The graceful timeout passed with connections still open on this many
     /// shards; they were closed.
     DrainTimedOut(usize),
+    /// `percore doctor` found this many failing checks (each printed).
+    Doctor(usize),
     /// Another I/O failure.
     Io(std::io::Error),
 }
@@ -90,6 +92,12 @@ impl fmt::Display for Error {
                 f,
                 "connections were still open on {shards} shard(s) when the graceful timeout passed and were closed: raise server.graceful_timeout_secs if requests need longer"
             ),
+            Self::Doctor(failed) => {
+                write!(
+                    f,
+                    "{failed} check(s) failed; the FAIL lines above name the fixes"
+                )
+            }
             Self::Io(error) => write!(f, "{error}"),
         }
     }

@@ -57,14 +57,15 @@
 //! - [`route`]: [`route::router`] maps method and path to a handler;
 //!   [`route::handler`] turns `async fn`s into handlers; [`route::extract`]
 //!   holds the extractors; [`route::json`] is JSON in and out with simd-json.
-//! - [`app`](App), [`config`], [`error`](Error), [`observe`], [`cli`] and
-//!   [`reference`] are the edges: the builder service authors use, the
+//! - [`app`](App), [`config`], [`error`](Error), [`observe`], [`cli`],
+//!   [`doctor`] and [`reference`] are the edges: the builder service authors use, the
 //!   configuration tree, the error type, logging, the command line and the
 //!   app `percore serve` runs.
 
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod http;
 pub mod observe;

@@ -168,3 +168,29 @@ fn the_shipped_example_config_is_valid() {
     let output = percore(&["check-config", file]);
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+#[test]
+fn doctor_reports_each_check_and_fails_on_a_fail() {
+    let output = percore(&["doctor", "--shards", "1"]);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 6, "{text}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("PASS ") || l.starts_with("WARN ") || l.starts_with("FAIL ")),
+        "{text}"
+    );
+    // The machines this project runs on support the shard ring.
+    assert!(
+        lines.iter().any(|l| l.starts_with("PASS io_uring")),
+        "{text}"
+    );
+    let failed = lines.iter().any(|l| l.starts_with("FAIL"));
+    assert_eq!(output.status.success(), !failed, "{text}");
+
+    let output = percore(&["doctor", "--cpus", "4095"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("FAIL CPUs: CPU 4095 is not usable"));
+    assert!(stderr(&output).contains("check(s) failed"));
+}
