@@ -299,6 +299,16 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Integer,
     ),
     (
+        "PERCORE_GRACEFUL_TIMEOUT_SECS",
+        "server.graceful_timeout_secs",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_MAX_REQUEST_LINE_BYTES",
+        "limits.max_request_line_bytes",
+        EnvKind::Integer,
+    ),
+    (
         "PERCORE_MAX_HEAD_BYTES",
         "limits.max_head_bytes",
         EnvKind::Integer,
@@ -313,7 +323,51 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "limits.max_body_bytes",
         EnvKind::Integer,
     ),
-    ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),
+    (
+        "PERCORE_MAX_CHUNK_EXTENSION_BYTES",
+        "limits.max_chunk_extension_bytes",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_KEEPALIVE_REQUESTS",
+        "limits.keepalive_requests",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_MAX_CONNECTIONS",
+        "limits.max_connections",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_MAX_CONNECTIONS_PER_IP",
+        "limits.max_connections_per_ip",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_HEADER_TIMEOUT_SECS",
+        "timeouts.header_secs",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_BODY_TIMEOUT_SECS",
+        "timeouts.body_secs",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_KEEPALIVE_TIMEOUT_SECS",
+        "timeouts.keepalive_secs",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_REQUEST_TIMEOUT_SECS",
+        "timeouts.request_secs",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_SEND_TIMEOUT_SECS",
+        "timeouts.send_secs",
+        EnvKind::Integer,
+    ),
     (
         "PERCORE_LIVENESS_PATH",
         "health.liveness_path",
@@ -339,6 +393,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "headers.referrer_policy",
         EnvKind::Text,
     ),
+    ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),
 ];
 
 /// Variables with the `PERCORE_` prefix that are not configuration keys.
@@ -467,6 +522,16 @@ impl Config {
             ("timeouts.send_secs", self.timeouts.send_secs),
         ] {
             check(value <= 86_400, key, "must be at most 86400 (a day)");
+        }
+        for (key, path) in [
+            ("health.liveness_path", &self.health.liveness_path),
+            ("health.readiness_path", &self.health.readiness_path),
+        ] {
+            check(
+                path.is_empty() || path.starts_with('/'),
+                key,
+                "must start with '/' (or be empty)",
+            );
         }
         for (key, value) in [
             (
@@ -711,6 +776,37 @@ mod tests {
         assert_eq!(config.server.shards, Some(2));
         assert_eq!(config.server.backlog, 10);
         assert_eq!(config.server.listen.len(), 2);
+    }
+
+    #[test]
+    fn every_documented_variable_is_read_and_every_read_one_documented() {
+        let readme = include_str!("../README.md");
+        let documented: std::collections::BTreeSet<&str> = readme
+            .match_indices("PERCORE_")
+            .map(|(at, _)| {
+                let rest = &readme[at..];
+                &rest[..rest
+                    .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                    .unwrap_or(rest.len())]
+            })
+            .filter(|name| !name.ends_with('_'))
+            .collect();
+        let known: std::collections::BTreeSet<&str> = super::ENV_KEYS
+            .iter()
+            .map(|(name, _, _)| *name)
+            .chain(super::ENV_NOT_KEYS.iter().copied())
+            .collect();
+        assert_eq!(documented, known);
+        // Each key an environment variable names exists in the config tree.
+        for (name, key, _) in super::ENV_KEYS {
+            let (section, field) = key.split_once('.').unwrap();
+            let text = format!("[{section}]\n{field} = 1\n");
+            let problems = Config::from_toml(&text).err().unwrap_or_default();
+            assert!(
+                !problems.iter().any(|p| p.message == "unknown key"),
+                "{name} -> {key}"
+            );
+        }
     }
 
     #[test]
