@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod date;
+mod framing;
 pub mod parse;
 pub mod request;
 pub mod response;

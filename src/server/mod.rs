@@ -4,9 +4,11 @@
 pub(crate) mod accept;
 pub(crate) mod connection;
 pub(crate) mod deadline;
+pub(crate) mod exchange;
 pub(crate) mod gate;
+pub(crate) mod local;
 pub(crate) mod placed;
 pub(crate) mod pool;
 pub(crate) mod transport;
 
-pub use connection::LocalService;
+pub use local::LocalService;

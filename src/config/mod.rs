@@ -5,12 +5,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::http::parse::{Limits, MAX_HEADERS_CEILING};
 use crate::runtime::cpus::CpuList;
+
+mod load;
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -278,186 +279,7 @@ impl fmt::Display for Problem {
     }
 }
 
-/// How an environment variable's text becomes a TOML value.
-#[derive(Clone, Copy)]
-enum EnvKind {
-    Text,
-    Integer,
-    List,
-}
-
-/// The environment variables read, and the key each sets.
-const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
-    ("PERCORE_LISTEN", "server.listen", EnvKind::List),
-    ("PERCORE_SHARDS", "server.shards", EnvKind::Integer),
-    ("PERCORE_CPUS", "server.cpus", EnvKind::Text),
-    ("PERCORE_BACKLOG", "server.backlog", EnvKind::Integer),
-    ("PERCORE_IO", "server.io", EnvKind::Text),
-    (
-        "PERCORE_IDLE_POLL_US",
-        "server.idle_poll_us",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_GRACEFUL_TIMEOUT_SECS",
-        "server.graceful_timeout_secs",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_MAX_REQUEST_LINE_BYTES",
-        "limits.max_request_line_bytes",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_MAX_HEAD_BYTES",
-        "limits.max_head_bytes",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_MAX_HEADERS",
-        "limits.max_headers",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_MAX_BODY_BYTES",
-        "limits.max_body_bytes",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_MAX_CHUNK_EXTENSION_BYTES",
-        "limits.max_chunk_extension_bytes",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_KEEPALIVE_REQUESTS",
-        "limits.keepalive_requests",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_MAX_CONNECTIONS",
-        "limits.max_connections",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_MAX_CONNECTIONS_PER_IP",
-        "limits.max_connections_per_ip",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_HEADER_TIMEOUT_SECS",
-        "timeouts.header_secs",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_BODY_TIMEOUT_SECS",
-        "timeouts.body_secs",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_KEEPALIVE_TIMEOUT_SECS",
-        "timeouts.keepalive_secs",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_REQUEST_TIMEOUT_SECS",
-        "timeouts.request_secs",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_SEND_TIMEOUT_SECS",
-        "timeouts.send_secs",
-        EnvKind::Integer,
-    ),
-    (
-        "PERCORE_LIVENESS_PATH",
-        "health.liveness_path",
-        EnvKind::Text,
-    ),
-    (
-        "PERCORE_READINESS_PATH",
-        "health.readiness_path",
-        EnvKind::Text,
-    ),
-    (
-        "PERCORE_CONTENT_TYPE_OPTIONS",
-        "headers.content_type_options",
-        EnvKind::Text,
-    ),
-    (
-        "PERCORE_FRAME_OPTIONS",
-        "headers.frame_options",
-        EnvKind::Text,
-    ),
-    (
-        "PERCORE_REFERRER_POLICY",
-        "headers.referrer_policy",
-        EnvKind::Text,
-    ),
-    ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),
-];
-
-/// Variables with the `PERCORE_` prefix that are not configuration keys.
-const ENV_NOT_KEYS: &[&str] = &["PERCORE_CONFIG"];
-
 impl Config {
-    /// Reads the file at `path` (if any), applies the `PERCORE_*` variables
-    /// among `env`, and validates the result.
-    ///
-    /// # Errors
-    /// [`Error::Config`](crate::Error::Config) with every problem found.
-    pub fn load(
-        path: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, Vec<Problem>> {
-        let mut table = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    vec![Problem::new(
-                        path.display().to_string(),
-                        format!("cannot read: {e}"),
-                    )]
-                })?;
-                text.parse::<toml::Table>().map_err(|e| {
-                    let why = e.message().to_owned();
-                    let line = e.span().map(|s| text[..s.start].lines().count().max(1));
-                    let place = line.map_or_else(String::new, |l| format!(" (line {l})"));
-                    vec![Problem::new(
-                        path.display().to_string(),
-                        format!("invalid TOML{place}: {why}"),
-                    )]
-                })?
-            }
-            None => toml::Table::new(),
-        };
-        let mut problems = apply_env(&mut table, env);
-        let (config, mut found) = from_table(table);
-        problems.append(&mut found);
-        problems.extend(config.validate());
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(problems)
-        }
-    }
-
-    /// Parses TOML text (no environment), reporting unknown keys and type
-    /// errors with their key paths. Does not validate.
-    ///
-    /// # Errors
-    /// Every problem found.
-    pub fn from_toml(text: &str) -> Result<Config, Vec<Problem>> {
-        let table = text.parse::<toml::Table>().map_err(|e| {
-            vec![Problem::new(
-                "(file)",
-                format!("invalid TOML: {}", e.message()),
-            )]
-        })?;
-        match from_table(table) {
-            (config, problems) if problems.is_empty() => Ok(config),
-            (_, problems) => Err(problems),
-        }
-    }
-
     /// Every problem with the values, each with its key path.
     #[must_use]
     pub fn validate(&self) -> Vec<Problem> {
@@ -584,114 +406,6 @@ impl Config {
     }
 }
 
-/// Deserializes a table into a config and every problem found: unknown keys,
-/// and type errors. A key with a type error is dropped (its default stands)
-/// and the rest is read again, so one bad value does not hide the others.
-fn from_table(mut table: toml::Table) -> (Config, Vec<Problem>) {
-    let mut problems = Vec::new();
-    loop {
-        let mut unknown = Vec::new();
-        let mut record = |path: serde_ignored::Path<'_>| {
-            unknown.push(Problem::new(path.to_string(), "unknown key"));
-        };
-        let deserializer =
-            serde_ignored::Deserializer::new(toml::Value::Table(table.clone()), &mut record);
-        let parsed: Result<Config, _> = serde_path_to_error::deserialize(deserializer);
-        match parsed {
-            Ok(config) => {
-                problems.append(&mut unknown);
-                return (config, problems);
-            }
-            Err(error) => {
-                // toml appends "in `key`" on a second line; the path says it already.
-                let message = error.inner().to_string();
-                let first_line = message.lines().next().unwrap_or_default();
-                problems.push(Problem::new(error.path().to_string(), first_line));
-                if !remove_key(&mut table, error.path()) {
-                    problems.append(&mut unknown);
-                    return (Config::default(), problems);
-                }
-            }
-        }
-    }
-}
-
-/// Removes the deepest table key on `path`; false when there is none.
-fn remove_key(table: &mut toml::Table, path: &serde_path_to_error::Path) -> bool {
-    let keys: Vec<&str> = path
-        .iter()
-        .map_while(|segment| match segment {
-            serde_path_to_error::Segment::Map { key } => Some(key.as_str()),
-            _ => None,
-        })
-        .collect();
-    let Some((last, parents)) = keys.split_last() else {
-        return false;
-    };
-    let mut current = table;
-    for key in parents {
-        match current.get_mut(*key) {
-            Some(toml::Value::Table(inner)) => current = inner,
-            _ => return false,
-        }
-    }
-    current.remove(*last).is_some()
-}
-
-/// Writes each known `PERCORE_*` variable into `table`; unknown ones are
-/// problems, so that a misspelt variable is not silently ignored.
-fn apply_env(
-    table: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    for (name, text) in env {
-        if !name.starts_with("PERCORE_") || ENV_NOT_KEYS.contains(&name.as_str()) {
-            continue;
-        }
-        let Some(&(_, key, kind)) = ENV_KEYS.iter().find(|(n, _, _)| *n == name) else {
-            let known: Vec<&str> = ENV_KEYS.iter().map(|(n, _, _)| *n).collect();
-            problems.push(Problem::new(
-                name,
-                format!("unknown variable; known: {}", known.join(", ")),
-            ));
-            continue;
-        };
-        let value = match kind {
-            EnvKind::Text => toml::Value::String(text),
-            EnvKind::List => toml::Value::Array(
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| toml::Value::String(s.to_owned()))
-                    .collect(),
-            ),
-            EnvKind::Integer => {
-                if let Ok(n) = text.trim().parse::<i64>() {
-                    toml::Value::Integer(n)
-                } else {
-                    problems.push(Problem::new(
-                        key,
-                        format!("{name}={text:?} is not an integer"),
-                    ));
-                    continue;
-                }
-            }
-        };
-        let (section, field) = key.split_once('.').unwrap_or(("", key));
-        let entry = table
-            .entry(section)
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        match entry {
-            toml::Value::Table(section) => {
-                section.insert(field.to_owned(), value);
-            }
-            _ => problems.push(Problem::new(section, "must be a table")),
-        }
-    }
-    problems
-}
-
 #[cfg(test)]
 mod tests {
     use super::{Config, Problem};
@@ -780,7 +494,7 @@ mod tests {
 
     #[test]
     fn every_documented_variable_is_read_and_every_read_one_documented() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let documented: std::collections::BTreeSet<&str> = readme
             .match_indices("PERCORE_")
             .map(|(at, _)| {
@@ -791,14 +505,14 @@ mod tests {
             })
             .filter(|name| !name.ends_with('_'))
             .collect();
-        let known: std::collections::BTreeSet<&str> = super::ENV_KEYS
+        let known: std::collections::BTreeSet<&str> = super::load::ENV_KEYS
             .iter()
             .map(|(name, _, _)| *name)
-            .chain(super::ENV_NOT_KEYS.iter().copied())
+            .chain(super::load::ENV_NOT_KEYS.iter().copied())
             .collect();
         assert_eq!(documented, known);
         // Each key an environment variable names exists in the config tree.
-        for (name, key, _) in super::ENV_KEYS {
+        for (name, key, _) in super::load::ENV_KEYS {
             let (section, field) = key.split_once('.').unwrap();
             let text = format!("[{section}]\n{field} = 1\n");
             let problems = Config::from_toml(&text).err().unwrap_or_default();

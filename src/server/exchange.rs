@@ -1,0 +1,236 @@
+//! One exchange on a connection, without the socket: decode every complete
+//! request in a buffer, answer the built-in health routes, route the rest
+//! to their handlers (a panic becomes a 500), and encode the responses.
+//! The connection loop and [`LocalService`](super::LocalService) drive it.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::task::Poll;
+
+use crate::http::date::DATE_LEN;
+use crate::http::parse::{Decoded, Decoder, HeaderSpan, Message, Method, Version};
+use crate::http::request::{Request, split_target, target_str};
+use crate::http::status::Status;
+use crate::http::write::{BodyStream, ResponseContext, ResponseWriter};
+use crate::route::router::{Lookup, MAX_PARAMS};
+use crate::runtime::shard::ShardContext;
+
+/// What one pass over the buffer did.
+pub(crate) struct Batch {
+    /// Bytes of input fully answered.
+    pub(crate) consumed: usize,
+    /// The connection must close once the output is sent.
+    pub(crate) close: bool,
+    /// A streamed body to send after the output, and whether it is chunked.
+    pub(crate) stream: Option<(BodyStream, bool)>,
+}
+
+/// Answers every complete request at the start of `input`, appending the
+/// responses to `out`. Stops early after a request that closes the
+/// connection or streams its body.
+pub(crate) async fn serve_buffered<S>(
+    shard: &ShardContext<S>,
+    decoder: &mut Decoder,
+    input: &mut [u8],
+    out: &mut Vec<u8>,
+    peer: Option<SocketAddr>,
+    budget: &mut u32,
+) -> Batch {
+    let mut consumed = 0;
+    let date = shard.date.now();
+    loop {
+        match decoder.decode(&mut input[consumed..]) {
+            Ok(Decoded::Partial) => {
+                return Batch {
+                    consumed,
+                    close: false,
+                    stream: None,
+                };
+            }
+            Err(error) => {
+                shard.counters.count(error.into());
+                ResponseWriter::new(out, error_context(shard))
+                    .with_fixed_headers(&shard.fixed_headers)
+                    .send_error(error.status(), error.detail());
+                return Batch {
+                    consumed,
+                    close: true,
+                    stream: None,
+                };
+            }
+            Ok(Decoded::Complete(message)) => {
+                let end = consumed + message.consumed;
+                let message_bytes = &mut input[consumed..end];
+                // The last request a connection may make is answered with close.
+                *budget = budget.saturating_sub(1);
+                let facts = Facts {
+                    peer,
+                    date,
+                    may_continue: *budget > 0,
+                };
+                let (keep_alive, stream) =
+                    respond(shard, decoder.headers(), message_bytes, message, out, facts).await;
+                consumed = end;
+                if !keep_alive || stream.is_some() {
+                    return Batch {
+                        consumed,
+                        close: !keep_alive,
+                        stream,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Answers the built-in health routes; `None` for any other path.
+fn health<S>(shard: &ShardContext<S>, path: &str, writer: &mut ResponseWriter<'_>) -> Option<()> {
+    const JSON: Option<&str> = Some("application/json");
+    let health = &shard.health;
+    if !health.liveness_path.is_empty() && path == health.liveness_path {
+        writer.send(Status::OK, JSON, [], br#"{"status":"ok"}"#);
+        return Some(());
+    }
+    if health.readiness_path.is_empty() || path != health.readiness_path {
+        return None;
+    }
+    if shard.draining.get() {
+        writer.send(
+            Status::SERVICE_UNAVAILABLE,
+            JSON,
+            [],
+            br#"{"status":"draining"}"#,
+        );
+        return Some(());
+    }
+    let failing: Vec<&str> = shard
+        .app
+        .readiness
+        .iter()
+        .filter(|(_, check)| !check(&shard.state))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if failing.is_empty() {
+        writer.send(Status::OK, JSON, [], br#"{"status":"ready"}"#);
+    } else {
+        writer.send_with(Status::SERVICE_UNAVAILABLE, JSON, [], |out| {
+            simd_json::serde::to_writer(
+                out,
+                &Unready {
+                    status: "unready",
+                    failing,
+                },
+            )
+        });
+    }
+    Some(())
+}
+
+#[derive(serde::Serialize)]
+struct Unready<'a> {
+    status: &'static str,
+    failing: Vec<&'a str>,
+}
+
+/// What `respond` needs to know beyond the request itself.
+#[derive(Clone, Copy)]
+struct Facts {
+    peer: Option<SocketAddr>,
+    date: [u8; DATE_LEN],
+    /// False for the last request the connection may make.
+    may_continue: bool,
+}
+
+/// Routes one request and writes its response. Returns whether the
+/// connection stays open, and a body stream if the response has one.
+async fn respond<S>(
+    shard: &ShardContext<S>,
+    headers: &[HeaderSpan],
+    message_bytes: &mut [u8],
+    message: Message,
+    out: &mut Vec<u8>,
+    facts: Facts,
+) -> (bool, Option<(BodyStream, bool)>) {
+    let Facts {
+        peer,
+        date,
+        may_continue,
+    } = facts;
+    let head = message.head;
+    let (head_bytes, rest) = message_bytes.split_at_mut(head.len);
+    let head_bytes: &[u8] = head_bytes;
+    let body = &mut rest[..message.body.1 - head.len];
+    let (path, _) = split_target(target_str(head_bytes, &head));
+    let context = ResponseContext {
+        date,
+        head_request: head.method == Method::Head,
+        keep_alive: head.keep_alive && may_continue,
+        http10: head.version == Version::Http10,
+    };
+    let mut writer = ResponseWriter::new(out, context)
+        .closing_when(&shard.draining)
+        .with_fixed_headers(&shard.fixed_headers);
+    if health(shard, path, &mut writer).is_some() {
+        return (writer.keep_alive(), None);
+    }
+    let mut params = [("", ""); MAX_PARAMS];
+    match shard.app.routes.lookup(head.method, path, &mut params) {
+        Lookup::Found(handler, count) => {
+            let mut request = Request::new(head_bytes, body, head, headers)
+                .with_params(&params[..count])
+                .with_origin(peer, shard.index);
+            let completed = {
+                let mut future =
+                    std::pin::pin!(handler.call(&mut request, &shard.state, &mut writer));
+                futures_lite::future::poll_fn(|cx| {
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                        Ok(Poll::Ready(())) => Poll::Ready(true),
+                        Ok(Poll::Pending) => Poll::Pending,
+                        Err(_) => Poll::Ready(false),
+                    }
+                })
+                .await
+            };
+            if !completed {
+                tracing::error!(shard = shard.index, path, "handler panicked; answered 500");
+                writer.reset();
+                writer.send_error(Status::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            } else if !writer.is_written() {
+                writer.send_error(Status::INTERNAL_SERVER_ERROR, "handler wrote no response");
+            }
+        }
+        Lookup::MethodNotAllowed(methods) => {
+            let mut allow = String::new();
+            for (method, _) in methods {
+                if !allow.is_empty() {
+                    allow.push_str(", ");
+                }
+                allow.push_str(method.as_str());
+                if *method == Method::Get && !methods.iter().any(|(m, _)| *m == Method::Head) {
+                    allow.push_str(", HEAD");
+                }
+            }
+            writer.send_with(
+                Status::METHOD_NOT_ALLOWED,
+                Some("application/json"),
+                [("Allow", allow.as_bytes())],
+                |out| {
+                    out.extend_from_slice(br#"{"detail":"Method Not Allowed"}"#);
+                    Ok::<(), ()>(())
+                },
+            );
+        }
+        Lookup::NotFound => writer.send_error(Status::NOT_FOUND, "Not Found"),
+    }
+    (writer.keep_alive(), writer.take_stream())
+}
+
+/// The context of an error response: it closes the connection.
+pub(crate) fn error_context<S>(shard: &ShardContext<S>) -> ResponseContext {
+    ResponseContext {
+        date: shard.date.now(),
+        head_request: false,
+        keep_alive: false,
+        http10: false,
+    }
+}

@@ -1,0 +1,106 @@
+//! The request path of an app without a socket, for tests, benchmarks and
+//! fuzzing: bytes in, response bytes out.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_lite::StreamExt;
+
+use super::exchange::serve_buffered;
+use crate::app::App;
+use crate::config::ConnectionRules;
+use crate::http::parse::{Decoder, Limits};
+use crate::http::write::{LAST_CHUNK, encode_chunk};
+use crate::observe::counters::Rejection;
+use crate::runtime::shard::ShardContext;
+
+/// The request path of an [`App`] without a socket: feed it request bytes,
+/// get response bytes. For tests, benchmarks and fuzzing; a real server
+/// runs the same code behind each connection.
+///
+/// ```
+/// use percore::{App, LocalService};
+/// let mut service = LocalService::new(App::new().get("/", async || "hi"));
+/// let mut input = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+/// let mut out = Vec::new();
+/// let (consumed, close) = futures_lite::future::block_on(service.serve(&mut input, &mut out));
+/// assert_eq!((consumed, close), (input.len(), false));
+/// assert!(out.ends_with(b"\r\n\r\nhi"));
+/// ```
+pub struct LocalService<S> {
+    shard: Rc<ShardContext<S>>,
+    decoder: Decoder,
+    budget: u32,
+}
+
+impl<S> std::fmt::Debug for LocalService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalService").finish_non_exhaustive()
+    }
+}
+
+impl<S: 'static> LocalService<S> {
+    /// A service for `app` with default limits, as shard 0.
+    #[must_use]
+    pub fn new(app: App<S>) -> Self {
+        Self::with_limits(app, Limits::default())
+    }
+
+    /// A service for `app` with `limits`.
+    #[must_use]
+    pub fn with_limits(app: App<S>, limits: Limits) -> Self {
+        let mut shard = ShardContext::new(
+            0,
+            Arc::new(app),
+            limits,
+            ConnectionRules {
+                keepalive_requests: 0,
+                ..ConnectionRules::default()
+            },
+            Arc::default(),
+        );
+        shard.fixed_headers = crate::config::HeadersConfig::default()
+            .render()
+            .into_boxed_slice();
+        Self {
+            shard: Rc::new(shard),
+            decoder: Decoder::new(limits),
+            budget: u32::MAX,
+        }
+    }
+
+    /// How many requests were refused for `reason` so far.
+    #[must_use]
+    pub fn rejections(&self, reason: Rejection) -> u64 {
+        self.shard.counters.get(reason)
+    }
+
+    /// Answers every complete request at the start of `input` (as one
+    /// connection would), appending responses to `out`. Returns the bytes
+    /// consumed and whether the connection would close. A streamed body is
+    /// appended whole, with its framing.
+    pub async fn serve(&mut self, input: &mut [u8], out: &mut Vec<u8>) -> (usize, bool) {
+        let batch = serve_buffered(
+            &self.shard,
+            &mut self.decoder,
+            input,
+            out,
+            None,
+            &mut self.budget,
+        )
+        .await;
+        if let Some((mut stream, chunked)) = batch.stream {
+            while let Some(piece) = stream.next().await {
+                if chunked {
+                    encode_chunk(out, &piece);
+                } else {
+                    out.extend_from_slice(&piece);
+                }
+            }
+            if chunked {
+                out.extend_from_slice(LAST_CHUNK);
+            }
+        }
+        (batch.consumed, batch.close)
+    }
+}
