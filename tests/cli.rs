@@ -1,9 +1,11 @@
 //! The `percore` binary: configuration checks, startup errors as one
 //! sentence with a non-zero exit, and a clean stop on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 const PERCORE: &str = env!("CARGO_BIN_EXE_percore");
@@ -100,7 +102,7 @@ fn a_bad_environment_variable_names_its_key() {
 }
 
 /// Kills the child if the test ends without stopping it.
-struct Running(Child);
+struct Running(std::process::Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -111,31 +113,8 @@ impl Drop for Running {
 
 #[test]
 fn serves_then_stops_cleanly_on_sigterm() {
-    let child = command(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--shards",
-        "1",
-        "--log-level",
-        "info",
-    ])
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let (child, addr, lines) = support::spawn_percore(&[]);
     let mut running = Running(child);
-    let mut lines = BufReader::new(running.0.stderr.take().unwrap()).lines();
-    // The startup line names the shard, its CPU and the bound address.
-    let startup = lines.next().expect("a startup line").unwrap();
-    assert!(
-        startup.contains("shard listening") && startup.contains("shard=0"),
-        "{startup}"
-    );
-    let addr = startup
-        .split(['[', ']'])
-        .find(|part| part.starts_with("127.0.0.1:"))
-        .expect("an address in the startup line");
-
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -150,15 +129,10 @@ fn serves_then_stops_cleanly_on_sigterm() {
         reply.ends_with("\r\n\r\n{\"message\":\"Hello, World!\"}"),
         "{reply}"
     );
-
-    let pid = libc::pid_t::try_from(running.0.id()).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child's.
-    #[allow(unsafe_code, reason = "sending a signal to our own child")]
-    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(sent, 0);
+    support::sigterm(&running.0);
     let status = running.0.wait().unwrap();
     assert_eq!(status.code(), Some(0));
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest: Vec<String> = lines.collect();
     assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
 }
 

@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -48,28 +47,7 @@ fn a_request_in_flight_finishes_and_idle_connections_close() {
 
 #[test]
 fn no_request_sent_before_sigterm_fails_under_keep_alive_load() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_percore"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--log-level",
-            "info",
-        ])
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let startup = lines.next().expect("a startup line").unwrap();
-    let server: std::net::SocketAddr = startup
-        .split(['[', ']'])
-        .find(|part| part.starts_with("127.0.0.1:"))
-        .expect("an address")
-        .parse()
-        .unwrap();
+    let (mut child, server, lines) = support::spawn_percore(&[]);
     let signalled = Arc::new(AtomicBool::new(false));
     let started = Arc::new(Barrier::new(9));
     let clients: Vec<_> = (0..8)
@@ -119,12 +97,8 @@ fn no_request_sent_before_sigterm_fails_under_keep_alive_load() {
         .collect();
     // Every client has been answered once: the load is on.
     started.wait();
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
     signalled.store(true, Ordering::SeqCst);
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child's.
-    #[allow(unsafe_code, reason = "sending a signal to our own child")]
-    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(sent, 0);
+    support::sigterm(&child);
     let answered: u32 = clients
         .into_iter()
         .map(|c| c.join().expect("no client saw a failure"))
@@ -139,7 +113,7 @@ fn no_request_sent_before_sigterm_fails_under_keep_alive_load() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest: Vec<String> = lines.collect();
     assert!(rest.iter().any(|l| l.contains("draining")), "{rest:?}");
 }
 

@@ -2,6 +2,8 @@
 //! READY=1 once serving, WATCHDOG=1 while the shards tick, STOPPING=1 on
 //! SIGTERM.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
@@ -33,11 +35,7 @@ fn ready_watchdog_and_stopping_are_sent() {
     };
     assert_eq!(next(), "READY=1");
     assert_eq!(next(), "WATCHDOG=1");
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child's.
-    #[allow(unsafe_code, reason = "sending a signal to our own child")]
-    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(sent, 0);
+    support::sigterm(&child);
     // Watchdog pings may still arrive before STOPPING; bounded by the read limit.
     let mut seen = Vec::new();
     loop {

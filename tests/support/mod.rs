@@ -177,3 +177,57 @@ pub fn post_json(path: &str, body: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// The `percore` binary serving on 127.0.0.1 port 0 with one shard, its
+/// standard error piped; returns it with the address from its startup line
+/// and the rest of its log lines.
+pub fn spawn_percore(
+    extra_env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    SocketAddr,
+    impl Iterator<Item = String>,
+) {
+    use std::io::BufRead;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_percore"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+            "--log-level",
+            "info",
+        ])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("percore starts");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let startup = lines.next().expect("a startup line");
+    assert!(
+        startup.contains("shard listening") && startup.contains("shard=0"),
+        "{startup}"
+    );
+    let addr = startup
+        .split(['[', ']'])
+        .find(|part| part.starts_with("127.0.0.1:"))
+        .expect("an address in the startup line")
+        .parse()
+        .unwrap();
+    (child, addr, lines)
+}
+
+/// Sends SIGTERM to `child`.
+pub fn sigterm(child: &std::process::Child) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child's.
+    #[allow(unsafe_code, reason = "sending a signal to our own child")]
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+}
