@@ -122,6 +122,8 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Text,
     ),
     ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),
+    ("PERCORE_ACCESS_LOG", "log.access", EnvKind::Text),
+    ("PERCORE_ACCESS_LOG_FILE", "log.access_file", EnvKind::Text),
 ];
 
 /// Variables with the `PERCORE_` prefix that are not configuration keys.

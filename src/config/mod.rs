@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::http::parse::{Limits, MAX_HEADERS_CEILING};
+use crate::observe::access::AccessFormat;
 use crate::runtime::cpus::CpuList;
 
 mod load;
@@ -218,12 +219,19 @@ pub struct LogConfig {
     /// A tracing filter: `info`, `debug`, `percore=debug,warn`…
     /// (`RUST_LOG` overrides it unless `--log-level` is given).
     pub level: String,
+    /// The access log: `off`, `combined` or `json`.
+    pub access: AccessFormat,
+    /// Where access lines go: a file (appended to), or standard output when
+    /// empty.
+    pub access_file: String,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".into(),
+            access: AccessFormat::Off,
+            access_file: String::new(),
         }
     }
 }
@@ -265,7 +273,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             key: key.into(),
             message: message.into(),

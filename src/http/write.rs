@@ -42,6 +42,10 @@ pub struct ResponseWriter<'a> {
     closing: Option<&'a Cell<bool>>,
     /// Header lines every response carries (security headers), pre-rendered.
     fixed: &'a [u8],
+    /// Echoed as `X-Request-ID` when set.
+    request_id: &'a [u8],
+    /// The status actually written, once written.
+    sent: Option<Status>,
 }
 
 impl std::fmt::Debug for ResponseWriter<'_> {
@@ -66,7 +70,22 @@ impl<'a> ResponseWriter<'a> {
             stream: None,
             closing: None,
             fixed: &[],
+            request_id: &[],
+            sent: None,
         }
+    }
+
+    /// Echoes `id` as `X-Request-ID`.
+    #[must_use]
+    pub fn with_request_id(mut self, id: &'a [u8]) -> Self {
+        self.request_id = id;
+        self
+    }
+
+    /// The status of the response written, if one was.
+    #[must_use]
+    pub fn status_sent(&self) -> Option<Status> {
+        self.sent
     }
 
     /// Adds `lines` (pre-rendered `Name: value\r\n` header lines) to the
@@ -218,6 +237,7 @@ impl<'a> ResponseWriter<'a> {
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
     ) {
         let status = self.status.unwrap_or(status);
+        self.sent = Some(status);
         let keep_alive = self.keep_alive();
         self.context.keep_alive = keep_alive;
         let out = &mut *self.out;
@@ -229,6 +249,9 @@ impl<'a> ResponseWriter<'a> {
         out.extend_from_slice(&self.context.date);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(self.fixed);
+        if !self.request_id.is_empty() {
+            push_header(out, "X-Request-ID", self.request_id);
+        }
         if let Some(content_type) = content_type {
             push_header(out, "Content-Type", content_type.as_bytes());
         }

@@ -16,7 +16,9 @@ use glommio::{ExecutorJoinHandle, GlommioError, LocalExecutorBuilder, Placement}
 
 use crate::app::App;
 use crate::config::Config;
+use crate::config::Problem;
 use crate::error::Error;
+use crate::observe::access::{self, AccessFormat};
 use crate::observe::counters::{Counters, Rejection};
 use cpus::Usable;
 use shard::ShardStart;
@@ -32,6 +34,8 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     counters: Vec<Arc<Counters>>,
     heartbeats: Vec<Arc<std::sync::atomic::AtomicU64>>,
+    /// The access log's writer thread, joined (all lines written) at stop.
+    access_writer: Option<std::thread::JoinHandle<()>>,
     cpus: Vec<usize>,
     stop: Option<UnixStream>,
     shards: Vec<ExecutorJoinHandle<bool>>,
@@ -80,6 +84,10 @@ impl Server {
                 }
             }
         }
+        // Every shard has dropped its sender: the writer ends once written.
+        if let Some(writer) = self.access_writer.take() {
+            let _ = writer.join();
+        }
         match (failed, late) {
             (Some(error), _) => Err(error),
             (None, 0) => Ok(()),
@@ -110,11 +118,25 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
         addrs: group.addrs,
         counters: Vec::new(),
         heartbeats: Vec::new(),
+        access_writer: None,
         cpus: cpus.clone(),
         stop: Some(stop),
         shards: Vec::new(),
     };
     let app = Arc::new(app);
+    let access = match config.log.access {
+        AccessFormat::Off => None,
+        format => {
+            let (writer, handle) = access::start_writer(&config.log.access_file).map_err(|e| {
+                Error::Config(vec![Problem::new(
+                    "log.access_file",
+                    format!("cannot open: {e}"),
+                )])
+            })?;
+            server.access_writer = Some(handle);
+            Some((format, writer, request_id_prefix()))
+        }
+    };
     for (index, (&cpu, listeners)) in cpus.iter().zip(group.per_shard).enumerate() {
         let counters = Arc::new(Counters::default());
         server.counters.push(Arc::clone(&counters));
@@ -131,6 +153,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
             graceful_timeout: std::time::Duration::from_secs(config.server.graceful_timeout_secs),
             fixed_headers: config.headers.render().into_boxed_slice(),
             health: config.health.clone(),
+            access: access.clone(),
             io: config.server.io,
             ring: crate::uring::RingConfig {
                 spin: std::time::Duration::from_micros(config.server.idle_poll_us),
@@ -147,7 +170,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
             .map_err(|e| startup_error(index, e))?;
         server.shards.push(handle);
     }
-    drop((stop_peer, ready));
+    drop((stop_peer, ready, access));
     for _ in 0..cpus.len() {
         match ready_rx.recv() {
             Ok(Ok(_)) => {}
@@ -160,6 +183,15 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
         tracing::info!(shard = index, cpu, listen = ?server.addrs, "shard listening");
     }
     Ok(server)
+}
+
+/// A per-process prefix for generated request IDs, so two processes (an
+/// old and a new one during an upgrade) do not repeat each other's.
+fn request_id_prefix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos ^ std::process::id().rotate_left(16)
 }
 
 /// Stops the shards that started and reports the first that failed.

@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::config::{ConnectionRules, HealthConfig, IoPath};
 use crate::http::date::DateCache;
 use crate::http::parse::Limits;
+use crate::observe::access::{AccessFormat, AccessLog};
 use crate::observe::counters::Counters;
 use crate::server::accept;
 use crate::server::deadline::Deadlines;
@@ -42,6 +43,8 @@ pub(crate) struct ShardContext<S> {
     pub(crate) fixed_headers: Box<[u8]>,
     /// The built-in health routes.
     pub(crate) health: HealthConfig,
+    /// The access log, when on.
+    pub(crate) access: Option<AccessLog>,
 }
 
 impl<S> ShardContext<S> {
@@ -69,6 +72,7 @@ impl<S> ShardContext<S> {
             draining: Cell::new(false),
             fixed_headers: Box::default(),
             health: HealthConfig::default(),
+            access: None,
         }
     }
 }
@@ -89,6 +93,8 @@ pub(crate) struct ShardStart<S> {
     /// Security header lines for every response.
     pub(crate) fixed_headers: Box<[u8]>,
     pub(crate) health: HealthConfig,
+    /// The access log's format, writer and request-ID prefix, when on.
+    pub(crate) access: Option<(AccessFormat, std::sync::mpsc::Sender<Vec<u8>>, u32)>,
     /// How long open connections may take to finish when the shard stops.
     pub(crate) graceful_timeout: Duration,
     /// Reads end-of-file when the process wants the shard to stop.
@@ -115,6 +121,9 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     );
     context.fixed_headers = start.fixed_headers;
     context.health = start.health;
+    context.access = start
+        .access
+        .map(|(format, writer, prefix)| AccessLog::new(format, writer, prefix, start.index));
     let shard = Rc::new(context);
     glommio::spawn_local(Rc::clone(&shard.deadlines).run(start.heartbeat)).detach();
     // Kept, not detached: dropping them stops accepting.

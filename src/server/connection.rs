@@ -159,6 +159,9 @@ pub(crate) async fn serve<S: 'static>(
             }
         }
         watch.disarm(Timer::Working);
+        if let Some(log) = &shard.access {
+            log.flush();
+        }
         if let Some((stream, chunked)) = batch.stream
             && (Box::pin(send_stream(&mut transport, &mut io.out, stream, chunked))
                 .await

@@ -6,12 +6,14 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::task::Poll;
+use std::time::Instant;
 
 use crate::http::date::DATE_LEN;
 use crate::http::parse::{Decoded, Decoder, HeaderSpan, Message, Method, Version};
 use crate::http::request::{Request, split_target, target_str};
 use crate::http::status::Status;
 use crate::http::write::{BodyStream, ResponseContext, ResponseWriter};
+use crate::observe::access::{self, Entry};
 use crate::route::router::{Lookup, MAX_PARAMS};
 use crate::runtime::shard::ShardContext;
 
@@ -63,13 +65,34 @@ pub(crate) async fn serve_buffered<S>(
                 let message_bytes = &mut input[consumed..end];
                 // The last request a connection may make is answered with close.
                 *budget = budget.saturating_sub(1);
+                let logging = shard.access.as_ref().map(|log| {
+                    let given = header(decoder.headers(), message_bytes, "x-request-id");
+                    let mut id = [0u8; 128];
+                    let len = log.request_id(given, &mut id);
+                    (log, Instant::now(), id, len, out.len())
+                });
                 let facts = Facts {
                     peer,
                     date,
                     may_continue: *budget > 0,
+                    request_id: logging
+                        .as_ref()
+                        .map_or(&[][..], |(_, _, id, len, _)| &id[..*len]),
                 };
-                let (keep_alive, stream) =
+                let (keep_alive, stream, status) =
                     respond(shard, decoder.headers(), message_bytes, message, out, facts).await;
+                if let Some((log, started, id, len, before)) = &logging {
+                    let bytes = &input[consumed..end];
+                    let entry = Logged {
+                        headers: decoder.headers(),
+                        bytes,
+                        head: &message.head,
+                        date: &date,
+                        peer,
+                    };
+                    let elapsed = started.elapsed();
+                    log.record(&entry.entry(status, out.len() - before, elapsed, &id[..*len]));
+                }
                 consumed = end;
                 if !keep_alive || stream.is_some() {
                     return Batch {
@@ -134,11 +157,60 @@ struct Unready<'a> {
 
 /// What `respond` needs to know beyond the request itself.
 #[derive(Clone, Copy)]
-struct Facts {
+struct Facts<'a> {
     peer: Option<SocketAddr>,
     date: [u8; DATE_LEN],
     /// False for the last request the connection may make.
     may_continue: bool,
+    /// Echoed as `X-Request-ID` when not empty (the access log is on).
+    request_id: &'a [u8],
+}
+
+/// The value of the first header field named `name`.
+fn header<'b>(headers: &[HeaderSpan], bytes: &'b [u8], name: &str) -> Option<&'b [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.get(bytes).eq_ignore_ascii_case(name.as_bytes()))
+        .map(|h| h.value.get(bytes))
+}
+
+/// What the access log reads of one answered request.
+struct Logged<'a> {
+    headers: &'a [HeaderSpan],
+    bytes: &'a [u8],
+    head: &'a crate::http::parse::Head,
+    date: &'a [u8; DATE_LEN],
+    peer: Option<SocketAddr>,
+}
+
+impl<'a> Logged<'a> {
+    fn entry(
+        &self,
+        status: Status,
+        sent: usize,
+        elapsed: std::time::Duration,
+        id: &'a [u8],
+    ) -> Entry<'a> {
+        let text = |bytes: &'a [u8]| std::str::from_utf8(bytes).unwrap_or("-");
+        let field = |name| header(self.headers, self.bytes, name).map_or("-", text);
+        Entry {
+            time: text(self.date),
+            remote: access::remote(self.peer),
+            method: text(self.head.method_token.get(self.bytes)),
+            target: target_str(self.bytes, self.head),
+            version: if self.head.version == Version::Http10 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            },
+            status: status.code(),
+            bytes: sent,
+            duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            request_id: text(id),
+            referer: field("referer"),
+            user_agent: field("user-agent"),
+        }
+    }
 }
 
 /// Routes one request and writes its response. Returns whether the
@@ -149,12 +221,13 @@ async fn respond<S>(
     message_bytes: &mut [u8],
     message: Message,
     out: &mut Vec<u8>,
-    facts: Facts,
-) -> (bool, Option<(BodyStream, bool)>) {
+    facts: Facts<'_>,
+) -> (bool, Option<(BodyStream, bool)>, Status) {
     let Facts {
         peer,
         date,
         may_continue,
+        request_id,
     } = facts;
     let head = message.head;
     let (head_bytes, rest) = message_bytes.split_at_mut(head.len);
@@ -169,9 +242,11 @@ async fn respond<S>(
     };
     let mut writer = ResponseWriter::new(out, context)
         .closing_when(&shard.draining)
-        .with_fixed_headers(&shard.fixed_headers);
+        .with_fixed_headers(&shard.fixed_headers)
+        .with_request_id(request_id);
     if health(shard, path, &mut writer).is_some() {
-        return (writer.keep_alive(), None);
+        let status = writer.status_sent().unwrap_or(Status::OK);
+        return (writer.keep_alive(), None, status);
     }
     let mut params = [("", ""); MAX_PARAMS];
     match shard.app.routes.lookup(head.method, path, &mut params) {
@@ -222,7 +297,10 @@ async fn respond<S>(
         }
         Lookup::NotFound => writer.send_error(Status::NOT_FOUND, "Not Found"),
     }
-    (writer.keep_alive(), writer.take_stream())
+    let status = writer
+        .status_sent()
+        .unwrap_or(Status::INTERNAL_SERVER_ERROR);
+    (writer.keep_alive(), writer.take_stream(), status)
 }
 
 /// The context of an error response: it closes the connection.

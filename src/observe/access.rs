@@ -1,0 +1,168 @@
+//! The access log: one line per request, `combined` (nginx's format, with
+//! the `Date` value as the time, the request time in seconds and the request
+//! ID) or `json`, written by a thread of its own so a shard never waits on
+//! the disk. Each shard gathers a batch's lines and hands them over whole.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+
+/// How requests are logged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessFormat {
+    /// Not logged.
+    #[default]
+    Off,
+    /// nginx's `combined`, then the request time and the request ID.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One request, as logged.
+#[derive(Debug, Serialize)]
+pub(crate) struct Entry<'a> {
+    pub(crate) time: &'a str,
+    pub(crate) remote: String,
+    pub(crate) method: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) status: u16,
+    pub(crate) bytes: usize,
+    pub(crate) duration_us: u64,
+    pub(crate) request_id: &'a str,
+    pub(crate) referer: &'a str,
+    pub(crate) user_agent: &'a str,
+}
+
+/// A shard's side of the access log.
+#[derive(Debug)]
+pub(crate) struct AccessLog {
+    format: AccessFormat,
+    lines: RefCell<Vec<u8>>,
+    writer: Sender<Vec<u8>>,
+    /// Distinguishes this process's generated request IDs from another's.
+    prefix: u32,
+    shard: usize,
+    next_id: Cell<u64>,
+}
+
+impl AccessLog {
+    pub(crate) fn new(
+        format: AccessFormat,
+        writer: Sender<Vec<u8>>,
+        prefix: u32,
+        shard: usize,
+    ) -> Self {
+        Self {
+            format,
+            lines: RefCell::new(Vec::new()),
+            writer,
+            prefix,
+            shard,
+            next_id: Cell::new(0),
+        }
+    }
+
+    /// Writes the request's ID into `room` and returns its length: the
+    /// client's `X-Request-ID` when it is short visible ASCII, else a new one.
+    pub(crate) fn request_id(&self, given: Option<&[u8]>, room: &mut [u8; 128]) -> usize {
+        if let Some(given) = given.filter(|id| {
+            !id.is_empty() && id.len() <= room.len() && id.iter().all(u8::is_ascii_graphic)
+        }) {
+            room[..given.len()].copy_from_slice(given);
+            return given.len();
+        }
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let mut cursor = io::Cursor::new(&mut room[..]);
+        let _ = write!(cursor, "{:08x}-{:02x}-{id:012x}", self.prefix, self.shard);
+        usize::try_from(cursor.position()).unwrap_or(0)
+    }
+
+    /// Adds one line.
+    pub(crate) fn record(&self, entry: &Entry<'_>) {
+        let mut lines = self.lines.borrow_mut();
+        match self.format {
+            AccessFormat::Off => return,
+            AccessFormat::Json => {
+                let _ = simd_json::serde::to_writer(&mut *lines, entry);
+            }
+            AccessFormat::Combined => {
+                let _ = write!(
+                    lines,
+                    "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" {}.{:06} {}",
+                    entry.remote,
+                    entry.time,
+                    entry.method,
+                    entry.target.escape_debug(),
+                    entry.version,
+                    entry.status,
+                    entry.bytes,
+                    entry.referer.escape_debug(),
+                    entry.user_agent.escape_debug(),
+                    entry.duration_us / 1_000_000,
+                    entry.duration_us % 1_000_000,
+                    entry.request_id,
+                );
+            }
+        }
+        lines.push(b'\n');
+    }
+
+    /// Hands the gathered lines to the writer thread (never blocks).
+    pub(crate) fn flush(&self) {
+        let mut lines = self.lines.borrow_mut();
+        if !lines.is_empty() {
+            let _ = self.writer.send(std::mem::take(&mut *lines));
+        }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Starts the writer thread: to `path`, or standard output when empty. It
+/// ends, having written everything, once every sender is dropped.
+pub(crate) fn start_writer(path: &str) -> io::Result<(Sender<Vec<u8>>, JoinHandle<()>)> {
+    let sink: Box<dyn Write + Send> = if path.is_empty() {
+        Box::new(io::stdout())
+    } else {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        )
+    };
+    let (sender, receiver) = channel();
+    let handle = std::thread::Builder::new()
+        .name("percore-access-log".into())
+        .spawn(move || write_lines(&receiver, sink))?;
+    Ok((sender, handle))
+}
+
+fn write_lines(receiver: &Receiver<Vec<u8>>, sink: Box<dyn Write + Send>) {
+    let mut sink = io::BufWriter::new(sink);
+    while let Ok(batch) = receiver.recv() {
+        let _ = sink.write_all(&batch);
+        while let Ok(more) = receiver.try_recv() {
+            let _ = sink.write_all(&more);
+        }
+        let _ = sink.flush();
+    }
+    let _ = sink.flush();
+}
+
+/// The peer, as logged.
+pub(crate) fn remote(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "-".into(), |p| p.ip().to_string())
+}
