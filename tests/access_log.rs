@@ -15,7 +15,9 @@ fn logged(format: AccessFormat, requests: &[&[u8]]) -> (Vec<String>, Vec<Option<
     config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.server.shards = Some(1);
     config.log.access = format;
-    file.to_str().unwrap().clone_into(&mut config.log.access_file);
+    file.to_str()
+        .unwrap()
+        .clone_into(&mut config.log.access_file);
     let server = percore::reference::app().start(&config).unwrap();
     let mut client = Client::connect(addr(&server));
     let ids = requests
