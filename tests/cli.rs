@@ -168,3 +168,23 @@ fn doctor_reports_each_check_and_fails_on_a_fail() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("FAIL CPUs: CPU 4095 is not usable"));
     assert!(stderr(&output).contains("check(s) failed"));
 }
+
+#[test]
+fn a_low_locked_memory_limit_is_one_sentence() {
+    // `ulimit -l` lowers the limit for the shell and the binary it runs.
+    let output = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -l 64 && exec \"$0\" --listen 127.0.0.1:0 --shards 1",
+            PERCORE,
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_clean_failure(
+        &output,
+        1,
+        "the locked-memory limit is 65536 bytes but a shard needs",
+    );
+    assert!(stderr(&output).contains("ulimit -l"));
+}

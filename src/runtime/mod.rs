@@ -221,8 +221,23 @@ fn startup_error(index: usize, error: GlommioError<()>) -> Error {
         {
             Error::IoUringRefused(io.to_string())
         }
-        other => Error::Shard(index, other.to_string()),
+        other => {
+            // A shard's thread reports the reactor's memlock refusal wrapped
+            // in an I/O error; its text carries the two numbers.
+            let text = other.to_string();
+            memlock_numbers(&text).map_or_else(
+                || Error::Shard(index, text),
+                |(have, need)| Error::MemlockTooLow { have, need },
+            )
+        }
     }
+}
+
+/// `have` and `need` from a message containing `MemLockLimit(have/need)`.
+fn memlock_numbers(text: &str) -> Option<(u64, u64)> {
+    let inside = text.split("MemLockLimit(").nth(1)?.split(')').next()?;
+    let (have, need) = inside.split_once('/')?;
+    Some((have.trim().parse().ok()?, need.trim().parse().ok()?))
 }
 
 /// Starts, then serves until SIGINT or SIGTERM, then stops gracefully; a
@@ -244,4 +259,18 @@ pub(crate) fn serve<S: 'static>(config: &Config, app: App<S>) -> Result<(), Erro
         }
     });
     server.stop()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memlock_numbers;
+
+    #[test]
+    fn memlock_numbers_are_read() {
+        assert_eq!(
+            memlock_numbers("IO error occurred: MemLockLimit(65536/524288)"),
+            Some((65536, 524288))
+        );
+        assert_eq!(memlock_numbers("something else"), None);
+    }
 }
