@@ -269,7 +269,7 @@ mod tests {
     fn memlock_numbers_are_read() {
         assert_eq!(
             memlock_numbers("IO error occurred: MemLockLimit(65536/524288)"),
-            Some((65536, 524288))
+            Some((65_536, 524_288))
         );
         assert_eq!(memlock_numbers("something else"), None);
     }
