@@ -146,3 +146,23 @@ fn readiness_says_draining_once_the_drain_begins() {
     assert_eq!(reply.header("connection"), Some("close"));
     stopping.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_connection_made_before_the_drain_still_gets_its_first_request_answered() {
+    let mut config = Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.shards = Some(1);
+    let server = App::new().get("/", async || "ok").start(&config).unwrap();
+    // Connected (and accepted: the next connection's answer comes after it),
+    // but its request is sent only once the drain has begun.
+    let mut fresh = Client::connect(addr(&server));
+    let mut idle = Client::connect(addr(&server));
+    assert_eq!(idle.request(&get("/")).text(), "ok");
+    let stopping = std::thread::spawn(move || server.stop());
+    // The idle keep-alive connection closing shows the drain has begun.
+    assert!(idle.is_closed());
+    let reply = fresh.request(&get("/"));
+    assert_eq!((reply.status, reply.text()), (200, "ok"));
+    assert_eq!(reply.header("connection"), Some("close"));
+    stopping.join().unwrap().unwrap();
+}

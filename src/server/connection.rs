@@ -83,12 +83,16 @@ pub(crate) async fn serve<S: 'static>(
     let mut armed_for: Option<Wait> = None;
     loop {
         let wait = io.wait(&decoder);
-        if wait == Wait::Idle && shard.draining.get() {
+        // A draining shard closes keep-alive connections between requests;
+        // a new one that has not sent its first request yet gets to send it
+        // (within the header timeout) and is answered with close.
+        let between_requests = wait == Wait::Idle && served_any;
+        if between_requests && shard.draining.get() {
             break;
         }
         if armed_for != Some(wait) {
             watch.arm(Timer::Reading, wait.limit(rules, served_any));
-            watch.set_idle(wait == Wait::Idle);
+            watch.set_idle(between_requests);
             armed_for = Some(wait);
         }
         let read = transport.read_into(
@@ -106,6 +110,8 @@ pub(crate) async fn serve<S: 'static>(
                 break;
             }
             Ok(Err(_)) => break,
+            // Woken by the drain, not by a timeout.
+            Err(Expired) if between_requests && shard.draining.get() => break,
             Err(Expired) => {
                 Box::pin(time_out(
                     wait,
