@@ -87,4 +87,5 @@ pub use route::extract::{Bytes, FromRequest, Headers, Path, Peer, Query, ShardId
 pub use route::handler::Handler;
 pub use route::json::Json;
 pub use runtime::Server;
+pub use runtime::blocking::blocking;
 pub use server::LocalService;

@@ -32,6 +32,11 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Integer,
     ),
     (
+        "PERCORE_BLOCKING_THREADS",
+        "server.blocking_threads",
+        EnvKind::Integer,
+    ),
+    (
         "PERCORE_MAX_REQUEST_LINE_BYTES",
         "limits.max_request_line_bytes",
         EnvKind::Integer,

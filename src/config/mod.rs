@@ -55,6 +55,8 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, how long (s) open connections may take to finish
     /// before they are closed.
     pub graceful_timeout_secs: u64,
+    /// Threads per shard for [`blocking`](crate::blocking) work.
+    pub blocking_threads: usize,
 }
 
 /// How shards do socket I/O.
@@ -79,6 +81,7 @@ impl Default for ServerConfig {
             io: IoPath::default(),
             idle_poll_us: 50,
             graceful_timeout_secs: 30,
+            blocking_threads: 1,
         }
     }
 }
@@ -307,6 +310,11 @@ impl Config {
             server.shards != Some(0),
             "server.shards",
             "must be at least 1",
+        );
+        check(
+            (1..=256).contains(&server.blocking_threads),
+            "server.blocking_threads",
+            "must be 1 to 256",
         );
         check(
             (1..=65535).contains(&server.backlog),

@@ -2,6 +2,7 @@
 //! glommio executor (shard) per CPU, and stop them.
 
 pub(crate) mod adopt;
+pub mod blocking;
 pub mod cpus;
 pub(crate) mod listener;
 pub(crate) mod notify;
@@ -166,6 +167,9 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
         let handle = LocalExecutorBuilder::new(Placement::Unbound)
             .name(&format!("percore-shard-{index}"))
             .io_memory(IO_MEMORY)
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(
+                config.server.blocking_threads,
+            ))
             .spawn(move || shard::run(start))
             .map_err(|e| startup_error(index, e))?;
         server.shards.push(handle);
