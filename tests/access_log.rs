@@ -4,16 +4,13 @@
 
 mod support;
 
-use percore::Config;
 use percore::observe::access::AccessFormat;
 use support::{Client, addr, get};
 
 fn logged(format: AccessFormat, requests: &[&[u8]]) -> (Vec<String>, Vec<Option<String>>) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("access.log");
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.shards = Some(1);
+    let mut config = support::config();
     config.log.access = format;
     file.to_str()
         .unwrap()

@@ -62,9 +62,7 @@ fn exchange(stream: &mut TcpStream, request: &[u8], reply: &mut [u8]) {
 #[test]
 fn plaintext_and_json_over_a_socket_allocate_nothing_per_request() {
     const REQUESTS: u64 = 2000;
-    let mut config = percore::Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.shards = Some(1);
+    let mut config = support::config();
     config.server.idle_poll_us = 20_000; // see the module doc
     let server = percore::reference::app().start(&config).unwrap();
     for (request, body) in [

@@ -6,13 +6,11 @@
 
 mod support;
 
-use percore::{App, Bytes, Config, Rejection, Server};
+use percore::{App, Bytes, Rejection, Server};
 use support::{Client, addr};
 
 fn server() -> Server {
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.shards = Some(1);
+    let mut config = support::config();
     config.limits.max_request_line_bytes = 1024;
     config.limits.max_head_bytes = 4096;
     config.limits.max_headers = 20;

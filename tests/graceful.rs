@@ -10,14 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use percore::{App, Config};
+use percore::App;
 use support::{Client, addr, get};
 
 #[test]
 fn a_request_in_flight_finishes_and_idle_connections_close() {
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.shards = Some(1);
+    let config = support::config();
     let app = App::new().get("/", async || "ok").get("/slow", async || {
         glommio::timer::sleep(Duration::from_millis(500)).await;
         "finished"
@@ -119,9 +117,7 @@ fn no_request_sent_before_sigterm_fails_under_keep_alive_load() {
 
 #[test]
 fn readiness_says_draining_once_the_drain_begins() {
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.shards = Some(1);
+    let config = support::config();
     let server = App::new().get("/", async || "ok").start(&config).unwrap();
     let mut ready = Client::connect(addr(&server));
     assert_eq!(
@@ -149,9 +145,7 @@ fn readiness_says_draining_once_the_drain_begins() {
 
 #[test]
 fn a_connection_made_before_the_drain_still_gets_its_first_request_answered() {
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.shards = Some(1);
+    let config = support::config();
     let server = App::new().get("/", async || "ok").start(&config).unwrap();
     // Connected (and accepted: the next connection's answer comes after it),
     // but its request is sent only once the drain has begun.

@@ -283,9 +283,7 @@ fn expect_continue_is_answered_before_the_body() {
 
 #[test]
 fn bodies_over_the_limit_are_refused() {
-    let mut config = percore::Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.shards = Some(1);
+    let mut config = support::config();
     config.limits.max_body_bytes = 8;
     let server = app().start(&config).unwrap();
     let mut client = Client::connect(addr(&server));
@@ -315,9 +313,7 @@ fn large_bodies_span_many_receive_buffers() {
 
 #[test]
 fn the_glommio_stream_path_still_serves() {
-    let mut config = percore::Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.shards = Some(1);
+    let mut config = support::config();
     config.server.io = percore::config::IoPath::Glommio;
     let server = app().start(&config).unwrap();
     let mut client = Client::connect(addr(&server));
@@ -335,9 +331,7 @@ fn the_glommio_stream_path_still_serves() {
 
 #[test]
 fn security_headers_are_configurable_and_on_errors_too() {
-    let mut config = percore::Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.shards = Some(1);
+    let mut config = support::config();
     config.headers.frame_options = "SAMEORIGIN".into();
     config.headers.referrer_policy = String::new();
     let server = app().start(&config).unwrap();

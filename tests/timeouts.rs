@@ -12,9 +12,7 @@ use percore::{App, Config, Rejection, Server};
 use support::{Client, addr, get};
 
 fn server(configure: impl FnOnce(&mut Config)) -> Server {
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.shards = Some(1);
+    let mut config = support::config();
     configure(&mut config);
     App::new()
         .get("/", async || "ok")

@@ -12,10 +12,17 @@ use percore::{App, Config, Server};
 /// of hanging it.
 const READ_LIMIT: Duration = Duration::from_secs(10);
 
-/// Starts `app` with `shards` shards on 127.0.0.1 port 0.
-pub fn start<S: 'static>(app: App<S>, shards: usize) -> Server {
+/// A configuration for tests: 127.0.0.1 port 0, one shard.
+pub fn config() -> Config {
     let mut config = Config::default();
     config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.shards = Some(1);
+    config
+}
+
+/// Starts `app` with `shards` shards on 127.0.0.1 port 0.
+pub fn start<S: 'static>(app: App<S>, shards: usize) -> Server {
+    let mut config = config();
     config.server.shards = Some(shards);
     app.start(&config).expect("server starts")
 }
