@@ -76,6 +76,8 @@ fn a_slow_body_gets_408() {
         .unwrap();
     let reply = read_all(&mut stream);
     assert!(reply.starts_with("HTTP/1.1 408 "), "{reply}");
+    // Error responses carry the security headers too.
+    assert!(reply.contains("X-Content-Type-Options: nosniff"), "{reply}");
     assert_eq!(server.rejections(Rejection::BodyTimeout), 1);
     server.stop().unwrap();
 }

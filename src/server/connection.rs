@@ -11,13 +11,13 @@ use std::rc::Rc;
 use futures_lite::StreamExt;
 
 use super::deadline::{Expired, Registered, Timer};
-use super::exchange::{error_context, serve_buffered};
+use super::exchange::{error_writer, serve_buffered};
 use super::pool::READ_BUFFER;
 use super::transport::Transport;
 use crate::config::ConnectionRules;
 use crate::http::parse::{Decoder, Limits};
 use crate::http::status::Status;
-use crate::http::write::{BodyStream, CONTINUE, LAST_CHUNK, ResponseWriter, encode_chunk};
+use crate::http::write::{BodyStream, CONTINUE, LAST_CHUNK, encode_chunk};
 use crate::observe::counters::Rejection;
 use crate::runtime::shard::ShardContext;
 
@@ -256,8 +256,7 @@ async fn answer_late<S>(
         ?peer,
         "handler ran past timeouts.request_secs; answered 504"
     );
-    ResponseWriter::new(out, error_context(shard))
-        .send_error(Status::GATEWAY_TIMEOUT, "the request took too long");
+    error_writer(shard, out).send_error(Status::GATEWAY_TIMEOUT, "the request took too long");
     watch.arm(Timer::Working, shard.rules.send);
     let _ = watch.guard(Timer::Working, transport.write_all(out)).await;
 }
@@ -283,7 +282,7 @@ async fn time_out<S>(
     };
     shard.counters.count(reason);
     out.clear();
-    ResponseWriter::new(out, error_context(shard)).send_error(
+    error_writer(shard, out).send_error(
         Status::REQUEST_TIMEOUT,
         "the request did not arrive in time",
     );
@@ -310,8 +309,7 @@ async fn reject_oversized<S>(
     out: &mut Vec<u8>,
 ) {
     out.clear();
-    let context = error_context(shard);
-    ResponseWriter::new(out, context).send_error(Status::PAYLOAD_TOO_LARGE, "request too large");
+    error_writer(shard, out).send_error(Status::PAYLOAD_TOO_LARGE, "request too large");
     let _ = transport.write_all(out).await;
 }
 

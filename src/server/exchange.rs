@@ -51,9 +51,7 @@ pub(crate) async fn serve_buffered<S>(
             }
             Err(error) => {
                 shard.counters.count(error.into());
-                ResponseWriter::new(out, error_context(shard))
-                    .with_fixed_headers(&shard.fixed_headers)
-                    .send_error(error.status(), error.detail());
+                error_writer(shard, out).send_error(error.status(), error.detail());
                 return Batch {
                     consumed,
                     close: true,
@@ -303,12 +301,17 @@ async fn respond<S>(
     (writer.keep_alive(), writer.take_stream(), status)
 }
 
-/// The context of an error response: it closes the connection.
-pub(crate) fn error_context<S>(shard: &ShardContext<S>) -> ResponseContext {
-    ResponseContext {
+/// A writer for an error response on `shard`: it closes the connection and
+/// carries the shard's security headers, like every other response.
+pub(crate) fn error_writer<'a, S>(
+    shard: &'a ShardContext<S>,
+    out: &'a mut Vec<u8>,
+) -> ResponseWriter<'a> {
+    let context = ResponseContext {
         date: shard.date.now(),
         head_request: false,
         keep_alive: false,
         http10: false,
-    }
+    };
+    ResponseWriter::new(out, context).with_fixed_headers(&shard.fixed_headers)
 }
