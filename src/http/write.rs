@@ -109,12 +109,6 @@ impl<'a> ResponseWriter<'a> {
         self.status = Some(status);
     }
 
-    /// The override set with [`set_status`](Self::set_status), else `default`.
-    #[must_use]
-    pub fn status_or(&self, default: Status) -> Status {
-        self.status.unwrap_or(default)
-    }
-
     /// Discards what this writer wrote, so another response can be written
     /// (used when a handler panics midway).
     pub fn reset(&mut self) {
