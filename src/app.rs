@@ -5,12 +5,19 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::parse::Method;
+use crate::observe::metrics::{FIRST_APP_ROUTE, RouteLabel};
 use crate::route::handler::{Erased, ErasedHandler, Handler};
 use crate::route::router::Router;
 use crate::runtime::{self, Server};
 
 /// The route table of a handler, as every shard reads it.
-pub(crate) type Routes<S> = Router<Box<dyn ErasedHandler<S>>>;
+pub(crate) type Routes<S> = Router<Routed<S>>;
+
+/// A routed handler and its slot in the metrics.
+pub(crate) struct Routed<S> {
+    pub(crate) slot: usize,
+    pub(crate) handler: Box<dyn ErasedHandler<S>>,
+}
 
 /// An application: routes to handlers, plus a factory that builds each
 /// shard's own state.
@@ -31,6 +38,9 @@ pub(crate) type Routes<S> = Router<Box<dyn ErasedHandler<S>>>;
 /// ```
 pub struct App<S = ()> {
     pub(crate) routes: Routes<S>,
+    /// The metrics labels of the app's routes, by slot from
+    /// [`FIRST_APP_ROUTE`].
+    labels: Vec<RouteLabel>,
     pub(crate) state: Arc<dyn Fn() -> S + Send + Sync>,
     pub(crate) readiness: Vec<(String, ReadinessCheck<S>)>,
 }
@@ -41,6 +51,20 @@ pub(crate) type ReadinessCheck<S> = Box<dyn Fn(&S) -> bool + Send + Sync>;
 impl<S> std::fmt::Debug for App<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+impl<S> App<S> {
+    /// How many metrics slots the app's requests use.
+    pub(crate) fn route_count(&self) -> usize {
+        FIRST_APP_ROUTE + self.labels.len()
+    }
+
+    /// The metrics label of every slot.
+    pub(crate) fn route_labels(&self) -> Vec<RouteLabel> {
+        let mut labels = RouteLabel::built_in();
+        labels.extend(self.labels.iter().cloned());
+        labels
     }
 }
 
@@ -65,6 +89,7 @@ impl<S: 'static> App<S> {
     pub fn with_state(factory: impl Fn() -> S + Send + Sync + 'static) -> Self {
         Self {
             routes: Router::new(),
+            labels: Vec::new(),
             state: Arc::new(factory),
             readiness: Vec::new(),
         }
@@ -82,12 +107,17 @@ impl<S: 'static> App<S> {
         pattern: &str,
         handler: H,
     ) -> Self {
-        if let Err(error) = self
-            .routes
-            .insert(method, pattern, Box::new(Erased::new(handler)))
-        {
+        let routed = Routed {
+            slot: FIRST_APP_ROUTE + self.labels.len(),
+            handler: Box::new(Erased::new(handler)),
+        };
+        if let Err(error) = self.routes.insert(method, pattern, routed) {
             panic!("{error}");
         }
+        self.labels.push(RouteLabel {
+            method: method.as_str(),
+            route: pattern.to_owned(),
+        });
         self
     }
 
@@ -151,6 +181,26 @@ impl<S: 'static> App<S> {
         reason = "lets callers write .serve(Config::default())"
     )]
     pub fn serve(self, config: Config) -> Result<(), Error> {
-        runtime::serve(&config, self)
+        runtime::serve(&config, self, None)
+    }
+
+    /// Serves like [`serve`](Self::serve); on SIGHUP, `reload` reads the
+    /// configuration again and what can change live (limits, timeouts,
+    /// headers, health and metrics routes, log level, graceful timeout,
+    /// stall threshold) changes on every shard. An invalid configuration is
+    /// refused whole (logged) and the running one stays.
+    ///
+    /// # Errors
+    /// Startup failures, as for [`start`](Self::start).
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "lets callers write .serve_reloading(Config::default(), ...)"
+    )]
+    pub fn serve_reloading(
+        self,
+        config: Config,
+        reload: impl FnMut() -> Result<Config, Error> + Send + 'static,
+    ) -> Result<(), Error> {
+        runtime::serve(&config, self, Some(Box::new(reload)))
     }
 }

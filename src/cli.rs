@@ -34,7 +34,7 @@ enum Command {
 }
 
 /// Flags of `percore serve`; each overrides the environment and the file.
-#[derive(Debug, Default, Args)]
+#[derive(Clone, Debug, Default, Args)]
 struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, short, env = "PERCORE_CONFIG")]
@@ -104,9 +104,13 @@ fn doctor(args: ServeArgs) -> Result<(), Error> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), Error> {
-    let (config, filter) = configure(args)?;
+    let (config, filter) = configure(args.clone())?;
     crate::observe::log::init(&filter);
-    crate::reference::app().serve(config)
+    if args.log_level.is_some() || std::env::var("RUST_LOG").is_ok_and(|l| !l.is_empty()) {
+        crate::observe::log::pin_filter();
+    }
+    // SIGHUP reads the same file, environment and flags again.
+    crate::reference::app().serve_reloading(config, move || Ok(configure(args.clone())?.0))
 }
 
 /// The configuration from file, environment and flags, and the log filter.

@@ -37,6 +37,11 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Integer,
     ),
     (
+        "PERCORE_STALL_THRESHOLD_MS",
+        "server.stall_threshold_ms",
+        EnvKind::Integer,
+    ),
+    (
         "PERCORE_MAX_REQUEST_LINE_BYTES",
         "limits.max_request_line_bytes",
         EnvKind::Integer,
@@ -126,6 +131,8 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "headers.referrer_policy",
         EnvKind::Text,
     ),
+    ("PERCORE_METRICS_PATH", "metrics.path", EnvKind::Text),
+    ("PERCORE_METRICS_LISTEN", "metrics.listen", EnvKind::Text),
     ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),
     ("PERCORE_ACCESS_LOG", "log.access", EnvKind::Text),
     ("PERCORE_ACCESS_LOG_FILE", "log.access_file", EnvKind::Text),

@@ -28,6 +28,8 @@ pub struct Config {
     pub headers: HeadersConfig,
     /// Health routes.
     pub health: HealthConfig,
+    /// The Prometheus metrics route.
+    pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -57,6 +59,9 @@ pub struct ServerConfig {
     pub graceful_timeout_secs: u64,
     /// Threads per shard for [`blocking`](crate::blocking) work.
     pub blocking_threads: usize,
+    /// A shard whose event loop is blocked this long (ms) is reported (log
+    /// line, `percore_stalls_total`); 0 turns the watchdog off.
+    pub stall_threshold_ms: u64,
 }
 
 /// How shards do socket I/O.
@@ -82,6 +87,7 @@ impl Default for ServerConfig {
             idle_poll_us: 50,
             graceful_timeout_secs: 30,
             blocking_threads: 1,
+            stall_threshold_ms: 1000,
         }
     }
 }
@@ -171,6 +177,39 @@ impl Default for HealthConfig {
         Self {
             liveness_path: "/health".into(),
             readiness_path: "/health/ready".into(),
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus text endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// The route (empty: no metrics endpoint).
+    pub path: String,
+    /// An admin address to serve the route on instead of the shards'
+    /// listeners (such as `127.0.0.1:9090`); unset, the shards serve it.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            path: "/metrics".into(),
+            listen: None,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The metrics route on the shards' own listeners ("" when off or
+    /// moved to the admin listener).
+    #[must_use]
+    pub fn shard_path(&self) -> &str {
+        if self.listen.is_some() {
+            ""
+        } else {
+            &self.path
         }
     }
 }
@@ -364,6 +403,7 @@ impl Config {
         for (key, path) in [
             ("health.liveness_path", &self.health.liveness_path),
             ("health.readiness_path", &self.health.readiness_path),
+            ("metrics.path", &self.metrics.path),
         ] {
             check(
                 path.is_empty() || path.starts_with('/'),

@@ -1,10 +1,10 @@
 //! Why requests and connections were refused, counted per shard.
 //!
-//! Each shard owns its counters and is their only writer; a refusal is
-//! rare next to a served request, so a relaxed atomic add costs nothing on
-//! the request path, and anyone may read a snapshot at any time.
+//! Each shard owns its counters and is their only reader and writer (plain
+//! cells, no atomics); other threads see them in the snapshots a shard
+//! sends when asked (see [`metrics`](super::metrics)).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 
 use crate::http::parse::ParseError;
 
@@ -76,13 +76,13 @@ impl From<ParseError> for Rejection {
 /// One shard's rejection counts.
 #[derive(Debug)]
 pub struct Counters {
-    counts: Vec<AtomicU64>,
+    counts: Box<[Cell<u64>]>,
 }
 
 impl Default for Counters {
     fn default() -> Self {
         Self {
-            counts: Rejection::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            counts: Rejection::ALL.iter().map(|_| Cell::new(0)).collect(),
         }
     }
 }
@@ -90,12 +90,18 @@ impl Default for Counters {
 impl Counters {
     /// Counts one `reason`.
     pub fn count(&self, reason: Rejection) {
-        self.counts[reason as usize].fetch_add(1, Ordering::Relaxed);
+        let cell = &self.counts[reason as usize];
+        cell.set(cell.get() + 1);
     }
 
     /// The count for `reason`.
     #[must_use]
     pub fn get(&self, reason: Rejection) -> u64 {
-        self.counts[reason as usize].load(Ordering::Relaxed)
+        self.counts[reason as usize].get()
+    }
+
+    /// Every count, in the order of [`Rejection::ALL`].
+    pub(crate) fn all(&self) -> Vec<u64> {
+        self.counts.iter().map(Cell::get).collect()
     }
 }

@@ -1,16 +1,47 @@
-//! Logging: tracing to standard error, filtered by one directive string.
+//! Logging: tracing to standard error, filtered by one directive string
+//! that a reload can change.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::EnvFilter;
+
+/// The installed subscriber's filter, for reloads.
+static FILTER: OnceLock<Box<dyn Fn(EnvFilter) + Send + Sync>> = OnceLock::new();
+/// The filter came from `--log-level` or `RUST_LOG`: reloads keep it.
+static PINNED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the global subscriber with `filter` (such as `info` or
 /// `percore=debug,warn`). A second call keeps the first subscriber.
 pub fn init(filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    if builder.try_init().is_ok() {
+        let _ = FILTER.set(Box::new(move |filter| {
+            let _ = handle.reload(filter);
+        }));
+    }
+}
+
+/// Marks the filter as given on the command line or by `RUST_LOG`, so a
+/// reload of the configuration file does not replace it.
+pub fn pin_filter() {
+    PINNED.store(true, Ordering::Relaxed);
+}
+
+/// Puts the configuration's `log.level` in force, unless the filter is
+/// pinned or the subscriber is not ours.
+pub fn reload_filter(level: &str) {
+    if PINNED.load(Ordering::Relaxed) {
+        return;
+    }
+    if let (Some(set), Ok(filter)) = (FILTER.get(), EnvFilter::try_new(level)) {
+        set(filter);
+    }
 }

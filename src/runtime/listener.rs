@@ -57,7 +57,7 @@ fn open(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-fn bind_error(addr: SocketAddr, error: io::Error) -> Error {
+pub(crate) fn bind_error(addr: SocketAddr, error: io::Error) -> Error {
     if error.kind() == io::ErrorKind::AddrInUse {
         Error::AddrInUse(addr)
     } else {

@@ -3,44 +3,71 @@
 
 pub(crate) mod adopt;
 pub mod blocking;
+pub(crate) mod control;
 pub mod cpus;
 pub(crate) mod listener;
 pub(crate) mod notify;
 pub(crate) mod shard;
+pub(crate) mod supervise;
 
 use std::net::SocketAddr;
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 
-use glommio::{ExecutorJoinHandle, GlommioError, LocalExecutorBuilder, Placement};
+use glommio::GlommioError;
 
 use crate::app::App;
 use crate::config::Config;
 use crate::config::Problem;
 use crate::error::Error;
 use crate::observe::access::{self, AccessFormat};
-use crate::observe::counters::{Counters, Rejection};
+use crate::observe::counters::Rejection;
+use control::Control;
 use cpus::Usable;
-use shard::ShardStart;
+use shard::Settings;
+use supervise::{Event, Recipe, Watchdog};
 
-/// I/O memory glommio registers per executor. percore does no file I/O, so
-/// the minimum keeps each shard's locked memory small.
-const IO_MEMORY: usize = 64 * 1024;
-
-/// A running server: its shards and the addresses they listen on.
-/// Dropping it stops the shards too.
-#[derive(Debug)]
+/// A running server: its shards, the addresses they listen on, and the
+/// threads that supervise them. Dropping it stops the shards too.
 pub struct Server {
     addrs: Vec<SocketAddr>,
-    counters: Vec<Arc<Counters>>,
-    heartbeats: Vec<Arc<std::sync::atomic::AtomicU64>>,
-    /// The access log's writer thread, joined (all lines written) at stop.
-    access_writer: Option<std::thread::JoinHandle<()>>,
     cpus: Vec<usize>,
-    stop: Option<UnixStream>,
-    shards: Vec<ExecutorJoinHandle<bool>>,
+    /// The configuration in force (fixed parts as started).
+    config: Config,
+    control: Arc<Control>,
+    events: mpsc::Sender<Event>,
+    supervisor: Option<JoinHandle<Result<(), Error>>>,
+    watchdog: Option<Watchdog>,
+    admin: Option<crate::observe::admin::Admin>,
+    /// The access log's writer thread, joined (all lines written) at stop.
+    access_writer: Option<JoinHandle<()>>,
 }
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addrs", &self.addrs)
+            .field("cpus", &self.cpus)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keys that only a restart changes: a reload reports them and keeps the
+/// running values.
+const FIXED_KEYS: &[&str] = &[
+    "server.listen",
+    "server.shards",
+    "server.cpus",
+    "server.backlog",
+    "server.io",
+    "server.idle_poll_us",
+    "server.blocking_threads",
+    "log.access",
+    "log.access_file",
+    "metrics.listen",
+];
 
 impl Server {
     /// The bound listen addresses (ports resolved when 0 was asked for).
@@ -55,10 +82,65 @@ impl Server {
         &self.cpus
     }
 
-    /// How many requests or connections all shards refused for `reason`.
+    /// The admin listener's address, when `metrics.listen` is set.
+    #[must_use]
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(crate::observe::admin::Admin::addr)
+    }
+
+    /// How many requests or connections all shards refused for `reason`
+    /// (asked of every shard by message).
     #[must_use]
     pub fn rejections(&self, reason: Rejection) -> u64 {
-        self.counters.iter().map(|c| c.get(reason)).sum()
+        self.control
+            .scrape()
+            .iter()
+            .filter_map(|shard| shard.snapshot.as_ref())
+            .map(|snapshot| snapshot.rejections[reason as usize])
+            .sum()
+    }
+
+    /// Every shard's metrics in the Prometheus text format, as the
+    /// metrics route serves them.
+    #[must_use]
+    pub fn metrics(&self) -> String {
+        self.control.metrics_text()
+    }
+
+    /// Puts `config` in force on every shard at once: limits and timeouts
+    /// for new connections; security headers, health and metrics routes,
+    /// the graceful timeout and the stall threshold at once. Returns the
+    /// keys that differ but need a restart (listen addresses, shards…);
+    /// they keep their running values.
+    ///
+    /// # Errors
+    /// When `config` is invalid; nothing changes then.
+    pub fn reload(&mut self, config: &Config) -> Result<Vec<&'static str>, Error> {
+        let problems = config.validate();
+        if !problems.is_empty() {
+            return Err(Error::Config(problems));
+        }
+        let mut kept = Vec::new();
+        let mut next = config.clone();
+        for &key in FIXED_KEYS {
+            if keep_fixed(key, &self.config, &mut next) {
+                kept.push(key);
+            }
+        }
+        let settings = Settings::of(&next);
+        if self.events.send(Event::Reload(Box::new(settings))).is_err() {
+            return Err(Error::Shard(0, "the supervisor is gone".into()));
+        }
+        if let Some(watchdog) = &self.watchdog {
+            watchdog
+                .threshold_ms
+                .store(next.server.stall_threshold_ms, Ordering::Relaxed);
+        }
+        if let Some(admin) = &self.admin {
+            admin.set_path(&next.metrics.path);
+        }
+        self.config = next;
+        Ok(kept)
     }
 
     /// Stops gracefully: every shard stops accepting, lets its connections
@@ -73,27 +155,45 @@ impl Server {
     }
 
     fn shutdown(&mut self) -> Result<(), Error> {
-        drop(self.stop.take());
-        let mut failed = None;
-        let mut late = 0;
-        for (index, handle) in self.shards.drain(..).enumerate() {
-            match handle.join() {
-                Ok(true) => {}
-                Ok(false) => late += 1,
-                Err(error) => {
-                    failed.get_or_insert(Error::Shard(index, error.to_string()));
-                }
-            }
-        }
+        let Some(supervisor) = self.supervisor.take() else {
+            return Ok(());
+        };
+        let _ = self.events.send(Event::Stop);
+        let result = supervisor
+            .join()
+            .unwrap_or_else(|_| Err(Error::Shard(0, "the supervisor panicked".into())));
+        drop(self.watchdog.take());
+        drop(self.admin.take());
         // Every shard has dropped its sender: the writer ends once written.
         if let Some(writer) = self.access_writer.take() {
             let _ = writer.join();
         }
-        match (failed, late) {
-            (Some(error), _) => Err(error),
-            (None, 0) => Ok(()),
-            (None, shards) => Err(Error::DrainTimedOut(shards)),
-        }
+        result
+    }
+}
+
+/// Puts `current`'s value of the fixed `key` back into `next`; whether
+/// they differed.
+fn keep_fixed(key: &str, current: &Config, next: &mut Config) -> bool {
+    macro_rules! keep {
+        ($($field:ident).+) => {{
+            let differs = current.$($field).+ != next.$($field).+;
+            next.$($field).+ = current.$($field).+.clone();
+            differs
+        }};
+    }
+    match key {
+        "server.listen" => keep!(server.listen),
+        "server.shards" => keep!(server.shards),
+        "server.cpus" => keep!(server.cpus),
+        "server.backlog" => keep!(server.backlog),
+        "server.io" => keep!(server.io),
+        "server.idle_poll_us" => keep!(server.idle_poll_us),
+        "server.blocking_threads" => keep!(server.blocking_threads),
+        "log.access" => keep!(log.access),
+        "log.access_file" => keep!(log.access_file),
+        "metrics.listen" => keep!(metrics.listen),
+        _ => false,
     }
 }
 
@@ -113,18 +213,16 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
         .choose(config.server.shards, config.server.cpus.as_ref())
         .map_err(Error::Cpus)?;
     let group = listener::bind(&config.server.listen, cpus.len(), config.server.backlog)?;
-    let (stop, stop_peer) = UnixStream::pair()?;
-    let (ready, ready_rx) = mpsc::channel();
-    let mut server = Server {
-        addrs: group.addrs,
-        counters: Vec::new(),
-        heartbeats: Vec::new(),
-        access_writer: None,
-        cpus: cpus.clone(),
-        stop: Some(stop),
-        shards: Vec::new(),
+    let control = Arc::new(Control::new(cpus.len(), app.route_labels()));
+    let admin = match config.metrics.listen {
+        Some(addr) => Some(crate::observe::admin::Admin::start(
+            addr,
+            &config.metrics.path,
+            Arc::clone(&control),
+        )?),
+        None => None,
     };
-    let app = Arc::new(app);
+    let mut access_writer = None;
     let access = match config.log.access {
         AccessFormat::Off => None,
         format => {
@@ -134,59 +232,87 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
                     format!("cannot open: {e}"),
                 )])
             })?;
-            server.access_writer = Some(handle);
+            access_writer = Some(handle);
             Some((format, writer, request_id_prefix()))
         }
     };
-    for (index, (&cpu, listeners)) in cpus.iter().zip(group.per_shard).enumerate() {
-        let counters = Arc::new(Counters::default());
-        server.counters.push(Arc::clone(&counters));
-        let heartbeat = Arc::new(std::sync::atomic::AtomicU64::new(notify::now_millis()));
-        server.heartbeats.push(Arc::clone(&heartbeat));
-        let start = ShardStart {
-            rules: config.connection_rules(),
-            counters,
-            heartbeat,
-            index,
-            cpu,
-            app: Arc::clone(&app),
-            limits: config.codec_limits(),
-            graceful_timeout: std::time::Duration::from_secs(config.server.graceful_timeout_secs),
-            fixed_headers: config.headers.render().into_boxed_slice(),
-            health: config.health.clone(),
-            access: access.clone(),
-            io: config.server.io,
-            ring: crate::uring::RingConfig {
-                spin: std::time::Duration::from_micros(config.server.idle_poll_us),
-                ..crate::uring::RingConfig::default()
-            },
-            listeners,
-            stop: stop_peer.try_clone()?,
-            ready: ready.clone(),
-        };
-        let handle = LocalExecutorBuilder::new(Placement::Unbound)
-            .name(&format!("percore-shard-{index}"))
-            .io_memory(IO_MEMORY)
-            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(
-                config.server.blocking_threads,
-            ))
-            .spawn(move || shard::run(start))
-            .map_err(|e| startup_error(index, e))?;
-        server.shards.push(handle);
+    let (events, events_rx) = mpsc::channel();
+    let recipe = Recipe {
+        app: Arc::new(app),
+        cpus: cpus.clone(),
+        listeners: group.per_shard,
+        settings: Settings::of(config),
+        io: config.server.io,
+        ring: crate::uring::RingConfig {
+            spin: std::time::Duration::from_micros(config.server.idle_poll_us),
+            ..crate::uring::RingConfig::default()
+        },
+        blocking_threads: config.server.blocking_threads,
+        access,
+        control: Arc::clone(&control),
+        events: events.clone(),
+    };
+    let (threads, failure) = spawn_all(&recipe, cpus.len());
+    let supervisor = std::thread::Builder::new()
+        .name("percore-supervisor".into())
+        .spawn(move || supervise::supervise(recipe, threads, &events_rx))?;
+    let mut server = Server {
+        addrs: group.addrs,
+        cpus: cpus.clone(),
+        config: config.clone(),
+        control: Arc::clone(&control),
+        events,
+        supervisor: Some(supervisor),
+        watchdog: None,
+        admin,
+        access_writer,
+    };
+    if let Some(error) = failure {
+        let _ = server.shutdown();
+        return Err(error);
     }
-    drop((stop_peer, ready, access));
-    for _ in 0..cpus.len() {
-        match ready_rx.recv() {
-            Ok(Ok(_)) => {}
-            Ok(Err(why)) => return Err(Error::Shard(0, why)),
-            // A shard ended before reporting: its join result says why.
-            Err(_) => return Err(first_failure(&mut server)),
-        }
-    }
+    server.watchdog = Some(Watchdog::start(control, config.server.stall_threshold_ms)?);
     for (index, cpu) in cpus.iter().enumerate() {
         tracing::info!(shard = index, cpu, listen = ?server.addrs, "shard listening");
     }
     Ok(server)
+}
+
+/// Starts `shards` shards and waits until they all listen; the threads
+/// started, and the first failure.
+fn spawn_all<S: 'static>(
+    recipe: &Recipe<S>,
+    shards: usize,
+) -> (Vec<Option<JoinHandle<()>>>, Option<Error>) {
+    let (ready, ready_rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    let mut failure = None;
+    for index in 0..shards {
+        match recipe.spawn(index, ready.clone()) {
+            Ok(thread) => threads.push(Some(thread)),
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    drop(ready);
+    if failure.is_none() {
+        for _ in 0..threads.len() {
+            match ready_rx.recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    failure = Some(error);
+                    break;
+                }
+                Err(_) => {
+                    failure = Some(Error::Shard(0, "a shard stopped while starting".into()));
+                    break;
+                }
+            }
+        }
+    }
+    (threads, failure)
 }
 
 /// A per-process prefix for generated request IDs, so two processes (an
@@ -198,20 +324,8 @@ fn request_id_prefix() -> u32 {
     nanos ^ std::process::id().rotate_left(16)
 }
 
-/// Stops the shards that started and reports the first that failed.
-fn first_failure(server: &mut Server) -> Error {
-    drop(server.stop.take());
-    let mut failure = None;
-    for (index, handle) in server.shards.drain(..).enumerate() {
-        if let Err(error) = handle.join() {
-            failure.get_or_insert_with(|| startup_error(index, error));
-        }
-    }
-    failure.unwrap_or_else(|| Error::Shard(0, "a shard stopped while starting".into()))
-}
-
 /// Names the fix for glommio's startup failures.
-fn startup_error(index: usize, error: GlommioError<()>) -> Error {
+pub(crate) fn startup_error(index: usize, error: GlommioError<()>) -> Error {
     use glommio::ReactorErrorKind;
     match error {
         GlommioError::ReactorError(ReactorErrorKind::MemLockLimit(have, need)) => {
@@ -244,16 +358,32 @@ fn memlock_numbers(text: &str) -> Option<(u64, u64)> {
     Some((have.trim().parse().ok()?, need.trim().parse().ok()?))
 }
 
+/// Re-reads the configuration for a reload (SIGHUP).
+pub type Reloader = Box<dyn FnMut() -> Result<Config, Error> + Send>;
+
 /// Starts, then serves until SIGINT or SIGTERM, then stops gracefully; a
-/// second SIGINT during the drain exits at once.
-pub(crate) fn serve<S: 'static>(config: &Config, app: App<S>) -> Result<(), Error> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    let server = start(config, app)?;
+/// second SIGINT during the drain exits at once. SIGHUP reloads: `reload`
+/// reads the configuration again and what can change live changes on every
+/// shard; an invalid configuration is refused whole and logged.
+pub(crate) fn serve<S: 'static>(
+    config: &Config,
+    app: App<S>,
+    mut reload: Option<Reloader>,
+) -> Result<(), Error> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let mut server = start(config, app)?;
     notify::notify("READY=1");
-    notify::start_watchdog(server.heartbeats.clone());
-    if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "stopping: draining connections");
+    for signal in signals.forever() {
+        if signal != SIGHUP {
+            tracing::info!(signal, "stopping: draining connections");
+            break;
+        }
+        if let Some(reload) = reload.as_mut() {
+            reload_from(&mut server, reload);
+        } else {
+            tracing::warn!("SIGHUP: this server has no configuration source to re-read");
+        }
     }
     notify::notify("STOPPING=1");
     std::thread::spawn(move || {
@@ -263,6 +393,27 @@ pub(crate) fn serve<S: 'static>(config: &Config, app: App<S>) -> Result<(), Erro
         }
     });
     server.stop()
+}
+
+/// One reload: read, validate, apply, log what happened.
+fn reload_from(server: &mut Server, reload: &mut Reloader) {
+    let applied = reload().and_then(|config| Ok((server.reload(&config)?, config)));
+    match applied {
+        Ok((kept, config)) => {
+            crate::observe::log::reload_filter(&config.log.level);
+            tracing::info!("configuration reloaded on every shard");
+            if !kept.is_empty() {
+                tracing::warn!(
+                    keys = kept.join(", "),
+                    "these settings change only with a restart; the running values stay"
+                );
+            }
+        }
+        Err(error) => tracing::error!(
+            "reload refused, the running configuration stays: {}",
+            error.to_string().replace('\n', "; ")
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -1,21 +1,25 @@
 //! One shard: its context (routes, state, `Date` cache, limits) and the task
 //! that brings it up on its executor, serves, and returns when told to stop.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
+use std::os::fd::AsRawFd;
+
 use futures_lite::AsyncReadExt;
 
 use super::adopt;
+use super::control::{Beacon, Command, Control, Inbox};
 use crate::app::App;
-use crate::config::{ConnectionRules, HealthConfig, IoPath};
+use crate::config::{Config, ConnectionRules, HealthConfig, IoPath};
 use crate::http::date::DateCache;
 use crate::http::parse::Limits;
 use crate::observe::access::{AccessFormat, AccessLog};
 use crate::observe::counters::Counters;
+use crate::observe::metrics::{ShardMetrics, Snapshot};
 use crate::server::accept;
 use crate::server::deadline::Deadlines;
 use crate::server::gate::Gate;
@@ -23,57 +27,104 @@ use crate::server::placed::BlockPool;
 use crate::server::pool::BufferPool;
 use crate::uring::{Ring, RingConfig};
 
+/// How often a shard stamps its [`Beacon`]: the watchdog's resolution.
+const HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// The settings a reload can change. A connection keeps the limits and
+/// timeouts in force when it was accepted; headers, health and metrics
+/// routes apply to every response from the moment they arrive.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) limits: Limits,
+    pub(crate) rules: ConnectionRules,
+    /// Security header lines for every response.
+    pub(crate) fixed_headers: Box<[u8]>,
+    /// The built-in health routes.
+    pub(crate) health: HealthConfig,
+    /// The built-in metrics route on the shard's listeners ("" when off or
+    /// served by the admin listener).
+    pub(crate) metrics_path: String,
+    /// How long open connections may take to finish when the shard stops.
+    pub(crate) graceful_timeout: Duration,
+}
+
+impl Settings {
+    /// The shard settings of `config`.
+    pub(crate) fn of(config: &Config) -> Self {
+        Self {
+            limits: config.codec_limits(),
+            rules: config.connection_rules(),
+            fixed_headers: config.headers.render().into_boxed_slice(),
+            health: config.health.clone(),
+            metrics_path: config.metrics.shard_path().to_owned(),
+            graceful_timeout: Duration::from_secs(config.server.graceful_timeout_secs),
+        }
+    }
+}
+
 /// Everything a shard's connections read; owned by that shard alone.
 pub(crate) struct ShardContext<S> {
     pub(crate) index: usize,
     pub(crate) app: Arc<App<S>>,
     pub(crate) state: S,
     pub(crate) date: DateCache,
-    pub(crate) limits: Limits,
-    pub(crate) rules: ConnectionRules,
+    settings: RefCell<Rc<Settings>>,
     pub(crate) pool: BufferPool,
     pub(crate) blocks: BlockPool,
     pub(crate) deadlines: Rc<Deadlines>,
-    pub(crate) counters: Arc<Counters>,
+    pub(crate) counters: Counters,
+    pub(crate) metrics: ShardMetrics,
     pub(crate) gate: Gate,
     /// Set when the shard stops: connections finish what they are doing,
     /// answer with `Connection: close`, and idle ones close.
     pub(crate) draining: Cell<bool>,
-    /// Security header lines for every response.
-    pub(crate) fixed_headers: Box<[u8]>,
-    /// The built-in health routes.
-    pub(crate) health: HealthConfig,
     /// The access log, when on.
     pub(crate) access: Option<AccessLog>,
+    /// What the watchdog reads of this shard.
+    pub(crate) beacon: Arc<Beacon>,
+    /// Every shard's mailbox (a scrape asks them all); `None` without a
+    /// server around the shard ([`LocalService`](crate::LocalService)).
+    pub(crate) control: Option<Arc<Control>>,
 }
 
 impl<S> ShardContext<S> {
     /// Builds the context, calling the app's state factory on this thread.
-    pub(crate) fn new(
-        index: usize,
-        app: Arc<App<S>>,
-        limits: Limits,
-        rules: ConnectionRules,
-        counters: Arc<Counters>,
-    ) -> Self {
+    pub(crate) fn new(index: usize, app: Arc<App<S>>, settings: Settings) -> Self {
         let state = (app.state)();
+        let routes = app.route_count();
         Self {
             index,
             app,
             state,
             date: DateCache::new(),
-            limits,
-            rules,
+            settings: RefCell::new(Rc::new(settings)),
             pool: BufferPool::default(),
             blocks: BlockPool::default(),
             deadlines: Rc::default(),
-            counters,
+            counters: Counters::default(),
+            metrics: ShardMetrics::new(routes),
             gate: Gate::default(),
             draining: Cell::new(false),
-            fixed_headers: Box::default(),
-            health: HealthConfig::default(),
             access: None,
+            beacon: Arc::default(),
+            control: None,
         }
+    }
+
+    /// The settings in force now.
+    pub(crate) fn settings(&self) -> Rc<Settings> {
+        Rc::clone(&self.settings.borrow())
+    }
+
+    /// Puts `settings` in force.
+    pub(crate) fn reload(&self, settings: Settings) {
+        *self.settings.borrow_mut() = Rc::new(settings);
+    }
+
+    /// A copy of this shard's metrics.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        self.metrics
+            .snapshot(self.gate.open_connections(), &self.counters)
     }
 }
 
@@ -82,50 +133,45 @@ pub(crate) struct ShardStart<S> {
     pub(crate) index: usize,
     pub(crate) cpu: usize,
     pub(crate) app: Arc<App<S>>,
-    pub(crate) limits: Limits,
-    pub(crate) rules: ConnectionRules,
-    pub(crate) counters: Arc<Counters>,
-    /// Stamped every second by the shard's loop (the systemd watchdog reads it).
-    pub(crate) heartbeat: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) settings: Settings,
     pub(crate) io: IoPath,
     pub(crate) ring: RingConfig,
     pub(crate) listeners: Vec<std::net::TcpListener>,
-    /// Security header lines for every response.
-    pub(crate) fixed_headers: Box<[u8]>,
-    pub(crate) health: HealthConfig,
     /// The access log's format, writer and request-ID prefix, when on.
     pub(crate) access: Option<(AccessFormat, std::sync::mpsc::Sender<Vec<u8>>, u32)>,
-    /// How long open connections may take to finish when the shard stops.
-    pub(crate) graceful_timeout: Duration,
-    /// Reads end-of-file when the process wants the shard to stop.
-    pub(crate) stop: std::os::unix::net::UnixStream,
+    /// Commands from the process (stop, reload, snapshot).
+    pub(crate) inbox: Inbox,
+    pub(crate) control: Arc<Control>,
     /// Told `Ok(index)` once the shard serves, or why it could not.
-    pub(crate) ready: Sender<Result<usize, String>>,
+    pub(crate) ready: Sender<Result<usize, crate::error::Error>>,
 }
 
 /// Runs on the shard's own executor thread until stopped, then drains:
 /// returns whether every connection finished within the graceful timeout.
 pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: start.cpu }) {
-        let _ = start
-            .ready
-            .send(Err(format!("could not pin to CPU {}", start.cpu)));
+        let _ = start.ready.send(Err(crate::error::Error::Shard(
+            start.index,
+            format!("could not pin to CPU {}", start.cpu),
+        )));
         return true;
     }
-    let mut context = ShardContext::new(
-        start.index,
-        start.app,
-        start.limits,
-        start.rules,
-        start.counters,
-    );
-    context.fixed_headers = start.fixed_headers;
-    context.health = start.health;
+    let mut context = ShardContext::new(start.index, start.app, start.settings);
     context.access = start
         .access
         .map(|(format, writer, prefix)| AccessLog::new(format, writer, prefix, start.index));
+    context.beacon = Arc::clone(&start.control.beacons[start.index]);
+    context.control = Some(start.control);
     let shard = Rc::new(context);
-    glommio::spawn_local(Rc::clone(&shard.deadlines).run(start.heartbeat)).detach();
+    glommio::spawn_local(Rc::clone(&shard.deadlines).run()).detach();
+    let beacon = Arc::clone(&shard.beacon);
+    glommio::spawn_local(async move {
+        loop {
+            beacon.beat();
+            glommio::timer::sleep(HEARTBEAT).await;
+        }
+    })
+    .detach();
     // Kept, not detached: dropping them stops accepting.
     let mut accepting = Vec::new();
     match start.io {
@@ -142,9 +188,9 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
             let ring = match Ring::new(start.ring) {
                 Ok(ring) => ring,
                 Err(error) => {
-                    let _ = start.ready.send(Err(format!(
+                    let _ = start.ready.send(Err(crate::error::Error::Shard(start.index, format!(
                         "cannot set up the shard's io_uring ({error}); set server.io = \"glommio\" on kernels before 6.1"
-                    )));
+                    ))));
                     return true;
                 }
             };
@@ -152,17 +198,53 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
             for listener in start.listeners {
                 accepting.push(glommio::spawn_local(accept::ring_accept_loop(
                     Rc::clone(&ring),
-                    listener,
+                    listener.as_raw_fd(),
                     Rc::clone(&shard),
                 )));
+                LISTENERS.with_borrow_mut(|kept| kept.push(listener));
             }
         }
     }
-    let mut stop = adopt::unix_stream(start.stop);
     let _ = start.ready.send(Ok(start.index));
-    // End-of-file (or any error) on the stop socket means: stop.
-    let _ = stop.read(&mut [0u8; 1]).await;
-    drain(&shard, accepting, start.graceful_timeout).await
+    obey(&shard, start.inbox).await;
+    let timeout = shard.settings().graceful_timeout;
+    drain(&shard, accepting, timeout).await
+}
+
+thread_local! {
+    /// The shard's listening sockets on the ring path, owned by the
+    /// thread rather than by a task, so they are closed when the shard
+    /// stops accepting and also after a crash (when tasks are never dropped).
+    static LISTENERS: RefCell<Vec<std::net::TcpListener>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Lets go of what a shard whose executor died in a panic still holds:
+/// its listening sockets and its ring (with the connections it serves).
+pub(crate) fn release_after_crash() {
+    drop(LISTENERS.take());
+    crate::uring::release_after_crash();
+}
+
+/// Carries out the process's commands until told to stop (or until the
+/// process is gone: the doorbell reads end-of-file).
+async fn obey<S>(shard: &ShardContext<S>, inbox: Inbox) {
+    let mut bell = adopt::unix_stream(inbox.bell);
+    let mut rings = [0u8; 64];
+    loop {
+        let mut stop = !matches!(bell.read(&mut rings).await, Ok(n) if n > 0);
+        while let Ok(command) = inbox.commands.try_recv() {
+            match command {
+                Command::Stop => stop = true,
+                Command::Reload(settings) => shard.reload(*settings),
+                Command::Snapshot(reply) => {
+                    let _ = reply.send((shard.index, shard.snapshot()));
+                }
+            }
+        }
+        if stop {
+            return;
+        }
+    }
 }
 
 /// Stops accepting, lets open connections finish (idle ones close now, busy
@@ -174,6 +256,7 @@ async fn drain<S, T>(
     timeout: Duration,
 ) -> bool {
     drop(accepting);
+    drop(LISTENERS.take());
     shard.draining.set(true);
     shard.deadlines.drain();
     let open = shard.gate.open_connections();

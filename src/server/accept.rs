@@ -4,7 +4,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{OwnedFd, RawFd};
 
 use glommio::net::TcpListener;
 
@@ -35,14 +35,14 @@ pub(crate) async fn accept_loop<S: 'static>(listener: TcpListener, shard: Rc<Sha
     }
 }
 
-/// Accepts connections with the shard's ring (multishot accept); the
-/// listening socket stays open for the life of the loop.
+/// Accepts connections on `listener` with the shard's ring (multishot
+/// accept); the caller keeps the listening socket open while the loop runs.
 pub(crate) async fn ring_accept_loop<S: 'static>(
     ring: Rc<Ring>,
-    listener: std::net::TcpListener,
+    listener: RawFd,
     shard: Rc<ShardContext<S>>,
 ) {
-    let mut acceptor = ring.accept(listener.as_raw_fd());
+    let mut acceptor = ring.accept(listener);
     loop {
         match acceptor.next().await {
             Ok(socket) => {

@@ -64,16 +64,19 @@ pub(crate) async fn serve<S: 'static>(
     peer: Option<SocketAddr>,
 ) {
     let shard = &*shard;
-    let Some(_admitted) = shard
-        .gate
-        .admit(peer, &shard.rules, &shard.counters, shard.index)
-    else {
+    shard.metrics.accepted();
+    // This connection keeps the limits and timeouts in force now.
+    let (limits, rules) = {
+        let settings = shard.settings();
+        (settings.limits, settings.rules)
+    };
+    let rules = &rules;
+    let Some(_admitted) = shard.gate.admit(peer, rules, &shard.counters, shard.index) else {
         return;
     };
-    let rules = &shard.rules;
     let watch = shard.deadlines.register();
     let lends = transport.lends_buffers();
-    let mut decoder = Decoder::new(shard.limits);
+    let mut decoder = Decoder::new(limits);
     let mut io = Buffers::default();
     let mut budget = match rules.keepalive_requests {
         0 => u32::MAX,
@@ -95,12 +98,7 @@ pub(crate) async fn serve<S: 'static>(
             watch.set_idle(between_requests);
             armed_for = Some(wait);
         }
-        let read = transport.read_into(
-            &mut io.buf,
-            io.filled,
-            buffer_ceiling(shard.limits),
-            &shard.pool,
-        );
+        let read = transport.read_into(&mut io.buf, io.filled, buffer_ceiling(limits), &shard.pool);
         let read = match watch.guard(Timer::Reading, read).await {
             Ok(Ok(0)) => break,
             Ok(Ok(read)) => read,
@@ -256,8 +254,10 @@ async fn answer_late<S>(
         ?peer,
         "handler ran past timeouts.request_secs; answered 504"
     );
-    error_writer(shard, out).send_error(Status::GATEWAY_TIMEOUT, "the request took too long");
-    watch.arm(Timer::Working, shard.rules.send);
+    let settings = shard.settings();
+    error_writer(shard, &settings.fixed_headers, out)
+        .send_error(Status::GATEWAY_TIMEOUT, "the request took too long");
+    watch.arm(Timer::Working, settings.rules.send);
     let _ = watch.guard(Timer::Working, transport.write_all(out)).await;
 }
 
@@ -282,7 +282,7 @@ async fn time_out<S>(
     };
     shard.counters.count(reason);
     out.clear();
-    error_writer(shard, out).send_error(
+    error_writer(shard, &shard.settings().fixed_headers, out).send_error(
         Status::REQUEST_TIMEOUT,
         "the request did not arrive in time",
     );
@@ -309,7 +309,8 @@ async fn reject_oversized<S>(
     out: &mut Vec<u8>,
 ) {
     out.clear();
-    error_writer(shard, out).send_error(Status::PAYLOAD_TOO_LARGE, "request too large");
+    error_writer(shard, &shard.settings().fixed_headers, out)
+        .send_error(Status::PAYLOAD_TOO_LARGE, "request too large");
     let _ = transport.write_all(out).await;
 }
 

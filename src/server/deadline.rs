@@ -119,19 +119,11 @@ impl Deadlines {
         u32::try_from(at.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
     }
 
-    /// Runs the sweep forever (spawned once per shard), stamping
-    /// `heartbeat` each time: proof that the shard's loop is turning.
-    pub(crate) async fn run(
-        self: Rc<Self>,
-        heartbeat: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    ) {
+    /// Runs the sweep forever (spawned once per shard).
+    pub(crate) async fn run(self: Rc<Self>) {
         loop {
             glommio::timer::sleep(SWEEP).await;
             self.sweep(Instant::now());
-            heartbeat.store(
-                crate::runtime::notify::now_millis(),
-                std::sync::atomic::Ordering::Relaxed,
-            );
         }
     }
 }

@@ -8,14 +8,16 @@ use std::panic::AssertUnwindSafe;
 use std::task::Poll;
 use std::time::Instant;
 
+use crate::config::HealthConfig;
 use crate::http::date::DATE_LEN;
 use crate::http::parse::{Decoded, Decoder, HeaderSpan, Message, Method, Version};
 use crate::http::request::{Request, split_target, target_str};
 use crate::http::status::Status;
 use crate::http::write::{BodyStream, ResponseContext, ResponseWriter};
 use crate::observe::access::{self, Entry};
+use crate::observe::metrics::{LIVENESS, METRICS, READINESS, UNMATCHED};
 use crate::route::router::{Lookup, MAX_PARAMS};
-use crate::runtime::shard::ShardContext;
+use crate::runtime::shard::{Settings, ShardContext};
 
 /// What one pass over the buffer did.
 pub(crate) struct Batch {
@@ -38,8 +40,28 @@ pub(crate) async fn serve_buffered<S>(
     peer: Option<SocketAddr>,
     budget: &mut u32,
 ) -> Batch {
+    let started = Instant::now();
+    let mut answered = 0;
+    let batch = answer_all(shard, decoder, input, out, peer, budget, &mut answered).await;
+    if answered > 0 {
+        shard.metrics.latency(started.elapsed(), answered);
+    }
+    batch
+}
+
+/// The body of [`serve_buffered`]; counts the requests it answers.
+async fn answer_all<S>(
+    shard: &ShardContext<S>,
+    decoder: &mut Decoder,
+    input: &mut [u8],
+    out: &mut Vec<u8>,
+    peer: Option<SocketAddr>,
+    budget: &mut u32,
+    answered: &mut u64,
+) -> Batch {
     let mut consumed = 0;
     let date = shard.date.now();
+    let settings = shard.settings();
     loop {
         match decoder.decode(&mut input[consumed..]) {
             Ok(Decoded::Partial) => {
@@ -51,7 +73,8 @@ pub(crate) async fn serve_buffered<S>(
             }
             Err(error) => {
                 shard.counters.count(error.into());
-                error_writer(shard, out).send_error(error.status(), error.detail());
+                error_writer(shard, &settings.fixed_headers, out)
+                    .send_error(error.status(), error.detail());
                 return Batch {
                     consumed,
                     close: true,
@@ -77,8 +100,18 @@ pub(crate) async fn serve_buffered<S>(
                         .as_ref()
                         .map_or(&[][..], |(_, _, id, len, _)| &id[..*len]),
                 };
-                let (keep_alive, stream, status) =
-                    respond(shard, decoder.headers(), message_bytes, message, out, facts).await;
+                let (keep_alive, stream, status, slot) = respond(
+                    shard,
+                    &settings,
+                    decoder.headers(),
+                    message_bytes,
+                    message,
+                    out,
+                    facts,
+                )
+                .await;
+                shard.metrics.request(slot, status);
+                *answered += 1;
                 if let Some((log, started, id, len, before)) = &logging {
                     let bytes = &input[consumed..end];
                     let entry = Logged {
@@ -104,13 +137,18 @@ pub(crate) async fn serve_buffered<S>(
     }
 }
 
-/// Answers the built-in health routes; `None` for any other path.
-fn health<S>(shard: &ShardContext<S>, path: &str, writer: &mut ResponseWriter<'_>) -> Option<()> {
+/// Answers the built-in health routes; `None` for any other path, else
+/// the route's metrics slot.
+fn health<S>(
+    shard: &ShardContext<S>,
+    health: &HealthConfig,
+    path: &str,
+    writer: &mut ResponseWriter<'_>,
+) -> Option<usize> {
     const JSON: Option<&str> = Some("application/json");
-    let health = &shard.health;
     if !health.liveness_path.is_empty() && path == health.liveness_path {
         writer.send(Status::OK, JSON, [], br#"{"status":"ok"}"#);
-        return Some(());
+        return Some(LIVENESS);
     }
     if health.readiness_path.is_empty() || path != health.readiness_path {
         return None;
@@ -122,7 +160,7 @@ fn health<S>(shard: &ShardContext<S>, path: &str, writer: &mut ResponseWriter<'_
             [],
             br#"{"status":"draining"}"#,
         );
-        return Some(());
+        return Some(READINESS);
     }
     let failing: Vec<&str> = shard
         .app
@@ -144,7 +182,32 @@ fn health<S>(shard: &ShardContext<S>, path: &str, writer: &mut ResponseWriter<'_
             )
         });
     }
-    Some(())
+    Some(READINESS)
+}
+
+/// Answers the metrics route: every shard's counts, collected by message
+/// on a blocking thread while this shard goes on serving (it answers its
+/// own part like any other shard).
+async fn metrics<S>(shard: &ShardContext<S>, writer: &mut ResponseWriter<'_>) {
+    let text = match &shard.control {
+        Some(control) => {
+            let control = std::sync::Arc::clone(control);
+            crate::runtime::blocking::blocking(move || control.metrics_text()).await
+        }
+        None => crate::observe::metrics::render(
+            &shard.app.route_labels(),
+            &[crate::observe::metrics::Scraped {
+                snapshot: Some(shard.snapshot()),
+                supervision: crate::observe::metrics::Supervision::default(),
+            }],
+        ),
+    };
+    writer.send(
+        Status::OK,
+        Some("text/plain; version=0.0.4; charset=utf-8"),
+        [],
+        text.as_bytes(),
+    );
 }
 
 #[derive(serde::Serialize)]
@@ -215,12 +278,13 @@ impl<'a> Logged<'a> {
 /// connection stays open, and a body stream if the response has one.
 async fn respond<S>(
     shard: &ShardContext<S>,
+    settings: &Settings,
     headers: &[HeaderSpan],
     message_bytes: &mut [u8],
     message: Message,
     out: &mut Vec<u8>,
     facts: Facts<'_>,
-) -> (bool, Option<(BodyStream, bool)>, Status) {
+) -> (bool, Option<(BodyStream, bool)>, Status, usize) {
     let Facts {
         peer,
         date,
@@ -240,21 +304,45 @@ async fn respond<S>(
     };
     let mut writer = ResponseWriter::new(out, context)
         .closing_when(&shard.draining)
-        .with_fixed_headers(&shard.fixed_headers)
+        .with_fixed_headers(&settings.fixed_headers)
         .with_request_id(request_id);
-    if health(shard, path, &mut writer).is_some() {
-        let status = writer.status_sent().unwrap_or(Status::OK);
-        return (writer.keep_alive(), None, status);
-    }
+    let slot = if let Some(slot) = health(shard, &settings.health, path, &mut writer) {
+        slot
+    } else if !settings.metrics_path.is_empty() && path == settings.metrics_path {
+        // Boxed: a rare path that would otherwise enlarge every request's future.
+        Box::pin(metrics(shard, &mut writer)).await;
+        METRICS
+    } else {
+        route(shard, head_bytes, body, head, headers, peer, &mut writer).await
+    };
+    let status = writer
+        .status_sent()
+        .unwrap_or(Status::INTERNAL_SERVER_ERROR);
+    (writer.keep_alive(), writer.take_stream(), status, slot)
+}
+
+/// Routes a request to its handler (a panic becomes a 500); returns the
+/// route's metrics slot.
+async fn route<S>(
+    shard: &ShardContext<S>,
+    head_bytes: &[u8],
+    body: &mut [u8],
+    head: crate::http::parse::Head,
+    headers: &[HeaderSpan],
+    peer: Option<SocketAddr>,
+    writer: &mut ResponseWriter<'_>,
+) -> usize {
+    let (path, _) = split_target(target_str(head_bytes, &head));
     let mut params = [("", ""); MAX_PARAMS];
     match shard.app.routes.lookup(head.method, path, &mut params) {
-        Lookup::Found(handler, count) => {
+        Lookup::Found(routed, count) => {
+            shard.beacon.started(routed.slot);
             let mut request = Request::new(head_bytes, body, head, headers)
                 .with_params(&params[..count])
                 .with_origin(peer, shard.index);
             let completed = {
                 let mut future =
-                    std::pin::pin!(handler.call(&mut request, &shard.state, &mut writer));
+                    std::pin::pin!(routed.handler.call(&mut request, &shard.state, writer));
                 futures_lite::future::poll_fn(|cx| {
                     match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
                         Ok(Poll::Ready(())) => Poll::Ready(true),
@@ -265,12 +353,20 @@ async fn respond<S>(
                 .await
             };
             if !completed {
-                tracing::error!(shard = shard.index, path, "handler panicked; answered 500");
+                shard.metrics.panicked();
+                let route = shard.app.route_labels()[routed.slot].route.clone();
+                tracing::error!(
+                    shard = shard.index,
+                    route,
+                    path,
+                    "handler panicked; answered 500"
+                );
                 writer.reset();
                 writer.send_error(Status::INTERNAL_SERVER_ERROR, "Internal Server Error");
             } else if !writer.is_written() {
                 writer.send_error(Status::INTERNAL_SERVER_ERROR, "handler wrote no response");
             }
+            routed.slot
         }
         Lookup::MethodNotAllowed(methods) => {
             let mut allow = String::new();
@@ -292,19 +388,20 @@ async fn respond<S>(
                     Ok::<(), ()>(())
                 },
             );
+            UNMATCHED
         }
-        Lookup::NotFound => writer.send_error(Status::NOT_FOUND, "Not Found"),
+        Lookup::NotFound => {
+            writer.send_error(Status::NOT_FOUND, "Not Found");
+            UNMATCHED
+        }
     }
-    let status = writer
-        .status_sent()
-        .unwrap_or(Status::INTERNAL_SERVER_ERROR);
-    (writer.keep_alive(), writer.take_stream(), status)
 }
 
 /// A writer for an error response on `shard`: it closes the connection and
 /// carries the shard's security headers, like every other response.
 pub(crate) fn error_writer<'a, S>(
-    shard: &'a ShardContext<S>,
+    shard: &ShardContext<S>,
+    fixed_headers: &'a [u8],
     out: &'a mut Vec<u8>,
 ) -> ResponseWriter<'a> {
     let context = ResponseContext {
@@ -313,5 +410,5 @@ pub(crate) fn error_writer<'a, S>(
         keep_alive: false,
         http10: false,
     };
-    ResponseWriter::new(out, context).with_fixed_headers(&shard.fixed_headers)
+    ResponseWriter::new(out, context).with_fixed_headers(fixed_headers)
 }

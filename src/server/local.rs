@@ -12,7 +12,7 @@ use crate::config::ConnectionRules;
 use crate::http::parse::{Decoder, Limits};
 use crate::http::write::{LAST_CHUNK, encode_chunk};
 use crate::observe::counters::Rejection;
-use crate::runtime::shard::ShardContext;
+use crate::runtime::shard::{Settings, ShardContext};
 
 /// The request path of an [`App`] without a socket: feed it request bytes,
 /// get response bytes. For tests, benchmarks and fuzzing; a real server
@@ -49,19 +49,16 @@ impl<S: 'static> LocalService<S> {
     /// A service for `app` with `limits`.
     #[must_use]
     pub fn with_limits(app: App<S>, limits: Limits) -> Self {
-        let mut shard = ShardContext::new(
-            0,
-            Arc::new(app),
+        let config = crate::config::Config::default();
+        let settings = Settings {
             limits,
-            ConnectionRules {
+            rules: ConnectionRules {
                 keepalive_requests: 0,
                 ..ConnectionRules::default()
             },
-            Arc::default(),
-        );
-        shard.fixed_headers = crate::config::HeadersConfig::default()
-            .render()
-            .into_boxed_slice();
+            ..Settings::of(&config)
+        };
+        let shard = ShardContext::new(0, Arc::new(app), settings);
         Self {
             shard: Rc::new(shard),
             decoder: Decoder::new(limits),

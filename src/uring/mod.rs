@@ -22,7 +22,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -145,7 +145,7 @@ impl Ring {
         uring.submitter().register_eventfd(eventfd.as_raw_fd())?;
         // Signalled only while the driver sleeps (see `drive`).
         uring.completion().disable_eventfd();
-        Ok(Rc::new(Ring {
+        let ring = Rc::new(Ring {
             inner: RefCell::new(Inner {
                 uring,
                 buffers,
@@ -156,7 +156,12 @@ impl Ring {
             }),
             eventfd,
             spin: config.spin,
-        }))
+        });
+        RINGS.with_borrow_mut(|rings| {
+            rings.retain(|ring| ring.strong_count() > 0);
+            rings.push(Rc::downgrade(&ring));
+        });
+        Ok(ring)
     }
 
     /// Queues one submission and wakes the driver to submit it.
@@ -314,6 +319,47 @@ impl Ring {
                 waiting = None;
             }
         }
+    }
+}
+
+thread_local! {
+    /// This thread's rings, for [`release_after_crash`].
+    static RINGS: RefCell<Vec<Weak<Ring>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// After a shard's executor died in a panic, its tasks (and the rings and
+/// connections they hold each other by) are never dropped. This ends what
+/// they held: every operation is cancelled, every connection socket the
+/// ring still serves is closed (their owners will never run again), then
+/// the ring itself, which lets go of the listening sockets' accepts.
+pub(crate) fn release_after_crash() {
+    for ring in RINGS.take().iter().filter_map(Weak::upgrade) {
+        let Ok(mut inner) = ring.inner.try_borrow_mut() else {
+            tracing::error!("a crashed shard's ring was in use; its sockets stay open");
+            continue;
+        };
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(IGNORED);
+        let mut ops = vec![cancel];
+        for (_, slot) in &inner.slots {
+            if let Slot::Recv(stream, fd) = slot
+                && !stream.abandoned
+            {
+                ops.push(
+                    opcode::Close::new(types::Fd(*fd))
+                        .build()
+                        .user_data(IGNORED),
+                );
+            }
+        }
+        for op in &ops {
+            Ring::push(&mut inner, op);
+        }
+        let _ = inner.uring.submit_and_wait(ops.len());
+        // SAFETY: the ring's descriptor is closed once; its owner (leaked
+        // with the crashed tasks) never drops.
+        unsafe { libc::close(inner.uring.as_raw_fd()) };
     }
 }
 

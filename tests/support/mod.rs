@@ -193,7 +193,7 @@ pub fn spawn_percore(
 ) -> (
     std::process::Child,
     SocketAddr,
-    impl Iterator<Item = String>,
+    impl Iterator<Item = String> + use<>,
 ) {
     use std::io::BufRead;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_percore"));
@@ -232,9 +232,55 @@ pub fn spawn_percore(
 
 /// Sends SIGTERM to `child`.
 pub fn sigterm(child: &std::process::Child) {
+    signal(child, libc::SIGTERM);
+}
+
+/// Sends `signal` to `child`.
+pub fn signal(child: &std::process::Child, signal: libc::c_int) {
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: kill(2) has no memory-safety preconditions; the pid is our child's.
     #[allow(unsafe_code, reason = "sending a signal to our own child")]
-    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    let sent = unsafe { libc::kill(pid, signal) };
     assert_eq!(sent, 0);
+}
+
+/// Log lines read on a thread of their own, so a test can wait for one
+/// with a time limit instead of blocking on a read.
+pub struct LogLines {
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl LogLines {
+    pub fn new(lines: impl Iterator<Item = String> + Send + 'static) -> Self {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            lines: receiver,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most ten seconds) for a line containing `text`.
+    pub fn wait_for(&mut self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + READ_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(error) => panic!("no log line with {text:?} ({error}); saw {:#?}", self.seen),
+            }
+        }
+    }
 }

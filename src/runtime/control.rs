@@ -1,0 +1,183 @@
+//! How the process talks to its shards, by message only: each shard has a
+//! mailbox (a channel of [`Command`]s plus a doorbell socket its event loop
+//! waits on), and a [`Beacon`] it stamps so a watchdog can tell a blocked
+//! event loop from a busy one.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant};
+
+use super::shard::Settings;
+use crate::observe::metrics::{self, RouteLabel, Scraped, Snapshot, Supervision};
+
+/// What a shard is told to do.
+pub(crate) enum Command {
+    /// Stop accepting, drain, end.
+    Stop,
+    /// Use these settings for new connections and new responses.
+    Reload(Box<Settings>),
+    /// Send a snapshot of the shard's metrics.
+    Snapshot(mpsc::Sender<(usize, Snapshot)>),
+}
+
+/// The sending side of a shard's mailbox.
+pub(crate) struct Mailbox {
+    commands: mpsc::Sender<Command>,
+    bell: UnixStream,
+}
+
+/// The receiving side, owned by the shard.
+pub(crate) struct Inbox {
+    pub(crate) commands: mpsc::Receiver<Command>,
+    /// Readable when commands wait; end-of-file when every mailbox is gone.
+    pub(crate) bell: UnixStream,
+}
+
+/// A new mailbox and its inbox.
+pub(crate) fn mailbox() -> std::io::Result<(Mailbox, Inbox)> {
+    let (bell, bell_peer) = UnixStream::pair()?;
+    bell.set_nonblocking(true)?;
+    let (commands, receiver) = mpsc::channel();
+    Ok((
+        Mailbox { commands, bell },
+        Inbox {
+            commands: receiver,
+            bell: bell_peer,
+        },
+    ))
+}
+
+impl Mailbox {
+    /// Queues `command` and rings; false when the shard is gone.
+    fn send(&self, command: Command) -> bool {
+        if self.commands.send(command).is_err() {
+            return false;
+        }
+        // A full doorbell already has unread rings: the shard will look.
+        match (&self.bell).write_all(&[1]) {
+            Ok(()) => true,
+            Err(error) => error.kind() == std::io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
+/// What a shard publishes for the watchdog: plain stores the shard makes
+/// and another thread reads now and then (on x86-64 a relaxed store is an
+/// ordinary `mov`; nothing is read-modify-written on the request path).
+#[derive(Debug, Default)]
+pub(crate) struct Beacon {
+    /// Milliseconds since the Unix epoch when the loop last turned; 0 when
+    /// the shard is not running.
+    pub(crate) heartbeat: AtomicU64,
+    /// The route slot of the last request the shard started.
+    pub(crate) route: AtomicU32,
+    /// Stalls seen by the watchdog.
+    pub(crate) stalls: AtomicU64,
+    /// Times the shard was restarted.
+    pub(crate) restarts: AtomicU64,
+}
+
+impl Beacon {
+    /// Stamps the heartbeat with now.
+    pub(crate) fn beat(&self) {
+        self.heartbeat
+            .store(super::notify::now_millis(), Ordering::Relaxed);
+    }
+
+    /// Records that a request to route `slot` started.
+    pub(crate) fn started(&self, slot: usize) {
+        self.route
+            .store(u32::try_from(slot).unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
+/// Every shard's mailbox and beacon, and the route labels metrics use.
+pub(crate) struct Control {
+    mailboxes: Vec<Mutex<Option<Mailbox>>>,
+    pub(crate) beacons: Vec<Arc<Beacon>>,
+    pub(crate) routes: Vec<RouteLabel>,
+}
+
+/// How long a scrape waits for the shards' snapshots.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Control {
+    /// Control of `shards` shards, none of them started yet.
+    pub(crate) fn new(shards: usize, routes: Vec<RouteLabel>) -> Self {
+        Self {
+            mailboxes: (0..shards).map(|_| Mutex::new(None)).collect(),
+            beacons: (0..shards).map(|_| Arc::default()).collect(),
+            routes,
+        }
+    }
+
+    /// Installs `shard`'s mailbox (when it starts or restarts).
+    pub(crate) fn install(&self, shard: usize, mailbox: Mailbox) {
+        *self.mailboxes[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(mailbox);
+    }
+
+    /// Sends `shard` a command; false when it is not running.
+    pub(crate) fn send(&self, shard: usize, command: Command) -> bool {
+        self.mailboxes[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|mailbox| mailbox.send(command))
+    }
+
+    /// Sends every shard the command `make` builds; how many took it.
+    pub(crate) fn broadcast(&self, make: impl Fn() -> Command) -> usize {
+        (0..self.mailboxes.len())
+            .filter(|&shard| self.send(shard, make()))
+            .count()
+    }
+
+    /// Every shard's snapshot (`None` for a shard that is down or did not
+    /// answer within two seconds) with its supervision counts.
+    pub(crate) fn scrape(&self) -> Vec<Scraped> {
+        let (reply, replies) = mpsc::channel();
+        let asked = self.broadcast(|| Command::Snapshot(reply.clone()));
+        drop(reply);
+        let mut snapshots: Vec<Option<Snapshot>> = vec![None; self.mailboxes.len()];
+        let deadline = Instant::now() + SCRAPE_TIMEOUT;
+        for _ in 0..asked {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match replies.recv_timeout(left) {
+                Ok((shard, snapshot)) => snapshots[shard] = Some(snapshot),
+                Err(_) => break,
+            }
+        }
+        snapshots
+            .into_iter()
+            .zip(&self.beacons)
+            .map(|(snapshot, beacon)| Scraped {
+                snapshot,
+                supervision: Supervision {
+                    stalls: beacon.stalls.load(Ordering::Relaxed),
+                    restarts: beacon.restarts.load(Ordering::Relaxed),
+                },
+            })
+            .collect()
+    }
+
+    /// The Prometheus text of a fresh scrape.
+    pub(crate) fn metrics_text(&self) -> String {
+        metrics::render(&self.routes, &self.scrape())
+    }
+
+    /// The label of route `slot`, as `GET /path`.
+    pub(crate) fn route_name(&self, slot: usize) -> String {
+        self.routes.get(slot).map_or_else(
+            || "?".to_owned(),
+            |label| {
+                format!("{} {}", label.method, label.route)
+                    .trim()
+                    .to_owned()
+            },
+        )
+    }
+}
