@@ -174,6 +174,7 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     .detach();
     // Kept, not detached: dropping them stops accepting.
     let mut accepting = Vec::new();
+    let mut shard_ring = None;
     match start.io {
         IoPath::Glommio => {
             for listener in start.listeners {
@@ -195,6 +196,7 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
                 }
             };
             glommio::spawn_local(Rc::clone(&ring).drive()).detach();
+            shard_ring = Some(Rc::clone(&ring));
             for listener in start.listeners {
                 accepting.push(glommio::spawn_local(accept::ring_accept_loop(
                     Rc::clone(&ring),
@@ -208,7 +210,33 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     let _ = start.ready.send(Ok(start.index));
     obey(&shard, start.inbox).await;
     let timeout = shard.settings().graceful_timeout;
-    drain(&shard, accepting, timeout).await
+    stop_accepting(accepting, shard_ring).await;
+    drain(&shard, timeout).await
+}
+
+/// Stops the accept loops. On the ring path the multishot accepts are
+/// cancelled and each loop first takes every connection the kernel had
+/// already accepted for it (none is dropped unanswered); then the
+/// listening sockets close, which lets `tcp_migrate_req` move what is still
+/// queued on them to another process on the same port.
+async fn stop_accepting<T>(accepting: Vec<glommio::Task<T>>, ring: Option<Rc<Ring>>) {
+    if let Some(ring) = ring {
+        ring.cancel_accepts();
+        let () = futures_lite::future::or(
+            async {
+                for task in accepting {
+                    task.await;
+                }
+            },
+            async {
+                glommio::timer::sleep(Duration::from_secs(1)).await;
+            },
+        )
+        .await;
+    } else {
+        drop(accepting);
+    }
+    drop(LISTENERS.take());
 }
 
 thread_local! {
@@ -250,13 +278,7 @@ async fn obey<S>(shard: &ShardContext<S>, inbox: Inbox) {
 /// Stops accepting, lets open connections finish (idle ones close now, busy
 /// ones after their response, which says `Connection: close`), and waits for
 /// them up to `timeout`. Returns whether they all finished.
-async fn drain<S, T>(
-    shard: &ShardContext<S>,
-    accepting: Vec<glommio::Task<T>>,
-    timeout: Duration,
-) -> bool {
-    drop(accepting);
-    drop(LISTENERS.take());
+async fn drain<S>(shard: &ShardContext<S>, timeout: Duration) -> bool {
     shard.draining.set(true);
     shard.deadlines.drain();
     let open = shard.gate.open_connections();

@@ -45,6 +45,9 @@ pub(crate) async fn ring_accept_loop<S: 'static>(
     let mut acceptor = ring.accept(listener);
     loop {
         match acceptor.next().await {
+            // The shard is stopping (see `Ring::cancel_accepts`): every
+            // socket accepted before this was taken.
+            Err(error) if error.raw_os_error() == Some(libc::ECANCELED) => break,
             Ok(socket) => {
                 let peer = peer_of(&socket);
                 let connection = ring.connection(socket);

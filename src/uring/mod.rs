@@ -73,6 +73,8 @@ struct Stream<T> {
     armed: bool,
     /// The owner is gone; drop the slot once the kernel is done with it.
     abandoned: bool,
+    /// Cancelled on purpose: not re-armed when it ends.
+    stopping: bool,
 }
 
 impl<T> Default for Stream<T> {
@@ -82,6 +84,7 @@ impl<T> Default for Stream<T> {
             waker: None,
             armed: false,
             abandoned: false,
+            stopping: false,
         }
     }
 }
@@ -193,6 +196,33 @@ impl Ring {
             key,
             listener,
         }
+    }
+
+    /// Ends every multishot accept: each acceptor then yields the sockets
+    /// already accepted, and `ECANCELED` after them.
+    pub(crate) fn cancel_accepts(&self) {
+        let mut inner = self.inner.borrow_mut();
+        let mut cancel = Vec::new();
+        let mut wake = Vec::new();
+        for (key, slot) in &mut inner.slots {
+            if let Slot::Accept(stream) = slot {
+                stream.stopping = true;
+                if stream.armed {
+                    cancel.push(key);
+                } else {
+                    stream.queue.push_back(-libc::ECANCELED);
+                    wake.extend(stream.waker.take());
+                }
+            }
+        }
+        for key in cancel {
+            let entry = opcode::AsyncCancel::new(key as u64)
+                .build()
+                .user_data(IGNORED);
+            Ring::push(&mut inner, &entry);
+        }
+        drop(inner);
+        wake.into_iter().for_each(Waker::wake);
     }
 
     fn arm_accept(inner: &mut Inner, key: usize, listener: RawFd) {
@@ -450,9 +480,15 @@ fn dispatch(
     let remove = match slots.get_mut(key) {
         None => false,
         Some(Slot::Accept(stream)) => {
-            stream.queue.push_back(result);
+            if !stream.abandoned {
+                stream.queue.push_back(result);
+                wake.extend(stream.waker.take());
+            } else if result >= 0 {
+                // Accepted after its acceptor was dropped: nobody will serve it.
+                // SAFETY: a successful accept completion is a descriptor we own.
+                drop(unsafe { OwnedFd::from_raw_fd(result) });
+            }
             stream.armed = more;
-            wake.extend(stream.waker.take());
             stream.abandoned && !more
         }
         Some(Slot::Recv(stream, _)) => {

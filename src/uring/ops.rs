@@ -30,7 +30,7 @@ impl Acceptor {
                         return Poll::Ready(result);
                     }
                     stream.waker = Some(cx.waker().clone());
-                    !stream.armed
+                    !stream.armed && !stream.stopping
                 }
                 _ => return Poll::Ready(-libc::EBADF),
             };
@@ -52,6 +52,11 @@ impl Drop for Acceptor {
     fn drop(&mut self) {
         let mut inner = self.ring.inner.borrow_mut();
         if let Some(Slot::Accept(stream)) = inner.slots.get_mut(self.key) {
+            for accepted in stream.queue.drain(..).filter(|&fd| fd >= 0) {
+                // SAFETY: a successful accept completion is a descriptor we
+                // own; nobody took this one.
+                drop(unsafe { OwnedFd::from_raw_fd(accepted) });
+            }
             stream.abandoned = true;
             let armed = stream.armed;
             inner.abandon(self.key, armed);

@@ -195,13 +195,25 @@ pub fn spawn_percore(
     SocketAddr,
     impl Iterator<Item = String> + use<>,
 ) {
+    spawn_percore_on("127.0.0.1:0", extra_env)
+}
+
+/// Like [`spawn_percore`], listening on `listen`.
+pub fn spawn_percore_on(
+    listen: &str,
+    extra_env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    SocketAddr,
+    impl Iterator<Item = String> + use<>,
+) {
     use std::io::BufRead;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_percore"));
     command
         .args([
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--shards",
             "1",
             "--log-level",
