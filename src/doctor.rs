@@ -208,24 +208,30 @@ fn governor_finding() -> Finding {
     }
 }
 
-/// The sysctls `tuning/90-percore.conf` sets, and the value it wants.
-const SYSCTLS: &[(&str, &str)] = &[
-    ("net/core/somaxconn", "4096"),
-    ("net/ipv4/tcp_max_syn_backlog", "4096"),
-    ("net/ipv4/tcp_tw_reuse", "1"),
-    ("net/ipv4/tcp_migrate_req", "1"),
+/// The sysctls `tuning/90-percore.conf` sets, the value it wants, and
+/// whether that value is a floor (a larger one is as good).
+const SYSCTLS: &[(&str, &str, bool)] = &[
+    ("net/core/somaxconn", "4096", true),
+    ("net/ipv4/tcp_max_syn_backlog", "4096", true),
+    ("net/ipv4/tcp_tw_reuse", "1", false),
+    ("net/ipv4/tcp_migrate_req", "1", false),
 ];
 
 fn sysctl_findings() -> Vec<Finding> {
     SYSCTLS
         .iter()
-        .map(|(path, want)| {
+        .map(|&(path, want, floor)| {
             let name = path.replace('/', ".");
+            let enough = |value: &str| {
+                value == want
+                    || (floor
+                        && value.parse::<u64>().ok() >= want.parse::<u64>().ok())
+            };
             match read_trimmed(Path::new("/proc/sys").join(path)) {
-                Some(value) if value == *want => finding(Verdict::Pass, format!("sysctl {name} = {value}")),
+                Some(value) if enough(&value) => finding(Verdict::Pass, format!("sysctl {name} = {value}")),
                 Some(value) => finding(
                     Verdict::Warn,
-                    format!("sysctl {name} = {value}, tuning/90-percore.conf sets {want}: sysctl -w {name}={want}"),
+                    format!("sysctl {name} = {value}, tuning/90-percore.conf sets {want}: sysctl -w {name}={want} (or scripts/apply-tuning.sh)"),
                 ),
                 None => finding(Verdict::Warn, format!("sysctl {name} is not available on this kernel")),
             }
