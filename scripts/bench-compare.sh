@@ -15,8 +15,12 @@
 # streams, for comparison), nginx, and for /json actix-web (1 worker) and
 # may_minihttp (1 worker), built from bench/peers/ outside percore's tree.
 #
+# percore-limited is percore with rate limiting checking every request (one
+# policy no client reaches), to show what the limiter costs.
+#
 # Knobs (environment): ROUNDS=5 DURATION=5 WARMUP=2 SERVER_CPU=1 LOAD_CPU=0
-# IDLE_CONNECTIONS=10000 LATENCY_SECONDS=8 (about 9 minutes in all). Installs nginx and wrk (apt-get)
+# IDLE_CONNECTIONS=10000 LATENCY_SECONDS=8 (about 10 minutes in all);
+# ONLY=limiter runs just the rate-limit scenario (about a minute). Installs nginx and wrk (apt-get)
 # and oha (cargo install) when missing. Prints Markdown tables; the same goes
 # to target/bench-compare.md.
 set -euo pipefail
@@ -109,6 +113,17 @@ start() {
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
     percore-glommio) "${on_cpu[@]}" target/release/percore --io glommio --listen "127.0.0.1:${port[$name]}" \
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
+    percore-limited)
+      cat > "$work/limited.toml" <<'TOML'
+[rate_limit]
+enabled = true
+[[rate_limit.policy]]
+name = "bench"
+rate = 1000000000.0
+burst = 1000000
+TOML
+      "${on_cpu[@]}" target/release/percore --config "$work/limited.toml" --listen "127.0.0.1:${port[$name]}" \
+               --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
     nginx) nginx_conf; nginx -c "$work/nginx/nginx.conf" & pid[nginx-master]=$! ;;
     actix) "${on_cpu[@]}" bench/peers/actix/target/release/peer-actix "127.0.0.1:${port[$name]}" & pid[$name]=$! ;;
     minihttp) "${on_cpu[@]}" bench/peers/minihttp/target/release/peer-minihttp "127.0.0.1:${port[$name]}" & pid[$name]=$! ;;
@@ -162,12 +177,20 @@ scenario() {
   done
 }
 
-for server in percore percore-glommio nginx actix minihttp; do start "$server"; done
+if [ "${ONLY:-}" = limiter ]; then
+  for server in percore percore-limited; do start "$server"; done
+  scenario "plaintext keep-alive, 64 connections, rate limit off vs on" 64 /plaintext "" percore percore-limited
+  python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
+  exit 0
+fi
+
+for server in percore percore-glommio percore-limited nginx actix minihttp; do start "$server"; done
 
 scenario "plaintext keep-alive, 64 connections" 64 /plaintext "" nginx percore percore-glommio
 scenario "plaintext keep-alive, 256 connections" 256 /plaintext "" nginx percore percore-glommio
 scenario "plaintext pipelined ×16, 256 connections" 256 /plaintext 16 nginx percore percore-glommio
 scenario "json keep-alive, 64 connections" 64 /json "" nginx percore actix minihttp
+scenario "plaintext keep-alive, 64 connections, rate limit off vs on" 64 /plaintext "" percore percore-limited
 
 # Open-loop latency: oha at a fixed rate (with latency correction) at 50 %
 # and 80 % of nginx's capacity as oha itself measures it.

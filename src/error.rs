@@ -27,6 +27,8 @@ pub enum Error {
         /// What one shard needs, in bytes.
         need: u64,
     },
+    /// The kernel refused the steering program on the listeners.
+    Steering(std::io::Error),
     /// A shard failed while starting.
     Shard(usize, String),
     /// The graceful timeout passed with connections still open on this many
@@ -86,6 +88,10 @@ impl fmt::Display for Error {
             Self::MemlockTooLow { have, need } => write!(
                 f,
                 "the locked-memory limit is {have} bytes but a shard needs {need}: raise it with `ulimit -l` or LimitMEMLOCK= in the systemd unit"
+            ),
+            Self::Steering(error) => write!(
+                f,
+                "the kernel refused the program that steers clients to shards ({error}): set server.steering = \"off\" (limits keyed by client address are then divided across shards)"
             ),
             Self::Shard(index, why) => write!(f, "shard {index} failed to start: {why}"),
             Self::DrainTimedOut(shards) => write!(

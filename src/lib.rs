@@ -68,6 +68,7 @@ pub mod config;
 pub mod doctor;
 pub mod error;
 pub mod http;
+pub mod limit;
 pub mod observe;
 pub mod reference;
 pub mod route;

@@ -15,6 +15,8 @@ struct Counting;
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Bytes held: allocated minus freed, while counting.
+    static HELD: Cell<i64> = const { Cell::new(0) };
 }
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the
@@ -23,19 +25,30 @@ thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count();
+        hold(layout.size(), 0);
         // SAFETY: forwarded with the caller's layout.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        hold(0, layout.size());
         // SAFETY: forwarded with the caller's pointer and layout.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count();
+        hold(new_size, layout.size());
         // SAFETY: forwarded with the caller's arguments.
         unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn hold(gained: usize, freed: usize) {
+    if COUNTING.with(Cell::get) {
+        let delta =
+            i64::try_from(gained).unwrap_or(i64::MAX) - i64::try_from(freed).unwrap_or(i64::MAX);
+        HELD.with(|n| n.set(n.get() + delta));
     }
 }
 
@@ -123,4 +136,47 @@ fn the_counter_sees_allocations() {
     // Guards the two tests above against a counter that never counts.
     let counted = allocations(|| drop(std::hint::black_box(vec![1u8; 64])));
     assert_eq!(counted, 1);
+}
+
+#[test]
+fn rate_limited_requests_allocate_nothing_once_the_key_exists() {
+    let mut config = percore::Config::default();
+    config.rate_limit.enabled = true;
+    config.rate_limit.policy = vec![percore::config::PolicyConfig {
+        name: "default".into(),
+        rate: 1e9,
+        burst: 1_000_000,
+        routes: Vec::new(),
+    }];
+    let mut service = LocalService::with_config(percore::reference::app(), &config).unwrap();
+    service.set_peer("127.0.0.2:5000".parse().unwrap());
+    let request = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut input = request.to_vec();
+    let mut out = Vec::with_capacity(4096);
+    serve_each(&mut service, request, 10, &mut input, &mut out);
+    assert!(
+        out.windows(10).any(|w| w == b"RateLimit:"),
+        "the fields are sent"
+    );
+    let allocated = allocations(|| serve_each(&mut service, request, 1_000, &mut input, &mut out));
+    assert_eq!(allocated, 0, "allocations over 1,000 rate-limited requests");
+}
+
+#[test]
+fn a_rate_limit_key_costs_under_a_hundred_bytes() {
+    let gcra = percore::limit::Gcra::new(10.0, 20);
+    let keys = 100_000u64;
+    HELD.with(|n| n.set(0));
+    COUNTING.with(|c| c.set(true));
+    let mut table = percore::limit::Table::new(100_000);
+    for key in 0..keys {
+        table.check(u128::from(key) << 32, &gcra, 1 + key);
+    }
+    COUNTING.with(|c| c.set(false));
+    let held = HELD.with(Cell::get);
+    #[allow(clippy::cast_precision_loss, reason = "a byte count")]
+    let per_key = held as f64 / keys as f64;
+    eprintln!("rate-limit table: {per_key:.1} bytes per key with {keys} keys");
+    assert_eq!(table.len(), 100_000);
+    assert!(per_key < 100.0, "{per_key} bytes per key");
 }

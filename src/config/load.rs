@@ -12,6 +12,7 @@ pub(super) enum EnvKind {
     Text,
     Integer,
     List,
+    Bool,
 }
 
 /// The environment variables read, and the key each sets.
@@ -130,6 +131,38 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "PERCORE_REFERRER_POLICY",
         "headers.referrer_policy",
         EnvKind::Text,
+    ),
+    ("PERCORE_STEERING", "server.steering", EnvKind::Text),
+    (
+        "PERCORE_RATE_LIMIT_ENABLED",
+        "rate_limit.enabled",
+        EnvKind::Bool,
+    ),
+    (
+        "PERCORE_RATE_LIMIT_DRY_RUN",
+        "rate_limit.dry_run",
+        EnvKind::Bool,
+    ),
+    ("PERCORE_RATE_LIMIT_KEY", "rate_limit.key", EnvKind::Text),
+    (
+        "PERCORE_RATE_LIMIT_TRUSTED_PROXIES",
+        "rate_limit.trusted_proxies",
+        EnvKind::List,
+    ),
+    (
+        "PERCORE_RATE_LIMIT_IPV6_PREFIX",
+        "rate_limit.ipv6_prefix",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_RATE_LIMIT_MAX_KEYS",
+        "rate_limit.max_keys",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_RATE_LIMIT_HEADERS",
+        "rate_limit.headers",
+        EnvKind::Bool,
     ),
     ("PERCORE_METRICS_PATH", "metrics.path", EnvKind::Text),
     ("PERCORE_METRICS_LISTEN", "metrics.listen", EnvKind::Text),
@@ -283,6 +316,17 @@ fn apply_env(
                     .map(|s| toml::Value::String(s.to_owned()))
                     .collect(),
             ),
+            EnvKind::Bool => match text.trim() {
+                "true" | "1" | "on" | "yes" => toml::Value::Boolean(true),
+                "false" | "0" | "off" | "no" => toml::Value::Boolean(false),
+                _ => {
+                    problems.push(Problem::new(
+                        key,
+                        format!("{name}={text:?} is not true or false"),
+                    ));
+                    continue;
+                }
+            },
             EnvKind::Integer => {
                 if let Ok(n) = text.trim().parse::<i64>() {
                     toml::Value::Integer(n)

@@ -30,6 +30,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// The Prometheus metrics route.
     pub metrics: MetricsConfig,
+    /// Rate limiting.
+    pub rate_limit: RateLimitConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -62,6 +64,24 @@ pub struct ServerConfig {
     /// A shard whose event loop is blocked this long (ms) is reported (log
     /// line, `percore_stalls_total`); 0 turns the watchdog off.
     pub stall_threshold_ms: u64,
+    /// Steering: a cBPF program on the listeners sends every connection of
+    /// one client address to one shard. `auto` turns it on when a limit is
+    /// keyed by client address (rate limit by `ip`, or a per-client
+    /// connection cap), so the limit is exact.
+    pub steering: Steering,
+}
+
+/// Whether connections are steered to shards by client address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Steering {
+    /// On when a limit is keyed by the client's address.
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never (the kernel spreads connections by its own hash).
+    Off,
 }
 
 /// How shards do socket I/O.
@@ -88,6 +108,7 @@ impl Default for ServerConfig {
             graceful_timeout_secs: 30,
             blocking_threads: 1,
             stall_threshold_ms: 1000,
+            steering: Steering::Auto,
         }
     }
 }
@@ -177,6 +198,176 @@ impl Default for HealthConfig {
         Self {
             liveness_path: "/health".into(),
             readiness_path: "/health/ready".into(),
+        }
+    }
+}
+
+/// `[rate_limit]`: per-client request rates, enforced in each shard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitConfig {
+    /// Whether requests are limited at all.
+    pub enabled: bool,
+    /// Count and log what would be refused, refuse nothing.
+    pub dry_run: bool,
+    /// Whom requests count against: `ip` (the peer's address), `forwarded`
+    /// (behind `trusted_proxies`, the address they forward) or
+    /// `header:NAME` (such as `header:X-Api-Key`; the address when absent).
+    pub key: String,
+    /// Proxies (addresses or blocks) whose `Forwarded`/`X-Forwarded-For`
+    /// are believed.
+    pub trusted_proxies: Vec<String>,
+    /// IPv6 clients are keyed by this many leading bits of their address.
+    pub ipv6_prefix: u8,
+    /// Keys each shard keeps per policy; when full, the least recently seen
+    /// key is dropped (about 85 bytes a key).
+    pub max_keys: usize,
+    /// Send `RateLimit-Policy` and `RateLimit` on allowed responses too.
+    pub headers: bool,
+    /// The policies (`[[rate_limit.policy]]`).
+    pub policy: Vec<PolicyConfig>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dry_run: false,
+            key: "ip".into(),
+            trusted_proxies: Vec::new(),
+            ipv6_prefix: 64,
+            max_keys: 100_000,
+            headers: true,
+            policy: Vec::new(),
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// The key source `key` names, if it is valid.
+    pub(crate) fn key_source(&self) -> Option<crate::limit::KeySource> {
+        use crate::limit::KeySource;
+        match self.key.as_str() {
+            "ip" => Some(KeySource::Ip),
+            "forwarded" => Some(KeySource::Forwarded),
+            other => {
+                let name = other.strip_prefix("header:")?;
+                let token = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                token.then(|| KeySource::Header(name.to_ascii_lowercase()))
+            }
+        }
+    }
+
+    fn problems(&self, check: &mut impl FnMut(bool, &str, &str)) {
+        check(
+            self.key_source().is_some(),
+            "rate_limit.key",
+            "must be \"ip\", \"forwarded\" or \"header:NAME\"",
+        );
+        check(
+            self.key != "forwarded" || !self.trusted_proxies.is_empty(),
+            "rate_limit.trusted_proxies",
+            "must list the proxies when rate_limit.key = \"forwarded\"",
+        );
+        for proxy in &self.trusted_proxies {
+            if let Err(why) = crate::limit::Cidr::parse(proxy) {
+                check(false, "rate_limit.trusted_proxies", &why);
+            }
+        }
+        check(
+            (1..=128).contains(&self.ipv6_prefix),
+            "rate_limit.ipv6_prefix",
+            "must be 1 to 128",
+        );
+        check(
+            (1..=10_000_000).contains(&self.max_keys),
+            "rate_limit.max_keys",
+            "must be 1 to 10000000",
+        );
+        check(
+            !self.enabled || !self.policy.is_empty(),
+            "rate_limit.policy",
+            "needs at least one [[rate_limit.policy]] when rate_limit.enabled",
+        );
+        let mut names = std::collections::HashSet::new();
+        let mut routes = std::collections::HashSet::new();
+        let mut globals = 0;
+        for (i, policy) in self.policy.iter().enumerate() {
+            let key = format!("rate_limit.policy[{i}]");
+            check(
+                (1..=48).contains(&policy.name.len())
+                    && policy
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+                &format!("{key}.name"),
+                "must be 1 to 48 letters, digits, '-', '_' or '.'",
+            );
+            check(
+                names.insert(&policy.name),
+                &format!("{key}.name"),
+                "is used by another policy",
+            );
+            check(
+                policy.rate.is_finite() && policy.rate > 0.0 && policy.rate <= 1e9,
+                &format!("{key}.rate"),
+                "must be above 0 (requests per second)",
+            );
+            check(
+                (1..=1_000_000).contains(&policy.burst),
+                &format!("{key}.burst"),
+                "must be 1 to 1000000",
+            );
+            if policy.routes.is_empty() {
+                globals += 1;
+            }
+            for route in &policy.routes {
+                let path = route.split_once(' ').map_or(route.as_str(), |(_, p)| p);
+                check(
+                    path.starts_with('/'),
+                    &format!("{key}.routes"),
+                    "each is a route pattern such as \"/login\" or \"POST /login\"",
+                );
+                check(
+                    routes.insert(route),
+                    &format!("{key}.routes"),
+                    &format!("{route} is in another policy too"),
+                );
+            }
+        }
+        check(
+            globals <= 1,
+            "rate_limit.policy",
+            "at most one policy may leave out routes (the global one)",
+        );
+    }
+}
+
+/// `[[rate_limit.policy]]`: a rate and a burst, for some routes or all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyConfig {
+    /// Its name in the `RateLimit` fields and logs.
+    pub name: String,
+    /// Requests per second, sustained.
+    pub rate: f64,
+    /// Requests allowed at once (nginx's `burst` with `nodelay`, plus one).
+    pub burst: u32,
+    /// Route patterns it covers (`/login`, `POST /login`); empty: every
+    /// route no other policy names, and requests matching no route.
+    pub routes: Vec<String>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            rate: 10.0,
+            burst: 20,
+            routes: Vec::new(),
         }
     }
 }
@@ -297,6 +488,9 @@ pub struct ConnectionRules {
     pub max_connections: usize,
     /// See [`LimitsConfig::max_connections_per_ip`].
     pub max_connections_per_ip: u32,
+    /// IPv6 clients are one client per this many leading bits (see
+    /// [`RateLimitConfig::ipv6_prefix`]).
+    pub client_prefix: u8,
 }
 
 impl Default for ConnectionRules {
@@ -427,10 +621,24 @@ impl Config {
                 "must be visible ASCII (no line breaks)",
             );
         }
+        self.rate_limit.problems(&mut check);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem::new("log.level", format!("not a log filter: {e}")));
         }
         problems
+    }
+
+    /// Whether the listeners steer each client address to one shard.
+    #[must_use]
+    pub fn steering(&self) -> bool {
+        match self.server.steering {
+            Steering::On => true,
+            Steering::Off => false,
+            Steering::Auto => {
+                (self.rate_limit.enabled && self.rate_limit.key == "ip")
+                    || self.limits.max_connections_per_ip > 0
+            }
+        }
     }
 
     /// The per-connection rules these settings describe.
@@ -446,6 +654,7 @@ impl Config {
             keepalive_requests: self.limits.keepalive_requests,
             max_connections: self.limits.max_connections,
             max_connections_per_ip: self.limits.max_connections_per_ip,
+            client_prefix: self.rate_limit.ipv6_prefix,
         }
     }
 
@@ -556,7 +765,7 @@ mod tests {
             .map(|(at, _)| {
                 let rest = &readme[at..];
                 &rest[..rest
-                    .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                    .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
                     .unwrap_or(rest.len())]
             })
             .filter(|name| !name.ends_with('_'))

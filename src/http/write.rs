@@ -6,6 +6,8 @@
 //! for `HEAD`, 204 and 304, and `Connection: close` when the connection ends.
 
 use std::cell::Cell;
+
+use crate::limit::LateHeaders;
 use std::pin::Pin;
 
 use futures_lite::Stream;
@@ -44,6 +46,8 @@ pub struct ResponseWriter<'a> {
     fixed: &'a [u8],
     /// Echoed as `X-Request-ID` when set.
     request_id: &'a [u8],
+    /// Header lines decided after the writer was made (rate-limit fields).
+    late: Option<&'a LateHeaders>,
     /// The status actually written, once written.
     sent: Option<Status>,
 }
@@ -71,6 +75,7 @@ impl<'a> ResponseWriter<'a> {
             closing: None,
             fixed: &[],
             request_id: &[],
+            late: None,
             sent: None,
         }
     }
@@ -93,6 +98,13 @@ impl<'a> ResponseWriter<'a> {
     #[must_use]
     pub fn with_fixed_headers(mut self, lines: &'a [u8]) -> Self {
         self.fixed = lines;
+        self
+    }
+
+    /// Adds whatever `late` holds when the head is written.
+    #[must_use]
+    pub(crate) fn with_late_headers(mut self, late: &'a LateHeaders) -> Self {
+        self.late = Some(late);
         self
     }
 
@@ -243,6 +255,9 @@ impl<'a> ResponseWriter<'a> {
         out.extend_from_slice(&self.context.date);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(self.fixed);
+        if let Some(late) = self.late {
+            late.write_to(out);
+        }
         if !self.request_id.is_empty() {
             push_header(out, "X-Request-ID", self.request_id);
         }
@@ -293,6 +308,13 @@ fn content_length_line(line: &mut [u8; 40], length: usize) -> usize {
     line[PREFIX.len()..end].copy_from_slice(&digits[20 - digit_count..]);
     line[end..end + 4].copy_from_slice(b"\r\n\r\n");
     end + 4
+}
+
+/// Appends `n` in decimal to `out`.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let count = decimal(&mut digits, n);
+    out.extend_from_slice(&digits[20 - count..]);
 }
 
 /// Writes `n` right-aligned into `digits`; returns how many digits it has.

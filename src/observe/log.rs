@@ -45,3 +45,23 @@ pub fn reload_filter(level: &str) {
         set(filter);
     }
 }
+
+/// Lets a log line through at most once a second, so a flood (refused
+/// connections, rate-limited clients) cannot flood the log too.
+#[derive(Debug, Default)]
+pub(crate) struct OncePerSecond(std::cell::Cell<Option<std::time::Instant>>);
+
+impl OncePerSecond {
+    /// Whether a line may be logged now (and, if so, starts a new second).
+    pub(crate) fn ready(&self) -> bool {
+        let now = std::time::Instant::now();
+        let ready = self
+            .0
+            .get()
+            .is_none_or(|last| now.duration_since(last) >= std::time::Duration::from_secs(1));
+        if ready {
+            self.0.set(Some(now));
+        }
+        ready
+    }
+}

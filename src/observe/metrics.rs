@@ -121,6 +121,7 @@ impl ShardMetrics {
             panics: self.panics.get(),
             open: open as u64,
             rejections: rejections.all(),
+            ..Snapshot::default()
         }
     }
 }
@@ -139,6 +140,10 @@ pub(crate) struct Snapshot {
     pub(crate) panics: u64,
     pub(crate) open: u64,
     pub(crate) rejections: Vec<u64>,
+    pub(crate) rate_limited: u64,
+    pub(crate) rate_limited_dry_run: u64,
+    pub(crate) limit_keys: u64,
+    pub(crate) limit_evictions: u64,
 }
 
 /// What the process knows of a shard beyond its own counts.
@@ -178,7 +183,7 @@ pub(crate) fn render(routes: &[RouteLabel], shards: &[Scraped]) -> String {
     }
     render_requests(&mut out, routes, &answered);
     render_latency(&mut out, &answered);
-    let per_shard: [PerShard<Snapshot>; 5] = [
+    let per_shard: [PerShard<Snapshot>; 8] = [
         (
             "percore_connections_open",
             "gauge",
@@ -206,8 +211,26 @@ pub(crate) fn render(routes: &[RouteLabel], shards: &[Scraped]) -> String {
         (
             "percore_rate_limited_total",
             "counter",
-            "Requests refused with 429 (no rate limiter yet: always 0).",
-            |_| 0,
+            "Requests refused with 429 by the rate limiter.",
+            |s| s.rate_limited,
+        ),
+        (
+            "percore_rate_limited_dry_run_total",
+            "counter",
+            "Requests the rate limiter would have refused (rate_limit.dry_run).",
+            |s| s.rate_limited_dry_run,
+        ),
+        (
+            "percore_rate_limit_keys",
+            "gauge",
+            "Keys the shard's rate-limit tables hold now (at most rate_limit.max_keys per policy).",
+            |s| s.limit_keys,
+        ),
+        (
+            "percore_rate_limit_evictions_total",
+            "counter",
+            "Keys dropped to make room in a full rate-limit table.",
+            |s| s.limit_evictions,
         ),
     ];
     for (name, kind, help, value) in per_shard {

@@ -20,11 +20,13 @@ pub(crate) struct ListenerGroup {
     pub(crate) per_shard: Vec<Vec<TcpListener>>,
 }
 
-/// Opens `shards` sockets on each address of `addrs`.
+/// Opens `shards` sockets on each address of `addrs`; with `steer` (the
+/// IPv6 key prefix), attaches the steering program to each group.
 pub(crate) fn bind(
     addrs: &[SocketAddr],
     shards: usize,
     backlog: u32,
+    steer: Option<u8>,
 ) -> Result<ListenerGroup, Error> {
     let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
     let mut bound = Vec::with_capacity(addrs.len());
@@ -34,6 +36,10 @@ pub(crate) fn bind(
         per_shard[0].push(first);
         for sockets in per_shard.iter_mut().skip(1) {
             sockets.push(open(actual, backlog).map_err(|e| bind_error(actual, e))?);
+        }
+        if let Some(prefix) = steer.filter(|_| shards > 1) {
+            super::steer::attach(per_shard[0].last().expect("just opened"), shards, prefix)
+                .map_err(Error::Steering)?;
         }
         bound.push(actual);
     }
@@ -72,7 +78,7 @@ mod tests {
 
     #[test]
     fn port_zero_is_shared_by_every_shard() {
-        let group = bind(&["127.0.0.1:0".parse().unwrap()], 2, 16).unwrap();
+        let group = bind(&["127.0.0.1:0".parse().unwrap()], 2, 16, None).unwrap();
         let port = group.addrs[0].port();
         assert_ne!(port, 0);
         for sockets in &group.per_shard {
@@ -84,6 +90,6 @@ mod tests {
     fn a_taken_port_is_reported() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        assert!(matches!(bind(&[addr], 1, 16), Err(Error::AddrInUse(a)) if a == addr));
+        assert!(matches!(bind(&[addr], 1, 16, None), Err(Error::AddrInUse(a)) if a == addr));
     }
 }

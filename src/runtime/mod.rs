@@ -8,6 +8,7 @@ pub mod cpus;
 pub(crate) mod listener;
 pub(crate) mod notify;
 pub(crate) mod shard;
+pub mod steer;
 pub(crate) mod supervise;
 
 use std::net::SocketAddr;
@@ -36,6 +37,8 @@ pub struct Server {
     cpus: Vec<usize>,
     /// The configuration in force (fixed parts as started).
     config: Config,
+    /// Whether the listeners steer clients to shards by address.
+    steered: bool,
     control: Arc<Control>,
     events: mpsc::Sender<Event>,
     supervisor: Option<JoinHandle<Result<(), Error>>>,
@@ -64,6 +67,7 @@ const FIXED_KEYS: &[&str] = &[
     "server.io",
     "server.idle_poll_us",
     "server.blocking_threads",
+    "server.steering",
     "log.access",
     "log.access_file",
     "metrics.listen",
@@ -127,7 +131,7 @@ impl Server {
                 kept.push(key);
             }
         }
-        let settings = Settings::of(&next);
+        let settings = Settings::of(&next, self.cpus.len(), self.steered);
         if self.events.send(Event::Reload(Box::new(settings))).is_err() {
             return Err(Error::Shard(0, "the supervisor is gone".into()));
         }
@@ -190,6 +194,7 @@ fn keep_fixed(key: &str, current: &Config, next: &mut Config) -> bool {
         "server.io" => keep!(server.io),
         "server.idle_poll_us" => keep!(server.idle_poll_us),
         "server.blocking_threads" => keep!(server.blocking_threads),
+        "server.steering" => keep!(server.steering),
         "log.access" => keep!(log.access),
         "log.access_file" => keep!(log.access_file),
         "metrics.listen" => keep!(metrics.listen),
@@ -212,7 +217,13 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
     let cpus = Usable::of_this_process()
         .choose(config.server.shards, config.server.cpus.as_ref())
         .map_err(Error::Cpus)?;
-    let group = listener::bind(&config.server.listen, cpus.len(), config.server.backlog)?;
+    let steer = config.steering().then_some(config.rate_limit.ipv6_prefix);
+    let group = listener::bind(
+        &config.server.listen,
+        cpus.len(),
+        config.server.backlog,
+        steer,
+    )?;
     let control = Arc::new(Control::new(cpus.len(), app.route_labels()));
     let admin = match config.metrics.listen {
         Some(addr) => Some(crate::observe::admin::Admin::start(
@@ -241,7 +252,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
         app: Arc::new(app),
         cpus: cpus.clone(),
         listeners: group.per_shard,
-        settings: Settings::of(config),
+        settings: Settings::of(config, cpus.len(), steer.is_some()),
         io: config.server.io,
         ring: crate::uring::RingConfig {
             spin: std::time::Duration::from_micros(config.server.idle_poll_us),
@@ -260,6 +271,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
         addrs: group.addrs,
         cpus: cpus.clone(),
         config: config.clone(),
+        steered: steer.is_some(),
         control: Arc::clone(&control),
         events,
         supervisor: Some(supervisor),

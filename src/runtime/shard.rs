@@ -17,6 +17,7 @@ use crate::app::App;
 use crate::config::{Config, ConnectionRules, HealthConfig, IoPath};
 use crate::http::date::DateCache;
 use crate::http::parse::Limits;
+use crate::limit::{LimitSettings, Limiter};
 use crate::observe::access::{AccessFormat, AccessLog};
 use crate::observe::counters::Counters;
 use crate::observe::metrics::{ShardMetrics, Snapshot};
@@ -46,12 +47,18 @@ pub(crate) struct Settings {
     pub(crate) metrics_path: String,
     /// How long open connections may take to finish when the shard stops.
     pub(crate) graceful_timeout: Duration,
+    /// Rate limiting, as each shard enforces it.
+    pub(crate) rate_limit: LimitSettings,
 }
 
 impl Settings {
-    /// The shard settings of `config`.
-    pub(crate) fn of(config: &Config) -> Self {
+    /// The settings of `config` for each of `shards` shards, whose
+    /// listeners are `steered` by client address or not.
+    pub(crate) fn of(config: &Config, shards: usize, steered: bool) -> Self {
+        let exact = (steered || shards == 1)
+            && config.rate_limit.key_source() == Some(crate::limit::KeySource::Ip);
         Self {
+            rate_limit: LimitSettings::of(&config.rate_limit, shards, exact),
             limits: config.codec_limits(),
             rules: config.connection_rules(),
             fixed_headers: config.headers.render().into_boxed_slice(),
@@ -80,6 +87,8 @@ pub(crate) struct ShardContext<S> {
     pub(crate) draining: Cell<bool>,
     /// The access log, when on.
     pub(crate) access: Option<AccessLog>,
+    /// Rate limiting (replaced when a reload changes its settings).
+    pub(crate) limiter: RefCell<Limiter>,
     /// What the watchdog reads of this shard.
     pub(crate) beacon: Arc<Beacon>,
     /// Every shard's mailbox (a scrape asks them all); `None` without a
@@ -92,7 +101,9 @@ impl<S> ShardContext<S> {
     pub(crate) fn new(index: usize, app: Arc<App<S>>, settings: Settings) -> Self {
         let state = (app.state)();
         let routes = app.route_count();
+        let limiter = Limiter::new(settings.rate_limit.clone(), &app.route_labels());
         Self {
+            limiter: RefCell::new(limiter),
             index,
             app,
             state,
@@ -116,15 +127,25 @@ impl<S> ShardContext<S> {
         Rc::clone(&self.settings.borrow())
     }
 
-    /// Puts `settings` in force.
+    /// Puts `settings` in force. Rate-limit state is kept unless the
+    /// rate-limit settings changed (then every key starts afresh).
     pub(crate) fn reload(&self, settings: Settings) {
+        if *self.limiter.borrow().settings() != settings.rate_limit {
+            let fresh = Limiter::new(settings.rate_limit.clone(), &self.app.route_labels());
+            self.limiter.borrow_mut().replace_keeping_counts(fresh);
+        }
         *self.settings.borrow_mut() = Rc::new(settings);
     }
 
     /// A copy of this shard's metrics.
     pub(crate) fn snapshot(&self) -> Snapshot {
-        self.metrics
-            .snapshot(self.gate.open_connections(), &self.counters)
+        let mut snapshot = self
+            .metrics
+            .snapshot(self.gate.open_connections(), &self.counters);
+        let limiter = self.limiter.borrow();
+        (snapshot.rate_limited, snapshot.rate_limited_dry_run) = limiter.counts();
+        (snapshot.limit_keys, snapshot.limit_evictions) = limiter.keys();
+        snapshot
     }
 }
 

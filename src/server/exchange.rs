@@ -13,7 +13,8 @@ use crate::http::date::DATE_LEN;
 use crate::http::parse::{Decoded, Decoder, HeaderSpan, Message, Method, Version};
 use crate::http::request::{Request, split_target, target_str};
 use crate::http::status::Status;
-use crate::http::write::{BodyStream, ResponseContext, ResponseWriter};
+use crate::http::write::{BodyStream, ResponseContext, ResponseWriter, push_decimal};
+use crate::limit::{ClientFacts, LateHeaders, Refusal};
 use crate::observe::access::{self, Entry};
 use crate::observe::metrics::{LIVENESS, METRICS, READINESS, UNMATCHED};
 use crate::route::router::{Lookup, MAX_PARAMS};
@@ -42,7 +43,16 @@ pub(crate) async fn serve_buffered<S>(
 ) -> Batch {
     let started = Instant::now();
     let mut answered = 0;
-    let batch = answer_all(shard, decoder, input, out, peer, budget, &mut answered).await;
+    let batch = answer_all(
+        shard,
+        decoder,
+        input,
+        out,
+        (peer, started),
+        budget,
+        &mut answered,
+    )
+    .await;
     if answered > 0 {
         shard.metrics.latency(started.elapsed(), answered);
     }
@@ -55,7 +65,7 @@ async fn answer_all<S>(
     decoder: &mut Decoder,
     input: &mut [u8],
     out: &mut Vec<u8>,
-    peer: Option<SocketAddr>,
+    (peer, now): (Option<SocketAddr>, Instant),
     budget: &mut u32,
     answered: &mut u64,
 ) -> Batch {
@@ -94,6 +104,7 @@ async fn answer_all<S>(
                 });
                 let facts = Facts {
                     peer,
+                    now,
                     date,
                     may_continue: *budget > 0,
                     request_id: logging
@@ -220,6 +231,8 @@ struct Unready<'a> {
 #[derive(Clone, Copy)]
 struct Facts<'a> {
     peer: Option<SocketAddr>,
+    /// When the batch began: the rate limiter's clock.
+    now: Instant,
     date: [u8; DATE_LEN],
     /// False for the last request the connection may make.
     may_continue: bool,
@@ -287,6 +300,7 @@ async fn respond<S>(
 ) -> (bool, Option<(BodyStream, bool)>, Status, usize) {
     let Facts {
         peer,
+        now,
         date,
         may_continue,
         request_id,
@@ -302,9 +316,11 @@ async fn respond<S>(
         keep_alive: head.keep_alive && may_continue,
         http10: head.version == Version::Http10,
     };
+    let late = LateHeaders::default();
     let mut writer = ResponseWriter::new(out, context)
         .closing_when(&shard.draining)
         .with_fixed_headers(&settings.fixed_headers)
+        .with_late_headers(&late)
         .with_request_id(request_id);
     let slot = if let Some(slot) = health(shard, &settings.health, path, &mut writer) {
         slot
@@ -313,7 +329,15 @@ async fn respond<S>(
         Box::pin(metrics(shard, &mut writer)).await;
         METRICS
     } else {
-        route(shard, head_bytes, body, head, headers, peer, &mut writer).await
+        let request = RouteFacts {
+            head_bytes,
+            head,
+            headers,
+            peer,
+            now,
+            late: &late,
+        };
+        route(shard, request, body, &mut writer).await
     };
     let status = writer
         .status_sent()
@@ -325,16 +349,36 @@ async fn respond<S>(
 /// route's metrics slot.
 async fn route<S>(
     shard: &ShardContext<S>,
-    head_bytes: &[u8],
+    facts: RouteFacts<'_>,
     body: &mut [u8],
-    head: crate::http::parse::Head,
-    headers: &[HeaderSpan],
-    peer: Option<SocketAddr>,
     writer: &mut ResponseWriter<'_>,
 ) -> usize {
+    let RouteFacts {
+        head_bytes,
+        head,
+        headers,
+        peer,
+        now,
+        late,
+    } = facts;
     let (path, _) = split_target(target_str(head_bytes, &head));
     let mut params = [("", ""); MAX_PARAMS];
-    match shard.app.routes.lookup(head.method, path, &mut params) {
+    let lookup = shard.app.routes.lookup(head.method, path, &mut params);
+    let slot = match &lookup {
+        Lookup::Found(routed, _) => routed.slot,
+        _ => UNMATCHED,
+    };
+    let client = ClientFacts {
+        peer,
+        headers,
+        bytes: head_bytes,
+    };
+    let refusal = shard.limiter.borrow().check(slot, &client, now, late);
+    if let Some(refusal) = refusal {
+        too_many_requests(writer, &refusal);
+        return slot;
+    }
+    match lookup {
         Lookup::Found(routed, count) => {
             shard.beacon.started(routed.slot);
             let mut request = Request::new(head_bytes, body, head, headers)
@@ -395,6 +439,33 @@ async fn route<S>(
             UNMATCHED
         }
     }
+}
+
+/// What `route` reads of a request besides its body.
+struct RouteFacts<'a> {
+    head_bytes: &'a [u8],
+    head: crate::http::parse::Head,
+    headers: &'a [HeaderSpan],
+    peer: Option<SocketAddr>,
+    now: Instant,
+    late: &'a LateHeaders,
+}
+
+/// 429 with `Retry-After` (the `RateLimit` fields are already set).
+fn too_many_requests(writer: &mut ResponseWriter<'_>, refusal: &Refusal) {
+    let mut seconds = Vec::with_capacity(20);
+    push_decimal(&mut seconds, refusal.retry_after_secs);
+    writer.send_with(
+        Status::TOO_MANY_REQUESTS,
+        Some("application/json"),
+        [("Retry-After", &seconds[..])],
+        |out| {
+            out.extend_from_slice(b"{\"detail\":\"Too Many Requests: retry in ");
+            out.extend_from_slice(&seconds);
+            out.extend_from_slice(b" s\"}");
+            Ok::<(), ()>(())
+        },
+    );
 }
 
 /// A writer for an error response on `shard`: it closes the connection and

@@ -5,12 +5,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
 
 use crate::config::ConnectionRules;
+use crate::limit::Key;
+use crate::limit::key::ip_key;
 use crate::observe::counters::{Counters, Rejection};
+use crate::observe::log::OncePerSecond;
 
 /// Open connections of one shard.
 #[derive(Debug, Default)]
@@ -18,15 +20,17 @@ pub(crate) struct Gate {
     open: Cell<usize>,
     /// Woken when the last connection leaves (a draining shard waits on it).
     emptied: RefCell<Option<Waker>>,
-    per_client: RefCell<HashMap<IpAddr, u32>>,
-    last_log: Cell<Option<Instant>>,
+    /// Open connections per client key (an address, IPv6 cut to the rate
+    /// limiter's prefix, so steering sends all of a client's to this shard).
+    per_client: RefCell<HashMap<Key, u32>>,
+    last_log: OncePerSecond,
 }
 
 /// An admitted connection; leaving the gate when dropped.
 #[derive(Debug)]
 pub(crate) struct Admitted<'g> {
     gate: &'g Gate,
-    client: Option<IpAddr>,
+    client: Option<Key>,
 }
 
 impl Gate {
@@ -45,7 +49,8 @@ impl Gate {
         let client = match peer {
             Some(peer) if rules.max_connections_per_ip > 0 => {
                 let mut per_client = self.per_client.borrow_mut();
-                let count = per_client.entry(peer.ip()).or_insert(0);
+                let key = ip_key(peer.ip(), rules.client_prefix);
+                let count = per_client.entry(key).or_insert(0);
                 if *count >= rules.max_connections_per_ip {
                     drop(per_client);
                     self.refuse(
@@ -57,7 +62,7 @@ impl Gate {
                     return None;
                 }
                 *count += 1;
-                Some(peer.ip())
+                Some(key)
             }
             _ => None,
         };
@@ -90,13 +95,7 @@ impl Gate {
         peer: Option<SocketAddr>,
     ) {
         counters.count(reason);
-        let now = Instant::now();
-        if self
-            .last_log
-            .get()
-            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
-        {
-            self.last_log.set(Some(now));
+        if self.last_log.ready() {
             tracing::warn!(
                 shard,
                 reason = reason.name(),

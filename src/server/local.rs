@@ -31,6 +31,7 @@ pub struct LocalService<S> {
     shard: Rc<ShardContext<S>>,
     decoder: Decoder,
     budget: u32,
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl<S> std::fmt::Debug for LocalService<S> {
@@ -56,14 +57,41 @@ impl<S: 'static> LocalService<S> {
                 keepalive_requests: 0,
                 ..ConnectionRules::default()
             },
-            ..Settings::of(&config)
+            ..Settings::of(&config, 1, true)
         };
         let shard = ShardContext::new(0, Arc::new(app), settings);
         Self {
             shard: Rc::new(shard),
             decoder: Decoder::new(limits),
             budget: u32::MAX,
+            peer: None,
         }
+    }
+
+    /// A service for `app` with the limits, headers and rate limits of
+    /// `config` (one shard's share).
+    ///
+    /// # Errors
+    /// When `config` is invalid.
+    pub fn with_config(app: App<S>, config: &crate::Config) -> Result<Self, crate::Error> {
+        let problems = config.validate();
+        if !problems.is_empty() {
+            return Err(crate::Error::Config(problems));
+        }
+        let settings = Settings::of(config, 1, true);
+        let limits = settings.limits;
+        let shard = ShardContext::new(0, Arc::new(app), settings);
+        Ok(Self {
+            shard: Rc::new(shard),
+            decoder: Decoder::new(limits),
+            budget: u32::MAX,
+            peer: None,
+        })
+    }
+
+    /// Serves as if the connection came from `peer` (rate limits key on it).
+    pub fn set_peer(&mut self, peer: std::net::SocketAddr) {
+        self.peer = Some(peer);
     }
 
     /// How many requests were refused for `reason` so far.
@@ -82,7 +110,7 @@ impl<S: 'static> LocalService<S> {
             &mut self.decoder,
             input,
             out,
-            None,
+            self.peer,
             &mut self.budget,
         )
         .await;
