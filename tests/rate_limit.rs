@@ -77,6 +77,26 @@ fn each_client_address_always_reaches_the_same_shard() {
 }
 
 #[test]
+fn ipv6_clients_are_steered_too() {
+    let mut config = limited(2, vec![policy("default", 1e6, 1_000_000, &[])]);
+    config.server.listen = vec!["[::1]:0".parse().unwrap()];
+    let server = match app().start(&config) {
+        Ok(server) => server,
+        Err(error) => {
+            // A host without IPv6 on loopback (some containers) cannot run this.
+            eprintln!("skipped: cannot listen on [::1] ({error})");
+            return;
+        }
+    };
+    let source: IpAddr = "::1".parse().unwrap();
+    let expected = shard_of(source, 2, 64).to_string();
+    for _ in 0..10 {
+        assert_eq!(from(source, addr(&server), &get("/shard")).text(), expected);
+    }
+    server.stop().unwrap();
+}
+
+#[test]
 fn a_client_gets_burst_plus_rate_times_time_across_connections_and_shards() {
     let (rate, burst) = (20.0, 5);
     let config = limited(2, vec![policy("default", rate, burst, &[])]);

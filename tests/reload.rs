@@ -65,6 +65,33 @@ fn reload_applies_on_every_shard_and_keeps_open_connections_whole() {
 }
 
 #[test]
+fn rate_limit_policies_change_live() {
+    let config = support::config();
+    let mut server = app().start(&config).unwrap();
+    let mut client = Client::connect(addr(&server));
+    for _ in 0..3 {
+        assert_eq!(client.request(&get("/")).status, 200);
+    }
+    let mut next = config.clone();
+    next.rate_limit.enabled = true;
+    next.rate_limit.policy = vec![percore::config::PolicyConfig {
+        name: "tight".into(),
+        rate: 1.0,
+        burst: 1,
+        routes: Vec::new(),
+    }];
+    assert!(server.reload(&next).unwrap().is_empty());
+    // The same open connection is limited from the next request.
+    let first = client.request(&get("/"));
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("ratelimit"), Some(r#""tight";r=0;t=1"#));
+    assert_eq!(client.request(&get("/")).status, 429);
+    server.reload(&config).unwrap();
+    assert_eq!(client.request(&get("/")).status, 200);
+    server.stop().unwrap();
+}
+
+#[test]
 fn an_invalid_configuration_is_refused_whole() {
     let config = support::config();
     let mut server = app().start(&config).unwrap();

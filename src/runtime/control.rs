@@ -16,8 +16,9 @@ use crate::observe::metrics::{self, RouteLabel, Scraped, Snapshot, Supervision};
 pub(crate) enum Command {
     /// Stop accepting, drain, end.
     Stop,
-    /// Use these settings for new connections and new responses.
-    Reload(Box<Settings>),
+    /// Use these settings for new connections and new responses; say so
+    /// on the sender.
+    Reload(Box<Settings>, mpsc::Sender<usize>),
     /// Send a snapshot of the shard's metrics.
     Snapshot(mpsc::Sender<(usize, Snapshot)>),
 }

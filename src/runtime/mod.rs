@@ -132,8 +132,22 @@ impl Server {
             }
         }
         let settings = Settings::of(&next, self.cpus.len(), self.steered);
-        if self.events.send(Event::Reload(Box::new(settings))).is_err() {
+        let (done, applied) = mpsc::channel();
+        if self
+            .events
+            .send(Event::Reload(Box::new(settings), done))
+            .is_err()
+        {
             return Err(Error::Shard(0, "the supervisor is gone".into()));
+        }
+        // Returns once every running shard has the new settings.
+        let applied = applied.recv().unwrap_or(0);
+        if applied < self.cpus.len() {
+            tracing::warn!(
+                applied,
+                shards = self.cpus.len(),
+                "not every shard confirmed the reload in time"
+            );
         }
         if let Some(watchdog) = &self.watchdog {
             watchdog

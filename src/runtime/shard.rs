@@ -284,7 +284,10 @@ async fn obey<S>(shard: &ShardContext<S>, inbox: Inbox) {
         while let Ok(command) = inbox.commands.try_recv() {
             match command {
                 Command::Stop => stop = true,
-                Command::Reload(settings) => shard.reload(*settings),
+                Command::Reload(settings, applied) => {
+                    shard.reload(*settings);
+                    let _ = applied.send(shard.index);
+                }
                 Command::Snapshot(reply) => {
                     let _ = reply.send((shard.index, shard.snapshot()));
                 }

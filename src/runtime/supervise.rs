@@ -28,6 +28,9 @@ use crate::uring::RingConfig;
 /// the minimum keeps each shard's locked memory small.
 const IO_MEMORY: usize = 64 * 1024;
 
+/// How long a reload waits for the shards to apply it.
+const RELOAD_ACK: Duration = Duration::from_secs(5);
+
 /// How long a restarted shard may take to listen again.
 const RESTART_READY: Duration = Duration::from_secs(10);
 
@@ -48,8 +51,9 @@ pub(crate) enum Event {
     Ended(usize, Outcome),
     /// Stop every shard and end.
     Stop,
-    /// New settings for every shard, running or restarted later.
-    Reload(Box<Settings>),
+    /// New settings for every shard, running or restarted later; how many
+    /// running shards applied them goes back on the sender.
+    Reload(Box<Settings>, Sender<usize>),
 }
 
 /// Everything needed to start shard `index` again.
@@ -160,11 +164,21 @@ pub(crate) fn supervise<S: 'static>(
                 recipe.listeners.clear();
                 recipe.control.broadcast(|| Command::Stop);
             }
-            Event::Reload(settings) => {
+            Event::Reload(settings, done) => {
                 recipe.settings = (*settings).clone();
-                recipe
+                let (applied, acks) = mpsc::channel();
+                let running = recipe
                     .control
-                    .broadcast(|| Command::Reload(settings.clone()));
+                    .broadcast(|| Command::Reload(settings.clone(), applied.clone()));
+                drop(applied);
+                let deadline = std::time::Instant::now() + RELOAD_ACK;
+                let confirmed = (0..running)
+                    .take_while(|_| {
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        acks.recv_timeout(left).is_ok()
+                    })
+                    .count();
+                let _ = done.send(confirmed);
             }
             Event::Ended(index, outcome) => {
                 if let Some(thread) = threads[index].take() {
