@@ -54,6 +54,10 @@ struct ServeArgs {
     /// Log filter, such as info or percore=debug (overrides `RUST_LOG`).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Also serve HTTPS on 127.0.0.1:8443 (unless tls.listen is set) with a
+    /// self-signed certificate made at start, for development.
+    #[arg(long)]
+    dev_tls: bool,
 }
 
 /// Runs the command line `args` (program name first).
@@ -104,13 +108,34 @@ fn doctor(args: ServeArgs) -> Result<(), Error> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), Error> {
+    let dev = if args.dev_tls {
+        let dir = std::env::temp_dir().join(format!("percore-dev-tls-{}", std::process::id()));
+        let (certificate, fingerprint) = crate::tls::dev_certificate(&dir)?;
+        eprintln!(
+            "percore: development TLS with a self-signed certificate for localhost and 127.0.0.1; SHA-256 fingerprint {fingerprint}"
+        );
+        Some(certificate)
+    } else {
+        None
+    };
+    let with_dev = move |mut config: Config| {
+        if let Some(certificate) = &dev {
+            if config.tls.listen.is_empty() {
+                config.tls.listen = vec![SocketAddr::from(([127, 0, 0, 1], 8443))];
+            }
+            config.tls.certificate.insert(0, certificate.clone());
+        }
+        config
+    };
     let (config, filter) = configure(args.clone())?;
     crate::observe::log::init(&filter);
     if args.log_level.is_some() || std::env::var("RUST_LOG").is_ok_and(|l| !l.is_empty()) {
         crate::observe::log::pin_filter();
     }
+    let config = with_dev(config);
     // SIGHUP reads the same file, environment and flags again.
-    crate::reference::app().serve_reloading(config, move || Ok(configure(args.clone())?.0))
+    crate::reference::app()
+        .serve_reloading(config, move || Ok(with_dev(configure(args.clone())?.0)))
 }
 
 /// The configuration from file, environment and flags, and the log filter.

@@ -74,6 +74,7 @@ pub mod reference;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub(crate) mod uring;
 
 pub use app::App;

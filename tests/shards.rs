@@ -49,7 +49,7 @@ fn every_listen_address_serves_ipv4_and_ipv6() {
     config.server.listen = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
     config.server.shards = Some(1);
     let server = percore::reference::app().start(&config).unwrap();
-    let addrs = server.local_addrs().to_vec();
+    let addrs = server.local_addrs();
     assert_eq!(addrs.len(), 2);
     assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6());
     for addr in addrs {

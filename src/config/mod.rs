@@ -32,6 +32,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Rate limiting.
     pub rate_limit: RateLimitConfig,
+    /// TLS listeners and certificates.
+    pub tls: TlsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -198,6 +200,84 @@ impl Default for HealthConfig {
         Self {
             liveness_path: "/health".into(),
             readiness_path: "/health/ready".into(),
+        }
+    }
+}
+
+/// `[tls]`: HTTPS listeners, their certificates, and the plain listener
+/// that redirects to them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// Addresses to serve HTTPS on (TLS 1.2 and 1.3, ALPN `http/1.1`).
+    pub listen: Vec<SocketAddr>,
+    /// Certificates (`[[tls.certificate]]`): the first is the default, the
+    /// others are chosen by the name the client asks for (SNI).
+    pub certificate: Vec<CertificateConfig>,
+    /// How long (s) a client may take to finish its handshake.
+    pub handshake_timeout_secs: u64,
+    /// `Strict-Transport-Security` on every HTTPS response (empty: not sent).
+    pub hsts: String,
+    /// Plain addresses that answer every request (but the health routes)
+    /// with a 301 to the same URL over HTTPS.
+    pub redirect_listen: Vec<SocketAddr>,
+    /// TLS sessions each shard remembers for stateful resumption.
+    pub session_cache: usize,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            certificate: Vec::new(),
+            handshake_timeout_secs: 10,
+            hsts: "max-age=31536000".into(),
+            redirect_listen: Vec::new(),
+            session_cache: 4096,
+        }
+    }
+}
+
+/// `[[tls.certificate]]`: a PEM chain and its key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CertificateConfig {
+    /// The certificate chain, leaf first (PEM).
+    pub cert: std::path::PathBuf,
+    /// Its private key (PEM: PKCS#8, RSA or EC).
+    pub key: std::path::PathBuf,
+    /// The names it is chosen for; empty: the DNS names in the certificate.
+    pub names: Vec<String>,
+}
+
+impl TlsConfig {
+    fn problems(&self, check: &mut impl FnMut(bool, &str, &str)) {
+        check(
+            self.listen.is_empty() || !self.certificate.is_empty(),
+            "tls.certificate",
+            "needs at least one [[tls.certificate]] (cert and key) for tls.listen",
+        );
+        check(
+            self.redirect_listen.is_empty() || !self.listen.is_empty(),
+            "tls.redirect_listen",
+            "redirects to HTTPS, so tls.listen must be set too",
+        );
+        check(
+            (1..=300).contains(&self.handshake_timeout_secs),
+            "tls.handshake_timeout_secs",
+            "must be 1 to 300",
+        );
+        check(
+            self.hsts.bytes().all(|b| b == b' ' || b.is_ascii_graphic()),
+            "tls.hsts",
+            "must be visible ASCII (no line breaks)",
+        );
+        for (i, certificate) in self.certificate.iter().enumerate() {
+            check(
+                !certificate.cert.as_os_str().is_empty() && !certificate.key.as_os_str().is_empty(),
+                &format!("tls.certificate[{i}]"),
+                "needs both cert and key (PEM files)",
+            );
         }
     }
 }
@@ -535,9 +615,9 @@ impl Config {
         };
         let server = &self.server;
         check(
-            !server.listen.is_empty(),
+            !server.listen.is_empty() || !self.tls.listen.is_empty(),
             "server.listen",
-            "needs at least one address",
+            "needs at least one address (or tls.listen)",
         );
         check(
             server.shards != Some(0),
@@ -622,6 +702,7 @@ impl Config {
             );
         }
         self.rate_limit.problems(&mut check);
+        self.tls.problems(&mut check);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem::new("log.level", format!("not a log filter: {e}")));
         }

@@ -50,6 +50,7 @@ rejections! {
     SendTimeout => "send_timeout", "Client did not take its response in time (dropped).";
     ShardConnectionLimit => "shard_connection_limit", "Connection over the shard's cap (closed).";
     ClientConnectionLimit => "client_connection_limit", "Connection over the per-client cap (closed).";
+    TlsHandshake => "tls_handshake", "TLS handshake failed or took too long (closed).";
 }
 
 impl From<ParseError> for Rejection {

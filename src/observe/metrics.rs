@@ -61,6 +61,7 @@ pub(crate) struct ShardMetrics {
     latency_sum_ns: Cell<u64>,
     accepted: Cell<u64>,
     panics: Cell<u64>,
+    tls_handshakes: Cell<u64>,
 }
 
 impl ShardMetrics {
@@ -72,6 +73,7 @@ impl ShardMetrics {
             latency_sum_ns: Cell::new(0),
             accepted: Cell::new(0),
             panics: Cell::new(0),
+            tls_handshakes: Cell::new(0),
         }
     }
 
@@ -101,6 +103,11 @@ impl ShardMetrics {
         bump(&self.accepted, 1);
     }
 
+    /// Counts a completed TLS handshake.
+    pub(crate) fn tls_handshake(&self) {
+        bump(&self.tls_handshakes, 1);
+    }
+
     /// Counts a handler that panicked.
     pub(crate) fn panicked(&self) {
         bump(&self.panics, 1);
@@ -119,6 +126,7 @@ impl ShardMetrics {
             latency_sum_ns: self.latency_sum_ns.get(),
             accepted: self.accepted.get(),
             panics: self.panics.get(),
+            tls_handshakes: self.tls_handshakes.get(),
             open: open as u64,
             rejections: rejections.all(),
             ..Snapshot::default()
@@ -138,6 +146,7 @@ pub(crate) struct Snapshot {
     pub(crate) latency_sum_ns: u64,
     pub(crate) accepted: u64,
     pub(crate) panics: u64,
+    pub(crate) tls_handshakes: u64,
     pub(crate) open: u64,
     pub(crate) rejections: Vec<u64>,
     pub(crate) rate_limited: u64,
@@ -205,8 +214,8 @@ pub(crate) fn render(routes: &[RouteLabel], shards: &[Scraped]) -> String {
         (
             "percore_tls_handshakes_total",
             "counter",
-            "TLS handshakes completed (no TLS listener yet: always 0).",
-            |_| 0,
+            "TLS handshakes completed.",
+            |s| s.tls_handshakes,
         ),
         (
             "percore_rate_limited_total",

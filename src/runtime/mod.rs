@@ -34,6 +34,10 @@ use supervise::{Event, Recipe, Watchdog};
 /// threads that supervise them. Dropping it stops the shards too.
 pub struct Server {
     addrs: Vec<SocketAddr>,
+    /// What each address is for.
+    roles: Vec<listener::Role>,
+    /// TLS ticket keys, kept across reloads so sessions still resume.
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
     cpus: Vec<usize>,
     /// The configuration in force (fixed parts as started).
     config: Config,
@@ -61,6 +65,8 @@ impl std::fmt::Debug for Server {
 /// running values.
 const FIXED_KEYS: &[&str] = &[
     "server.listen",
+    "tls.listen",
+    "tls.redirect_listen",
     "server.shards",
     "server.cpus",
     "server.backlog",
@@ -74,10 +80,31 @@ const FIXED_KEYS: &[&str] = &[
 ];
 
 impl Server {
-    /// The bound listen addresses (ports resolved when 0 was asked for).
+    /// The bound plain HTTP addresses (ports resolved when 0 was asked for).
     #[must_use]
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.addrs
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_for(|role| role == listener::Role::Plain)
+    }
+
+    /// The bound HTTPS addresses.
+    #[must_use]
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_for(|role| role == listener::Role::Tls)
+    }
+
+    /// The bound addresses that redirect to HTTPS.
+    #[must_use]
+    pub fn redirect_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs_for(|role| matches!(role, listener::Role::Redirect(_)))
+    }
+
+    fn addrs_for(&self, wanted: impl Fn(listener::Role) -> bool) -> Vec<SocketAddr> {
+        self.addrs
+            .iter()
+            .zip(&self.roles)
+            .filter(|(_, role)| wanted(**role))
+            .map(|(addr, _)| *addr)
+            .collect()
     }
 
     /// The CPU of each shard, in shard order.
@@ -131,7 +158,11 @@ impl Server {
                 kept.push(key);
             }
         }
-        let settings = Settings::of(&next, self.cpus.len(), self.steered);
+        let tls = crate::tls::load(&next.tls, &self.ticketer).map_err(Error::Config)?;
+        let settings = Settings {
+            tls,
+            ..Settings::of(&next, self.cpus.len(), self.steered)
+        };
         let (done, applied) = mpsc::channel();
         if self
             .events
@@ -202,6 +233,8 @@ fn keep_fixed(key: &str, current: &Config, next: &mut Config) -> bool {
     }
     match key {
         "server.listen" => keep!(server.listen),
+        "tls.listen" => keep!(tls.listen),
+        "tls.redirect_listen" => keep!(tls.redirect_listen),
         "server.shards" => keep!(server.shards),
         "server.cpus" => keep!(server.cpus),
         "server.backlog" => keep!(server.backlog),
@@ -232,12 +265,12 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
         .choose(config.server.shards, config.server.cpus.as_ref())
         .map_err(Error::Cpus)?;
     let steer = config.steering().then_some(config.rate_limit.ipv6_prefix);
-    let group = listener::bind(
-        &config.server.listen,
-        cpus.len(),
-        config.server.backlog,
-        steer,
-    )?;
+    let (addrs, roles) = listen_plan(config);
+    let group = listener::bind(&addrs, cpus.len(), config.server.backlog, steer)?;
+    let roles = resolve_redirects(&roles, &group.addrs);
+    let ticketer =
+        crate::tls::ticketer().map_err(|e| Error::Config(vec![Problem::new("tls", e)]))?;
+    let tls = crate::tls::load(&config.tls, &ticketer).map_err(Error::Config)?;
     let control = Arc::new(Control::new(cpus.len(), app.route_labels()));
     let admin = match config.metrics.listen {
         Some(addr) => Some(crate::observe::admin::Admin::start(
@@ -266,7 +299,11 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
         app: Arc::new(app),
         cpus: cpus.clone(),
         listeners: group.per_shard,
-        settings: Settings::of(config, cpus.len(), steer.is_some()),
+        roles: roles.clone(),
+        settings: Settings {
+            tls: tls.clone(),
+            ..Settings::of(config, cpus.len(), steer.is_some())
+        },
         io: config.server.io,
         ring: crate::uring::RingConfig {
             spin: std::time::Duration::from_micros(config.server.idle_poll_us),
@@ -283,6 +320,8 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
         .spawn(move || supervise::supervise(recipe, threads, &events_rx))?;
     let mut server = Server {
         addrs: group.addrs,
+        roles,
+        ticketer,
         cpus: cpus.clone(),
         config: config.clone(),
         steered: steer.is_some(),
@@ -339,6 +378,37 @@ fn spawn_all<S: 'static>(
         }
     }
     (threads, failure)
+}
+
+/// Every address to listen on, with its role: plain, HTTPS, redirect.
+fn listen_plan(config: &Config) -> (Vec<SocketAddr>, Vec<listener::Role>) {
+    let mut addrs = Vec::new();
+    let mut roles = Vec::new();
+    for (list, role) in [
+        (&config.server.listen, listener::Role::Plain),
+        (&config.tls.listen, listener::Role::Tls),
+        (&config.tls.redirect_listen, listener::Role::Redirect(0)),
+    ] {
+        addrs.extend(list.iter().copied());
+        roles.extend(list.iter().map(|_| role));
+    }
+    (addrs, roles)
+}
+
+/// Redirects go to the first HTTPS address's port (known once bound).
+fn resolve_redirects(roles: &[listener::Role], bound: &[SocketAddr]) -> Vec<listener::Role> {
+    let https = bound
+        .iter()
+        .zip(roles)
+        .find(|(_, role)| **role == listener::Role::Tls)
+        .map_or(443, |(addr, _)| addr.port());
+    roles
+        .iter()
+        .map(|role| match role {
+            listener::Role::Redirect(_) => listener::Role::Redirect(https),
+            other => *other,
+        })
+        .collect()
 }
 
 /// A per-process prefix for generated request IDs, so two processes (an

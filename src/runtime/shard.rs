@@ -21,11 +21,13 @@ use crate::limit::{LimitSettings, Limiter};
 use crate::observe::access::{AccessFormat, AccessLog};
 use crate::observe::counters::Counters;
 use crate::observe::metrics::{ShardMetrics, Snapshot};
+use crate::runtime::listener::Role;
 use crate::server::accept;
 use crate::server::deadline::Deadlines;
 use crate::server::gate::Gate;
 use crate::server::placed::BlockPool;
 use crate::server::pool::BufferPool;
+use crate::tls::TlsSettings;
 use crate::uring::{Ring, RingConfig};
 
 /// How often a shard stamps its [`Beacon`]: the watchdog's resolution.
@@ -49,6 +51,11 @@ pub(crate) struct Settings {
     pub(crate) graceful_timeout: Duration,
     /// Rate limiting, as each shard enforces it.
     pub(crate) rate_limit: LimitSettings,
+    /// TLS, when HTTPS listeners are configured (set by the caller: loading
+    /// certificates reads files).
+    pub(crate) tls: Option<TlsSettings>,
+    /// The fixed headers of HTTPS responses (`fixed_headers` and HSTS).
+    pub(crate) tls_fixed_headers: Box<[u8]>,
 }
 
 impl Settings {
@@ -59,6 +66,16 @@ impl Settings {
             && config.rate_limit.key_source() == Some(crate::limit::KeySource::Ip);
         Self {
             rate_limit: LimitSettings::of(&config.rate_limit, shards, exact),
+            tls: None,
+            tls_fixed_headers: {
+                let mut lines = config.headers.render();
+                if !config.tls.hsts.is_empty() {
+                    lines.extend_from_slice(
+                        format!("Strict-Transport-Security: {}\r\n", config.tls.hsts).as_bytes(),
+                    );
+                }
+                lines.into_boxed_slice()
+            },
             limits: config.codec_limits(),
             rules: config.connection_rules(),
             fixed_headers: config.headers.render().into_boxed_slice(),
@@ -98,7 +115,8 @@ pub(crate) struct ShardContext<S> {
 
 impl<S> ShardContext<S> {
     /// Builds the context, calling the app's state factory on this thread.
-    pub(crate) fn new(index: usize, app: Arc<App<S>>, settings: Settings) -> Self {
+    pub(crate) fn new(index: usize, app: Arc<App<S>>, mut settings: Settings) -> Self {
+        settings.tls = settings.tls.map(|tls| tls.for_shard());
         let state = (app.state)();
         let routes = app.route_count();
         let limiter = Limiter::new(settings.rate_limit.clone(), &app.route_labels());
@@ -128,8 +146,10 @@ impl<S> ShardContext<S> {
     }
 
     /// Puts `settings` in force. Rate-limit state is kept unless the
-    /// rate-limit settings changed (then every key starts afresh).
-    pub(crate) fn reload(&self, settings: Settings) {
+    /// rate-limit settings changed (then every key starts afresh). New TLS
+    /// handshakes use new certificates at once; open connections keep theirs.
+    pub(crate) fn reload(&self, mut settings: Settings) {
+        settings.tls = settings.tls.map(|tls| tls.for_shard());
         if *self.limiter.borrow().settings() != settings.rate_limit {
             let fresh = Limiter::new(settings.rate_limit.clone(), &self.app.route_labels());
             self.limiter.borrow_mut().replace_keeping_counts(fresh);
@@ -157,7 +177,7 @@ pub(crate) struct ShardStart<S> {
     pub(crate) settings: Settings,
     pub(crate) io: IoPath,
     pub(crate) ring: RingConfig,
-    pub(crate) listeners: Vec<std::net::TcpListener>,
+    pub(crate) listeners: Vec<(std::net::TcpListener, Role)>,
     /// The access log's format, writer and request-ID prefix, when on.
     pub(crate) access: Option<(AccessFormat, std::sync::mpsc::Sender<Vec<u8>>, u32)>,
     /// Commands from the process (stop, reload, snapshot).
@@ -198,11 +218,12 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     let mut shard_ring = None;
     match start.io {
         IoPath::Glommio => {
-            for listener in start.listeners {
+            for (listener, role) in start.listeners {
                 let listener = adopt::listener(listener);
                 accepting.push(glommio::spawn_local(accept::accept_loop(
                     listener,
                     Rc::clone(&shard),
+                    role,
                 )));
             }
         }
@@ -218,11 +239,12 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
             };
             glommio::spawn_local(Rc::clone(&ring).drive()).detach();
             shard_ring = Some(Rc::clone(&ring));
-            for listener in start.listeners {
+            for (listener, role) in start.listeners {
                 accepting.push(glommio::spawn_local(accept::ring_accept_loop(
                     Rc::clone(&ring),
                     listener.as_raw_fd(),
                     Rc::clone(&shard),
+                    role,
                 )));
                 LISTENERS.with_borrow_mut(|kept| kept.push(listener));
             }

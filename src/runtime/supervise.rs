@@ -62,6 +62,8 @@ pub(crate) struct Recipe<S> {
     pub(crate) cpus: Vec<usize>,
     /// The listening sockets of each shard, kept open for the process's life.
     pub(crate) listeners: Vec<Vec<TcpListener>>,
+    /// What each of a shard's listeners is for (the same for every shard).
+    pub(crate) roles: Vec<super::listener::Role>,
     pub(crate) settings: Settings,
     pub(crate) io: IoPath,
     pub(crate) ring: RingConfig,
@@ -93,7 +95,10 @@ impl<S: 'static> Recipe<S> {
             settings: self.settings.clone(),
             io: self.io,
             ring: self.ring,
-            listeners,
+            listeners: listeners
+                .into_iter()
+                .zip(self.roles.iter().copied())
+                .collect(),
             access: self.access.clone(),
             inbox,
             control: Arc::clone(&self.control),

@@ -10,6 +10,7 @@ use glommio::net::TcpListener;
 
 use super::connection;
 use super::transport::Transport;
+use crate::runtime::listener::Role;
 use crate::runtime::shard::ShardContext;
 use crate::uring::Ring;
 
@@ -18,13 +19,17 @@ use crate::uring::Ring;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Accepts connections forever, serving each in its own task.
-pub(crate) async fn accept_loop<S: 'static>(listener: TcpListener, shard: Rc<ShardContext<S>>) {
+pub(crate) async fn accept_loop<S: 'static>(
+    listener: TcpListener,
+    shard: Rc<ShardContext<S>>,
+    role: Role,
+) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let peer = stream.peer_addr().ok();
                 let transport = Transport::Stream(Box::new(stream));
-                glommio::spawn_local(connection::serve(Rc::clone(&shard), transport, peer))
+                glommio::spawn_local(connection::serve(Rc::clone(&shard), transport, peer, role))
                     .detach();
             }
             Err(error) => {
@@ -41,6 +46,7 @@ pub(crate) async fn ring_accept_loop<S: 'static>(
     ring: Rc<Ring>,
     listener: RawFd,
     shard: Rc<ShardContext<S>>,
+    role: Role,
 ) {
     let mut acceptor = ring.accept(listener);
     loop {
@@ -54,7 +60,7 @@ pub(crate) async fn ring_accept_loop<S: 'static>(
                 // Spawned directly, not wrapped: a wrapper would keep a second
                 // copy of the arguments in every idle connection's task.
                 let transport = Transport::Ring(connection);
-                glommio::spawn_local(connection::serve(Rc::clone(&shard), transport, peer))
+                glommio::spawn_local(connection::serve(Rc::clone(&shard), transport, peer, role))
                     .detach();
             }
             Err(error) => {

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use futures_lite::StreamExt;
 
 use super::deadline::{Expired, Registered, Timer};
-use super::exchange::{error_writer, serve_buffered};
+use super::exchange::{Origin, error_writer, serve_buffered};
 use super::pool::READ_BUFFER;
 use super::transport::Transport;
 use crate::config::ConnectionRules;
@@ -19,7 +19,9 @@ use crate::http::parse::{Decoder, Limits};
 use crate::http::status::Status;
 use crate::http::write::{BodyStream, CONTINUE, LAST_CHUNK, encode_chunk};
 use crate::observe::counters::Rejection;
+use crate::runtime::listener::Role;
 use crate::runtime::shard::ShardContext;
+use crate::tls::stream::TlsStream;
 
 /// What a connection is waiting for from its peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +64,7 @@ pub(crate) async fn serve<S: 'static>(
     shard: Rc<ShardContext<S>>,
     mut transport: Transport,
     peer: Option<SocketAddr>,
+    role: Role,
 ) {
     let shard = &*shard;
     shard.metrics.accepted();
@@ -75,6 +78,21 @@ pub(crate) async fn serve<S: 'static>(
         return;
     };
     let watch = shard.deadlines.register();
+    if role == Role::Tls {
+        // Boxed: the handshake is once per connection and large.
+        match Box::pin(handshake(shard, transport, &watch)).await {
+            Some(tls) => transport = tls,
+            None => return,
+        }
+    }
+    let origin = Origin {
+        peer,
+        tls: role == Role::Tls,
+        redirect: match role {
+            Role::Redirect(port) => Some(port),
+            _ => None,
+        },
+    };
     let lends = transport.lends_buffers();
     let mut decoder = Decoder::new(limits);
     let mut io = Buffers::default();
@@ -129,7 +147,7 @@ pub(crate) async fn serve<S: 'static>(
         // Placed in a pooled block: the work future is large, and inline it
         // would make every idle connection's task as large.
         let input = &mut io.buf[io.start..io.filled];
-        let work = serve_buffered(shard, &mut decoder, input, &mut io.out, peer, &mut budget);
+        let work = serve_buffered(shard, &mut decoder, input, &mut io.out, origin, &mut budget);
         let Ok(batch) = watch.guard(Timer::Working, shard.blocks.place(work)).await else {
             Box::pin(answer_late(
                 shard,
@@ -180,6 +198,31 @@ pub(crate) async fn serve<S: 'static>(
         io.settle(shard, &mut decoder, lends);
     }
     io.release(shard, &mut decoder);
+    transport.shutdown().await;
+}
+
+/// Wraps a new connection in TLS and completes its handshake within the
+/// handshake timeout; `None` when it fails (counted) or TLS is not set up.
+async fn handshake<S>(
+    shard: &ShardContext<S>,
+    transport: Transport,
+    watch: &Registered<'_>,
+) -> Option<Transport> {
+    let tls = shard.settings().tls.clone()?;
+    let connection = rustls::ServerConnection::new(tls.config).ok()?;
+    let mut stream = Box::new(TlsStream::new(transport, connection));
+    watch.arm(Timer::Reading, Some(tls.handshake_timeout));
+    let done = watch
+        .guard(Timer::Reading, stream.handshake(&shard.pool))
+        .await;
+    watch.disarm(Timer::Reading);
+    if matches!(done, Ok(Ok(()))) {
+        shard.metrics.tls_handshake();
+        Some(Transport::Tls(stream))
+    } else {
+        shard.counters.count(Rejection::TlsHandshake);
+        None
+    }
 }
 
 /// A connection's buffers: unanswered input `buf[start..filled]`, and the

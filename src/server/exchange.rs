@@ -38,7 +38,7 @@ pub(crate) async fn serve_buffered<S>(
     decoder: &mut Decoder,
     input: &mut [u8],
     out: &mut Vec<u8>,
-    peer: Option<SocketAddr>,
+    origin: Origin,
     budget: &mut u32,
 ) -> Batch {
     let started = Instant::now();
@@ -48,7 +48,7 @@ pub(crate) async fn serve_buffered<S>(
         decoder,
         input,
         out,
-        (peer, started),
+        (origin, started),
         budget,
         &mut answered,
     )
@@ -65,7 +65,7 @@ async fn answer_all<S>(
     decoder: &mut Decoder,
     input: &mut [u8],
     out: &mut Vec<u8>,
-    (peer, now): (Option<SocketAddr>, Instant),
+    (origin, now): (Origin, Instant),
     budget: &mut u32,
     answered: &mut u64,
 ) -> Batch {
@@ -103,7 +103,7 @@ async fn answer_all<S>(
                     (log, Instant::now(), id, len, out.len())
                 });
                 let facts = Facts {
-                    peer,
+                    origin,
                     now,
                     date,
                     may_continue: *budget > 0,
@@ -130,7 +130,7 @@ async fn answer_all<S>(
                         bytes,
                         head: &message.head,
                         date: &date,
-                        peer,
+                        peer: origin.peer,
                     };
                     let elapsed = started.elapsed();
                     log.record(&entry.entry(status, out.len() - before, elapsed, &id[..*len]));
@@ -230,7 +230,7 @@ struct Unready<'a> {
 /// What `respond` needs to know beyond the request itself.
 #[derive(Clone, Copy)]
 struct Facts<'a> {
-    peer: Option<SocketAddr>,
+    origin: Origin,
     /// When the batch began: the rate limiter's clock.
     now: Instant,
     date: [u8; DATE_LEN],
@@ -299,12 +299,13 @@ async fn respond<S>(
     facts: Facts<'_>,
 ) -> (bool, Option<(BodyStream, bool)>, Status, usize) {
     let Facts {
-        peer,
+        origin,
         now,
         date,
         may_continue,
         request_id,
     } = facts;
+    let peer = origin.peer;
     let head = message.head;
     let (head_bytes, rest) = message_bytes.split_at_mut(head.len);
     let head_bytes: &[u8] = head_bytes;
@@ -319,11 +320,18 @@ async fn respond<S>(
     let late = LateHeaders::default();
     let mut writer = ResponseWriter::new(out, context)
         .closing_when(&shard.draining)
-        .with_fixed_headers(&settings.fixed_headers)
+        .with_fixed_headers(if origin.tls {
+            &settings.tls_fixed_headers
+        } else {
+            &settings.fixed_headers
+        })
         .with_late_headers(&late)
         .with_request_id(request_id);
     let slot = if let Some(slot) = health(shard, &settings.health, path, &mut writer) {
         slot
+    } else if let Some(port) = origin.redirect {
+        to_https(&mut writer, headers, head_bytes, &head, port);
+        UNMATCHED
     } else if !settings.metrics_path.is_empty() && path == settings.metrics_path {
         // Boxed: a rare path that would otherwise enlarge every request's future.
         Box::pin(metrics(shard, &mut writer)).await;
@@ -439,6 +447,61 @@ async fn route<S>(
             UNMATCHED
         }
     }
+}
+
+/// Where a connection came from and what its listener is for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin {
+    pub(crate) peer: Option<SocketAddr>,
+    /// Over TLS: responses carry HSTS.
+    pub(crate) tls: bool,
+    /// A redirect listener: everything but the health routes is answered
+    /// 301 to HTTPS on this port.
+    pub(crate) redirect: Option<u16>,
+}
+
+/// 301 to the same host and target over HTTPS.
+fn to_https(
+    writer: &mut ResponseWriter<'_>,
+    headers: &[HeaderSpan],
+    head_bytes: &[u8],
+    head: &crate::http::parse::Head,
+    port: u16,
+) {
+    let host = header(headers, head_bytes, "host")
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .unwrap_or("localhost");
+    // The name without its port ("[::1]:80" → "[::1]", "a.example:80" → "a.example").
+    let name = match host.rfind(':') {
+        Some(at) if !host[at..].contains(']') => &host[..at],
+        _ => host,
+    };
+    let target = target_str(head_bytes, head);
+    let location = if port == 443 {
+        format!("https://{name}{target}")
+    } else {
+        format!("https://{name}:{port}{target}")
+    };
+    writer.send_with(
+        Status::MOVED_PERMANENTLY,
+        Some("application/json"),
+        [("Location", location.as_bytes())],
+        |out| {
+            simd_json::serde::to_writer(
+                out,
+                &Redirected {
+                    detail: "use HTTPS",
+                    location: &location,
+                },
+            )
+        },
+    );
+}
+
+#[derive(serde::Serialize)]
+struct Redirected<'a> {
+    detail: &'static str,
+    location: &'a str,
 }
 
 /// What `route` reads of a request besides its body.

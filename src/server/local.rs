@@ -110,7 +110,11 @@ impl<S: 'static> LocalService<S> {
             &mut self.decoder,
             input,
             out,
-            self.peer,
+            super::exchange::Origin {
+                peer: self.peer,
+                tls: false,
+                redirect: None,
+            },
             &mut self.budget,
         )
         .await;

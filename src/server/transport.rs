@@ -1,6 +1,6 @@
-//! The byte stream under a connection: glommio's `TcpStream`, or the
-//! shard's own ring (`crate::uring`). TLS will slot in here without
-//! touching the codec or the router.
+//! The byte stream under a connection: glommio's `TcpStream`, the shard's
+//! own ring (`crate::uring`), or TLS over either of them; the codec and the
+//! router never see which.
 
 use std::io;
 
@@ -8,6 +8,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use super::pool::BufferPool;
+use crate::tls::stream::TlsStream;
 use crate::uring;
 
 /// A connection's byte stream.
@@ -16,17 +17,41 @@ pub(crate) enum Transport {
     Stream(Box<TcpStream>),
     /// The shard's ring: multishot receive into shared buffers, batched sends.
     Ring(uring::Connection),
+    /// TLS over one of the above.
+    Tls(Box<TlsStream>),
 }
 
 impl Transport {
     /// Whether the connection can give its buffers back while idle.
     pub(crate) fn lends_buffers(&self) -> bool {
-        matches!(self, Self::Ring(_))
+        matches!(self, Self::Ring(_) | Self::Tls(_))
+    }
+
+    /// Sends TLS's `close_notify`; nothing to do on a plain stream.
+    pub(crate) async fn shutdown(&mut self) {
+        if let Self::Tls(tls) = self {
+            let _ = tls.shutdown().await;
+        }
     }
 
     /// Reads what arrives next into `buf` after `filled` bytes, growing `buf`
     /// up to `max` bytes. Returns the bytes added; 0 means the peer closed.
     pub(crate) async fn read_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        filled: usize,
+        max: usize,
+        pool: &BufferPool,
+    ) -> io::Result<usize> {
+        match self {
+            Self::Tls(tls) => tls.read_into(buf, filled, max, pool).await,
+            plain => plain.plain_read_into(buf, filled, max, pool).await,
+        }
+    }
+
+    /// [`read_into`](Self::read_into) for the plain streams (TLS reads its
+    /// ciphertext with this).
+    pub(crate) async fn plain_read_into(
         &mut self,
         buf: &mut Vec<u8>,
         filled: usize,
@@ -59,11 +84,20 @@ impl Transport {
                 buf[filled..filled + bytes.len()].copy_from_slice(bytes);
                 Ok(bytes.len())
             }
+            Self::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 
     /// Writes all of `out`, which is left empty (and keeps its capacity).
     pub(crate) async fn write_all(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            Self::Tls(tls) => tls.write_all(out).await,
+            plain => plain.plain_write_all(out).await,
+        }
+    }
+
+    /// [`write_all`](Self::write_all) for the plain streams.
+    pub(crate) async fn plain_write_all(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
         let result = match self {
             Self::Stream(stream) => stream.write_all(out).await,
             Self::Ring(connection) => {
@@ -71,6 +105,7 @@ impl Transport {
                 *out = buffer;
                 result
             }
+            Self::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
         };
         out.clear();
         result
@@ -78,7 +113,7 @@ impl Transport {
 }
 
 /// Grows `buf` to hold at least `needed` bytes (doubling), at most `max`.
-fn grow(buf: &mut Vec<u8>, needed: usize, max: usize) -> io::Result<()> {
+pub(crate) fn grow(buf: &mut Vec<u8>, needed: usize, max: usize) -> io::Result<()> {
     if needed > max {
         return Err(io::Error::new(
             io::ErrorKind::OutOfMemory,

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use percore::{App, Config, Server};
 
+pub mod pki;
+
 /// Upper bound on any single read, so a broken server fails a test instead
 /// of hanging it.
 const READ_LIMIT: Duration = Duration::from_secs(10);

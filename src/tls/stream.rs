@@ -1,0 +1,151 @@
+//! A rustls `ServerConnection` driven over a shard's socket: ciphertext
+//! comes from the inner transport (the ring or a glommio stream), plaintext
+//! goes to the connection loop's buffer; responses are encrypted and sent
+//! with one write. A peer that closes without `close_notify` ends the
+//! stream with an error, never with a clean end, so a cut-off request body
+//! is never taken for a complete one.
+
+use std::io::{self, Read, Write};
+
+use rustls::ServerConnection;
+
+use crate::server::pool::BufferPool;
+use crate::server::transport::{Transport, grow};
+
+/// Ciphertext read from the socket at most at once.
+const CIPHER_IN: usize = 64 * 1024;
+
+/// A TLS stream over a plain transport.
+pub(crate) struct TlsStream {
+    inner: Transport,
+    conn: ServerConnection,
+    /// Ciphertext received and not yet given to rustls: `[start..end]`.
+    cipher_in: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Ciphertext waiting to be sent.
+    cipher_out: Vec<u8>,
+}
+
+impl TlsStream {
+    pub(crate) fn new(inner: Transport, conn: ServerConnection) -> Self {
+        Self {
+            inner,
+            conn,
+            cipher_in: Vec::new(),
+            start: 0,
+            end: 0,
+            cipher_out: Vec::new(),
+        }
+    }
+
+    /// Completes the handshake (the caller bounds it in time).
+    pub(crate) async fn handshake(&mut self, pool: &BufferPool) -> io::Result<()> {
+        while self.conn.is_handshaking() {
+            self.flush().await?;
+            if !self.receive(pool).await? {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        self.flush().await
+    }
+
+    /// Reads plaintext into `buf` after `filled` bytes (growing it up to
+    /// `max`); 0 means the peer closed with `close_notify`.
+    pub(crate) async fn read_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        filled: usize,
+        max: usize,
+        pool: &BufferPool,
+    ) -> io::Result<usize> {
+        loop {
+            if buf.is_empty() {
+                *buf = pool.take_read();
+            }
+            if filled == buf.len() {
+                grow(buf, filled + 1, max)?;
+            }
+            match self.conn.reader().read(&mut buf[filled..]) {
+                Ok(read) => return Ok(read),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                // Closed without close_notify: truncated, not ended.
+                Err(error) => return Err(error),
+            }
+            self.flush().await?;
+            if !self.receive(pool).await? {
+                // Tell rustls the socket ended; the next read says how.
+                self.conn.read_tls(&mut io::empty())?;
+                self.process().await?;
+            }
+        }
+    }
+
+    /// Encrypts all of `out` and sends it; `out` is left empty.
+    pub(crate) async fn write_all(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let mut written = 0;
+        while written < out.len() {
+            // rustls takes up to its buffer limit at a time.
+            let taken = self.conn.writer().write(&out[written..])?;
+            written += taken;
+            self.flush().await?;
+            if taken == 0 && written < out.len() {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+        }
+        out.clear();
+        Ok(())
+    }
+
+    /// Sends `close_notify`.
+    pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        self.flush().await
+    }
+
+    /// Gives rustls more ciphertext (what is left, else a new read); false
+    /// at the end of the socket's stream.
+    async fn receive(&mut self, pool: &BufferPool) -> io::Result<bool> {
+        if self.start == self.end {
+            if self.cipher_in.is_empty() {
+                self.cipher_in = vec![0; 17 * 1024];
+            }
+            let read = self
+                .inner
+                .plain_read_into(&mut self.cipher_in, 0, CIPHER_IN, pool)
+                .await?;
+            if read == 0 {
+                return Ok(false);
+            }
+            (self.start, self.end) = (0, read);
+        }
+        let mut pending = &self.cipher_in[self.start..self.end];
+        let before = pending.len();
+        // Refused while rustls's plaintext buffer is full: the caller reads
+        // plaintext out, then comes back for the rest.
+        let _ = self.conn.read_tls(&mut pending);
+        self.start += before - pending.len();
+        self.process().await?;
+        Ok(true)
+    }
+
+    /// Processes what was received; a TLS error is sent as an alert.
+    async fn process(&mut self) -> io::Result<()> {
+        if let Err(error) = self.conn.process_new_packets() {
+            let _ = self.flush().await;
+            return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+        }
+        Ok(())
+    }
+
+    /// Sends whatever rustls has to say.
+    async fn flush(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.cipher_out)?;
+        }
+        if self.cipher_out.is_empty() {
+            return Ok(());
+        }
+        self.inner.plain_write_all(&mut self.cipher_out).await
+    }
+}
