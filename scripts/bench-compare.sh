@@ -16,11 +16,15 @@
 # may_minihttp (1 worker), built from bench/peers/ outside percore's tree.
 #
 # percore-limited is percore with rate limiting checking every request (one
-# policy no client reaches), to show what the limiter costs.
+# policy no client reaches), to show what the limiter costs. percore-tls and
+# nginx-tls serve HTTPS with the same ECDSA P-256 certificate
+# (scripts/gen-certs.sh), nginx with OpenSSL: keep-alive requests, and a new
+# connection (a full handshake) per request.
 #
 # Knobs (environment): ROUNDS=5 DURATION=5 WARMUP=2 SERVER_CPU=1 LOAD_CPU=0
 # IDLE_CONNECTIONS=10000 LATENCY_SECONDS=8 (about 10 minutes in all);
-# ONLY=limiter runs just the rate-limit scenario (about a minute). Installs nginx and wrk (apt-get)
+# ONLY=limiter runs just the rate-limit scenario (about a minute); ONLY=tls
+# just the HTTPS ones (about two). Installs nginx and wrk (apt-get)
 # and oha (cargo install) when missing. Prints Markdown tables; the same goes
 # to target/bench-compare.md.
 set -euo pipefail
@@ -95,6 +99,17 @@ http {
     location = /plaintext { default_type "text/plain; charset=utf-8"; return 200 "Hello, World!"; }
     location = /json { default_type application/json; return 200 '{"message":"Hello, World!"}'; }
   }
+  server {
+    listen 127.0.0.1:${port[nginx-tls]} ssl;
+    ssl_certificate $work/certs/server.pem;
+    ssl_certificate_key $work/certs/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    # The suites in percore's order, the server's choice: same work both sides.
+    ssl_prefer_server_ciphers on;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+    location = /plaintext { default_type "text/plain; charset=utf-8"; return 200 "Hello, World!"; }
+  }
 }
 CONF
 }
@@ -124,12 +139,31 @@ burst = 1000000
 TOML
       "${on_cpu[@]}" target/release/percore --config "$work/limited.toml" --listen "127.0.0.1:${port[$name]}" \
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
-    nginx) nginx_conf; nginx -c "$work/nginx/nginx.conf" & pid[nginx-master]=$! ;;
+    percore-tls|percore-tls-nospin)
+      cat > "$work/$name.toml" <<TOML
+[tls]
+listen = ["127.0.0.1:${port[$name]}"]
+hsts = ""
+[[tls.certificate]]
+cert = "$work/certs/server.pem"
+key = "$work/certs/server.key"
+TOML
+      # -nospin: no idle polling, so CPU per request is work, not the spin
+      # of a shard waiting for a load generator that is the bottleneck.
+      local spin=50
+      [ "$name" = percore-tls-nospin ] && spin=0
+      PERCORE_IDLE_POLL_US=$spin "${on_cpu[@]}" target/release/percore --config "$work/$name.toml" \
+               --listen "127.0.0.1:$(free_port)" --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
+    nginx) port[nginx-tls]=${port[nginx-tls]:-$(free_port)}
+           nginx_conf; nginx -c "$work/nginx/nginx.conf" & pid[nginx-master]=$! ;;
     actix) "${on_cpu[@]}" bench/peers/actix/target/release/peer-actix "127.0.0.1:${port[$name]}" & pid[$name]=$! ;;
     minihttp) "${on_cpu[@]}" bench/peers/minihttp/target/release/peer-minihttp "127.0.0.1:${port[$name]}" & pid[$name]=$! ;;
   esac
   wait_for "${port[$name]}"
-  if [ "$name" = nginx ]; then pid[nginx]=$(pgrep -P "${pid[nginx-master]}" | head -1); fi
+  if [ "$name" = nginx ]; then
+    pid[nginx]=$(pgrep -P "${pid[nginx-master]}" | head -1)
+    pid[nginx-tls]=${pid[nginx]}
+  fi
 }
 
 stop() {
@@ -145,8 +179,14 @@ hz=$(getconf CLK_TCK)
 # run_wrk NAME CONNECTIONS PATH DEPTH SECONDS -> "requests_per_second cpu_microseconds_per_request"
 run_wrk() {
   local name=$1 connections=$2 path=$3 depth=$4 seconds=$5
-  local args=(-t1 -c"$connections" -d"${seconds}s" "http://127.0.0.1:${port[$name]}$path")
-  [ -n "$depth" ] && args+=(-s scripts/pipeline.lua -- "$depth" "$path")
+  local scheme=http
+  [[ $name == *-tls* ]] && scheme=https
+  local args=(-t1 -c"$connections" -d"${seconds}s" "$scheme://127.0.0.1:${port[$name]}$path")
+  if [ "$depth" = close ]; then
+    args+=(-H "Connection: close")  # a new connection, so a full handshake, per request
+  elif [ -n "$depth" ]; then
+    args+=(-s scripts/pipeline.lua -- "$depth" "$path")
+  fi
   local before after out requests rps
   before=$(cpu_ticks "${pid[$name]}")
   out=$(taskset -c "$LOAD_CPU" wrk "${args[@]}")
@@ -177,6 +217,20 @@ scenario() {
   done
 }
 
+scripts/gen-certs.sh "$work/certs" localhost 127.0.0.1 >/dev/null
+
+tls_scenarios() {
+  scenario "https keep-alive, 64 connections" 64 /plaintext "" nginx-tls percore-tls
+  scenario "https new connection per request (full handshakes), 16 connections" 16 /plaintext close nginx-tls percore-tls percore-tls-nospin
+}
+
+if [ "${ONLY:-}" = tls ]; then
+  for server in nginx percore-tls percore-tls-nospin; do start "$server"; done
+  tls_scenarios
+  python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
+  exit 0
+fi
+
 if [ "${ONLY:-}" = limiter ]; then
   for server in percore percore-limited; do start "$server"; done
   scenario "plaintext keep-alive, 64 connections, rate limit off vs on" 64 /plaintext "" percore percore-limited
@@ -184,13 +238,14 @@ if [ "${ONLY:-}" = limiter ]; then
   exit 0
 fi
 
-for server in percore percore-glommio percore-limited nginx actix minihttp; do start "$server"; done
+for server in percore percore-glommio percore-limited percore-tls percore-tls-nospin nginx actix minihttp; do start "$server"; done
 
 scenario "plaintext keep-alive, 64 connections" 64 /plaintext "" nginx percore percore-glommio
 scenario "plaintext keep-alive, 256 connections" 256 /plaintext "" nginx percore percore-glommio
 scenario "plaintext pipelined ×16, 256 connections" 256 /plaintext 16 nginx percore percore-glommio
 scenario "json keep-alive, 64 connections" 64 /json "" nginx percore actix minihttp
 scenario "plaintext keep-alive, 64 connections, rate limit off vs on" 64 /plaintext "" percore percore-limited
+tls_scenarios
 
 # Open-loop latency: oha at a fixed rate (with latency correction) at 50 %
 # and 80 % of nginx's capacity as oha itself measures it.

@@ -164,6 +164,23 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "rate_limit.headers",
         EnvKind::Bool,
     ),
+    ("PERCORE_TLS_LISTEN", "tls.listen", EnvKind::List),
+    (
+        "PERCORE_TLS_REDIRECT_LISTEN",
+        "tls.redirect_listen",
+        EnvKind::List,
+    ),
+    ("PERCORE_TLS_HSTS", "tls.hsts", EnvKind::Text),
+    (
+        "PERCORE_TLS_HANDSHAKE_TIMEOUT_SECS",
+        "tls.handshake_timeout_secs",
+        EnvKind::Integer,
+    ),
+    (
+        "PERCORE_TLS_SESSION_CACHE",
+        "tls.session_cache",
+        EnvKind::Integer,
+    ),
     ("PERCORE_METRICS_PATH", "metrics.path", EnvKind::Text),
     ("PERCORE_METRICS_LISTEN", "metrics.listen", EnvKind::Text),
     ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),

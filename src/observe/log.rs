@@ -15,7 +15,8 @@ static PINNED: AtomicBool = AtomicBool::new(false);
 /// Installs the global subscriber with `filter` (such as `info` or
 /// `percore=debug,warn`). A second call keeps the first subscriber.
 pub fn init(filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(quiet_libraries(filter)).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -26,6 +27,18 @@ pub fn init(filter: &str) {
         let _ = FILTER.set(Box::new(move |filter| {
             let _ = handle.reload(filter);
         }));
+    }
+}
+
+/// `filter`, with rustls held to errors unless it names rustls itself:
+/// rustls warns once per connection about some client quirks (an IP
+/// address sent as SNI, as wrk does), which would let any client flood the
+/// log and cost every handshake a formatted line.
+fn quiet_libraries(filter: &str) -> String {
+    if filter.contains("rustls") {
+        filter.to_owned()
+    } else {
+        format!("{filter},rustls=error")
     }
 }
 
@@ -41,7 +54,7 @@ pub fn reload_filter(level: &str) {
     if PINNED.load(Ordering::Relaxed) {
         return;
     }
-    if let (Some(set), Ok(filter)) = (FILTER.get(), EnvFilter::try_new(level)) {
+    if let (Some(set), Ok(filter)) = (FILTER.get(), EnvFilter::try_new(quiet_libraries(level))) {
         set(filter);
     }
 }

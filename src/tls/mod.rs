@@ -74,7 +74,7 @@ pub(crate) fn load(
     if config.listen.is_empty() {
         return Ok(None);
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(provider());
     let mut problems = Vec::new();
     let mut loaded = Vec::new();
     for (i, certificate) in config.certificate.iter().enumerate() {
@@ -94,6 +94,7 @@ pub(crate) fn load(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    server.ignore_client_order = true;
     server.ticketer = Arc::clone(ticketer);
     server.max_early_data_size = 0;
     server.send_tls13_tickets = 2;
@@ -103,6 +104,28 @@ pub(crate) fn load(
         handshake_timeout: std::time::Duration::from_secs(config.handshake_timeout_secs),
         session_cache: config.session_cache,
     }))
+}
+
+/// aws-lc-rs with the SHA-256 suites first: SHA-256 runs on the CPU's SHA
+/// instructions where SHA-384 does not, and a TLS 1.3 handshake hashes its
+/// transcript and derives every key with the suite's hash (measured in
+/// `bench/README.md`). The server's order is used, not the client's.
+fn provider() -> CryptoProvider {
+    use rustls::crypto::aws_lc_rs::cipher_suite as suite;
+    CryptoProvider {
+        cipher_suites: vec![
+            suite::TLS13_AES_128_GCM_SHA256,
+            suite::TLS13_AES_256_GCM_SHA384,
+            suite::TLS13_CHACHA20_POLY1305_SHA256,
+            suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    }
 }
 
 /// One certificate: chain, key, matching each other, valid now.
