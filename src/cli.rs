@@ -92,7 +92,7 @@ fn check_config(file: &std::path::Path) -> Result<(), Error> {
 }
 
 fn doctor(args: ServeArgs) -> Result<(), Error> {
-    let (config, _) = configure(args)?;
+    let (config, _) = configure(args, None)?;
     let findings = crate::doctor::examine(&config);
     for finding in &findings {
         println!("{} {}", finding.verdict, finding.text);
@@ -118,42 +118,44 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
     } else {
         None
     };
-    let with_dev = move |mut config: Config| {
-        if let Some(certificate) = &dev {
+    let (config, filter) = configure(args.clone(), dev.as_ref())?;
+    crate::observe::log::init(&filter);
+    if args.log_level.is_some() || std::env::var("RUST_LOG").is_ok_and(|l| !l.is_empty()) {
+        crate::observe::log::pin_filter();
+    }
+    // SIGHUP reads the same file, environment and flags again.
+    crate::reference::app()
+        .serve_reloading(config, move || Ok(configure(args.clone(), dev.as_ref())?.0))
+}
+
+/// The configuration from file, environment and flags (and the development
+/// certificate), and the log filter.
+fn configure(
+    args: ServeArgs,
+    dev: Option<&crate::config::CertificateConfig>,
+) -> Result<(Config, String), Error> {
+    let flags = |config: &mut Config| {
+        if !args.listen.is_empty() {
+            config.server.listen.clone_from(&args.listen);
+        }
+        if args.shards.is_some() {
+            config.server.shards = args.shards;
+        }
+        if args.cpus.is_some() {
+            config.server.cpus.clone_from(&args.cpus);
+        }
+        if let Some(io) = args.io {
+            config.server.io = io;
+        }
+        if let Some(certificate) = dev {
             if config.tls.listen.is_empty() {
                 config.tls.listen = vec![SocketAddr::from(([127, 0, 0, 1], 8443))];
             }
             config.tls.certificate.insert(0, certificate.clone());
         }
-        config
     };
-    let (config, filter) = configure(args.clone())?;
-    crate::observe::log::init(&filter);
-    if args.log_level.is_some() || std::env::var("RUST_LOG").is_ok_and(|l| !l.is_empty()) {
-        crate::observe::log::pin_filter();
-    }
-    let config = with_dev(config);
-    // SIGHUP reads the same file, environment and flags again.
-    crate::reference::app()
-        .serve_reloading(config, move || Ok(with_dev(configure(args.clone())?.0)))
-}
-
-/// The configuration from file, environment and flags, and the log filter.
-fn configure(args: ServeArgs) -> Result<(Config, String), Error> {
-    let mut config =
-        Config::load(args.config.as_deref(), std::env::vars()).map_err(Error::Config)?;
-    if !args.listen.is_empty() {
-        config.server.listen = args.listen;
-    }
-    if args.shards.is_some() {
-        config.server.shards = args.shards;
-    }
-    if args.cpus.is_some() {
-        config.server.cpus = args.cpus;
-    }
-    if let Some(io) = args.io {
-        config.server.io = io;
-    }
+    let config = Config::load_with(args.config.as_deref(), std::env::vars(), flags)
+        .map_err(Error::Config)?;
     let filter = match (args.log_level, std::env::var("RUST_LOG")) {
         (Some(level), _) => level,
         (None, Ok(rust_log)) if !rust_log.is_empty() => rust_log,

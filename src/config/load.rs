@@ -201,6 +201,19 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, Vec<Problem>> {
+        Self::load_with(path, env, |_| {})
+    }
+
+    /// Like [`load`](Self::load), with `adjust` (command-line flags) applied
+    /// before the result is validated.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) with every problem found.
+    pub fn load_with(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<Config, Vec<Problem>> {
         let mut table = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -222,8 +235,9 @@ impl Config {
             None => toml::Table::new(),
         };
         let mut problems = apply_env(&mut table, env);
-        let (config, mut found) = from_table(table);
+        let (mut config, mut found) = from_table(table);
         problems.append(&mut found);
+        adjust(&mut config);
         problems.extend(config.validate());
         if problems.is_empty() {
             Ok(config)

@@ -229,18 +229,33 @@ pub fn spawn_percore_on(
     SocketAddr,
     impl Iterator<Item = String> + use<>,
 ) {
+    let spawned = spawn_percore_args(&["--listen", listen], extra_env);
+    (spawned.child, spawned.addrs[0], spawned.lines)
+}
+
+/// A `percore serve` started by [`spawn_percore_args`].
+pub struct Spawned<L> {
+    pub child: std::process::Child,
+    /// Every address from the startup line, in order (plain, then HTTPS…).
+    pub addrs: Vec<SocketAddr>,
+    /// Standard error lines before the startup line.
+    pub preamble: Vec<String>,
+    /// The log lines after it.
+    pub lines: L,
+}
+
+/// `percore serve ARGS --shards 1 --log-level info` with `extra_env`,
+/// standard error piped, once its first shard listens.
+pub fn spawn_percore_args(
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> Spawned<impl Iterator<Item = String> + use<>> {
     use std::io::BufRead;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_percore"));
     command
-        .args([
-            "serve",
-            "--listen",
-            listen,
-            "--shards",
-            "1",
-            "--log-level",
-            "info",
-        ])
+        .arg("serve")
+        .args(args)
+        .args(["--shards", "1", "--log-level", "info"])
         .env_remove("RUST_LOG")
         .stderr(std::process::Stdio::piped());
     for (name, value) in extra_env {
@@ -250,18 +265,30 @@ pub fn spawn_percore_on(
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap())
         .lines()
         .map_while(Result::ok);
-    let startup = lines.next().expect("a startup line");
-    assert!(
-        startup.contains("shard listening") && startup.contains("shard=0"),
-        "{startup}"
-    );
-    let addr = startup
-        .split(['[', ']'])
-        .find(|part| part.starts_with("127.0.0.1:"))
-        .expect("an address in the startup line")
-        .parse()
-        .unwrap();
-    (child, addr, lines)
+    let mut preamble = Vec::new();
+    let startup = loop {
+        let line = lines.next().expect("a startup line");
+        if line.contains("shard listening") {
+            break line;
+        }
+        assert!(preamble.len() < 10, "no startup line: {preamble:?}");
+        preamble.push(line);
+    };
+    assert!(startup.contains("shard=0"), "{startup}");
+    let listed = startup
+        .split_once("listen=[")
+        .and_then(|(_, rest)| rest.split(']').next())
+        .expect("addresses in the startup line");
+    let addrs = listed
+        .split(", ")
+        .map(|addr| addr.parse().expect("an address"))
+        .collect();
+    Spawned {
+        child,
+        addrs,
+        preamble,
+        lines,
+    }
 }
 
 /// Sends SIGTERM to `child`.
