@@ -37,11 +37,18 @@
 //!
 //! - [`runtime`]: picks the CPUs ([`runtime::cpus`]: affinity ∩ cgroup
 //!   cpuset, capped by the cgroup quota), opens every listener before any
-//!   shard starts (`listener`), and runs one pinned executor per CPU
-//!   (`shard`), stopped through a socket that reads end-of-file.
+//!   shard starts (`listener`, with [`runtime::steer`]'s cBPF program
+//!   sending each client address to one shard when limits need it), and
+//!   runs one pinned executor per CPU (`shard`) on a thread of its own. The
+//!   process talks to shards only by message (`control`: stop, reload,
+//!   metrics snapshot); `supervise` restarts a shard that dies and watches
+//!   for blocked event loops.
 //! - `uring`: each shard's own `io_uring` for sockets (multishot accept and
 //!   receive into provided buffers, batched sends, deferred task work) and
 //!   the driver task that submits, reaps and sleeps through glommio.
+//! - [`tls`]: rustls configuration, certificates, SNI and shared ticket
+//!   keys, and the TLS stream that sits between the socket and the
+//!   connection loop.
 //! - [`server`]: each shard's accept loop spawns one task per connection.
 //!   The connection loop reads into a pooled buffer, answers every complete
 //!   request in it, and sends all responses with one write; the request work
@@ -54,13 +61,15 @@
 //!   sees; [`http::write`] encodes responses into the write buffer;
 //!   [`http::response`] is what handlers may return; [`http::date`] caches
 //!   the `Date` value per shard.
+//! - [`limit`]: per-shard rate limiting (GCRA over bounded key tables),
+//!   checked after routing and before the handler.
 //! - [`route`]: [`route::router`] maps method and path to a handler;
 //!   [`route::handler`] turns `async fn`s into handlers; [`route::extract`]
 //!   holds the extractors; [`route::json`] is JSON in and out with simd-json.
 //! - [`app`](App), [`config`], [`error`](Error), [`observe`], [`cli`],
 //!   [`doctor`] and [`reference`] are the edges: the builder service authors use, the
-//!   configuration tree, the error type, logging, the command line and the
-//!   app `percore serve` runs.
+//!   configuration tree, the error type, logging, access log and metrics,
+//!   the command line and the app `percore serve` runs.
 
 pub mod app;
 pub mod cli;

@@ -2,7 +2,7 @@
 //!
 //! Each shard owns its counters and is their only reader and writer (plain
 //! cells, no atomics); other threads see them in the snapshots a shard
-//! sends when asked (see [`metrics`](super::metrics)).
+//! sends when asked (see `observe::metrics`).
 
 use std::cell::Cell;
 

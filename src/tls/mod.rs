@@ -2,7 +2,7 @@
 //! reload, a `ServerConfig` built once per load and shared by the shards
 //! (each with its own session cache, all with one ticketer so a session
 //! resumes on any shard), and the stream that drives a `ServerConnection`
-//! over a shard's socket ([`stream`]).
+//! over a shard's socket (`stream`).
 //!
 //! Provider: aws-lc-rs, rustls's default, for its x86-64 assembly (AES-GCM,
 //! `ChaCha20`, P-256 and `X25519`); see `bench/README.md` for the handshake
