@@ -250,6 +250,18 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
             }
         }
     }
+    let restarts = shard
+        .beacon
+        .restarts
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if restarts > 0 {
+        tracing::info!(
+            shard = start.index,
+            cpu = start.cpu,
+            restarts,
+            "shard restarted"
+        );
+    }
     let _ = start.ready.send(Ok(start.index));
     obey(&shard, start.inbox).await;
     let timeout = shard.settings().graceful_timeout;

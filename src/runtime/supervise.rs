@@ -249,10 +249,8 @@ fn restart<S: 'static>(recipe: &Recipe<S>, index: usize) -> Result<JoinHandle<()
     let (ready, ready_rx) = mpsc::channel();
     let thread = recipe.spawn(index, ready)?;
     match ready_rx.recv_timeout(RESTART_READY) {
-        Ok(Ok(_)) => {
-            tracing::info!(shard = index, cpu = recipe.cpus[index], "shard restarted");
-            Ok(thread)
-        }
+        // The shard itself says "shard restarted" before it serves.
+        Ok(Ok(_)) => Ok(thread),
         Ok(Err(error)) => Err(error),
         Err(_) => Err(Error::Shard(index, "did not listen again in time".into())),
     }

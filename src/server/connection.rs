@@ -69,11 +69,8 @@ pub(crate) async fn serve<S: 'static>(
     let shard = &*shard;
     shard.metrics.accepted();
     // This connection keeps the limits and timeouts in force now.
-    let (limits, rules) = {
-        let settings = shard.settings();
-        (settings.limits, settings.rules)
-    };
-    let rules = &rules;
+    let settings = shard.settings();
+    let rules = &settings.rules;
     let Some(_admitted) = shard.gate.admit(peer, rules, &shard.counters, shard.index) else {
         return;
     };
@@ -85,16 +82,8 @@ pub(crate) async fn serve<S: 'static>(
             None => return,
         }
     }
-    let origin = Origin {
-        peer,
-        tls: role == Role::Tls,
-        redirect: match role {
-            Role::Redirect(port) => Some(port),
-            _ => None,
-        },
-    };
     let lends = transport.lends_buffers();
-    let mut decoder = Decoder::new(limits);
+    let mut decoder = Decoder::new(settings.limits);
     let mut io = Buffers::default();
     let mut budget = match rules.keepalive_requests {
         0 => u32::MAX,
@@ -116,7 +105,12 @@ pub(crate) async fn serve<S: 'static>(
             watch.set_idle(between_requests);
             armed_for = Some(wait);
         }
-        let read = transport.read_into(&mut io.buf, io.filled, buffer_ceiling(limits), &shard.pool);
+        let read = transport.read_into(
+            &mut io.buf,
+            io.filled,
+            buffer_ceiling(settings.limits),
+            &shard.pool,
+        );
         let read = match watch.guard(Timer::Reading, read).await {
             Ok(Ok(0)) => break,
             Ok(Ok(read)) => read,
@@ -147,6 +141,7 @@ pub(crate) async fn serve<S: 'static>(
         // Placed in a pooled block: the work future is large, and inline it
         // would make every idle connection's task as large.
         let input = &mut io.buf[io.start..io.filled];
+        let origin = Origin::of(peer, role);
         let work = serve_buffered(shard, &mut decoder, input, &mut io.out, origin, &mut budget);
         let Ok(batch) = watch.guard(Timer::Working, shard.blocks.place(work)).await else {
             Box::pin(answer_late(

@@ -460,6 +460,21 @@ pub(crate) struct Origin {
     pub(crate) redirect: Option<u16>,
 }
 
+impl Origin {
+    /// A connection from `peer` on a listener for `role`.
+    pub(crate) fn of(peer: Option<SocketAddr>, role: crate::runtime::listener::Role) -> Self {
+        use crate::runtime::listener::Role;
+        Self {
+            peer,
+            tls: role == Role::Tls,
+            redirect: match role {
+                Role::Redirect(port) => Some(port),
+                _ => None,
+            },
+        }
+    }
+}
+
 /// 301 to the same host and target over HTTPS.
 fn to_https(
     writer: &mut ResponseWriter<'_>,

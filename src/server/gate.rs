@@ -30,7 +30,9 @@ pub(crate) struct Gate {
 #[derive(Debug)]
 pub(crate) struct Admitted<'g> {
     gate: &'g Gate,
-    client: Option<Key>,
+    /// The client's key as bytes: a `u128` would align (and so pad) every
+    /// connection's task to 16 bytes.
+    client: Option<[u8; 16]>,
 }
 
 impl Gate {
@@ -62,7 +64,7 @@ impl Gate {
                     return None;
                 }
                 *count += 1;
-                Some(key)
+                Some(key.to_ne_bytes())
             }
             _ => None,
         };
@@ -115,7 +117,7 @@ impl Drop for Admitted<'_> {
         {
             waker.wake();
         }
-        if let Some(client) = self.client {
+        if let Some(client) = self.client.map(Key::from_ne_bytes) {
             let mut per_client = self.gate.per_client.borrow_mut();
             if let Some(count) = per_client.get_mut(&client) {
                 *count -= 1;

@@ -30,28 +30,13 @@ impl Transport {
     /// Sends TLS's `close_notify`; nothing to do on a plain stream.
     pub(crate) async fn shutdown(&mut self) {
         if let Self::Tls(tls) = self {
-            let _ = tls.shutdown().await;
+            let _ = Box::pin(tls.shutdown()).await;
         }
     }
 
     /// Reads what arrives next into `buf` after `filled` bytes, growing `buf`
     /// up to `max` bytes. Returns the bytes added; 0 means the peer closed.
     pub(crate) async fn read_into(
-        &mut self,
-        buf: &mut Vec<u8>,
-        filled: usize,
-        max: usize,
-        pool: &BufferPool,
-    ) -> io::Result<usize> {
-        match self {
-            Self::Tls(tls) => tls.read_into(buf, filled, max, pool).await,
-            plain => plain.plain_read_into(buf, filled, max, pool).await,
-        }
-    }
-
-    /// [`read_into`](Self::read_into) for the plain streams (TLS reads its
-    /// ciphertext with this).
-    pub(crate) async fn plain_read_into(
         &mut self,
         buf: &mut Vec<u8>,
         filled: usize,
@@ -84,7 +69,11 @@ impl Transport {
                 buf[filled..filled + bytes.len()].copy_from_slice(bytes);
                 Ok(bytes.len())
             }
-            Self::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
+            // Boxed: this future is held while a connection idles, and the
+            // TLS one (decrypt, maybe send an alert) would make every
+            // connection's task as large. (It reads its ciphertext through
+            // this same function on the plain transport inside.)
+            Self::Tls(tls) => Box::pin(tls.read_into(buf, filled, max, pool)).await,
         }
     }
 

@@ -112,7 +112,7 @@ impl TlsStream {
             }
             let read = self
                 .inner
-                .plain_read_into(&mut self.cipher_in, 0, CIPHER_IN, pool)
+                .read_into(&mut self.cipher_in, 0, CIPHER_IN, pool)
                 .await?;
             if read == 0 {
                 return Ok(false);
