@@ -31,6 +31,9 @@ use slab::Slab;
 
 use buffers::{BufferRing, GROUP};
 
+/// The smallest spin the adaptive idle poll grows back from.
+const SPIN_STEP: Duration = Duration::from_micros(2);
+
 /// `user_data` of operations whose completion is ignored (cancel, close).
 const IGNORED: u64 = u64::MAX;
 
@@ -304,18 +307,30 @@ impl Ring {
         let eventfd = crate::runtime::adopt::eventfd_reader(&self.eventfd);
         let mut waiting: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
         let mut idle_since: Option<Instant> = None;
+        // The spin adapts between 0 and `self.spin`: it doubles when work
+        // came while spinning (or soon after going to sleep, when a spin
+        // would have caught it), halves when a spin found nothing. Under a
+        // steady load the shard keeps polling; when the gaps are longer
+        // than the spin (a client-bound load, a quiet server) it stops
+        // burning the CPU in them.
+        let mut spin = self.spin;
+        let grow = |spin: Duration| (spin * 2).max(SPIN_STEP).min(self.spin);
         loop {
             if self.turn() > 0 {
-                idle_since = None;
+                if idle_since.take().is_some() {
+                    spin = grow(spin);
+                }
                 futures_lite::future::yield_now().await;
                 continue;
             }
             let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < self.spin {
+            if since.elapsed() < spin {
                 futures_lite::future::yield_now().await;
                 continue;
             }
             idle_since = None;
+            spin /= 2;
+            let asleep = Instant::now();
             // Sleep until the kernel signals the eventfd or a task queues work.
             let read = waiting.get_or_insert_with(|| {
                 let eventfd = eventfd.clone();
@@ -347,6 +362,9 @@ impl Ring {
             drop(inner);
             if signalled {
                 waiting = None;
+            }
+            if asleep.elapsed() < self.spin {
+                spin = grow(spin);
             }
         }
     }
