@@ -180,16 +180,17 @@ pub(crate) fn render(routes: &[RouteLabel], shards: &[Scraped]) -> String {
         .enumerate()
         .filter_map(|(i, s)| s.snapshot.as_ref().map(|snap| (i, snap)))
         .collect();
-    family(
+    let every_shard = || shards.iter().enumerate();
+    per_shard_family(
         &mut out,
-        "percore_shard_up",
-        "gauge",
-        "Whether the shard answered this scrape (1) or not (0).",
+        (
+            "percore_shard_up",
+            "gauge",
+            "Whether the shard answered this scrape (1) or not (0).",
+            |s: &Scraped| u64::from(s.snapshot.is_some()),
+        ),
+        every_shard(),
     );
-    for (shard, scraped) in shards.iter().enumerate() {
-        let up = u64::from(scraped.snapshot.is_some());
-        let _ = writeln!(out, "percore_shard_up{{shard=\"{shard}\"}} {up}");
-    }
     render_requests(&mut out, routes, &answered);
     render_latency(&mut out, &answered);
     let per_shard: [PerShard<Snapshot>; 8] = [
@@ -242,36 +243,26 @@ pub(crate) fn render(routes: &[RouteLabel], shards: &[Scraped]) -> String {
             |s| s.limit_evictions,
         ),
     ];
-    for (name, kind, help, value) in per_shard {
-        family(&mut out, name, kind, help);
-        for &(shard, snap) in &answered {
-            let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", value(snap));
-        }
+    for metric in per_shard {
+        per_shard_family(&mut out, metric, answered.iter().copied());
     }
     render_rejections(&mut out, &answered);
-    let supervision: [PerShard<Supervision>; 2] = [
+    let supervision: [PerShard<Scraped>; 2] = [
         (
             "percore_stalls_total",
             "counter",
             "Times the shard's event loop was blocked longer than server.stall_threshold_ms.",
-            |s| s.stalls,
+            |s| s.supervision.stalls,
         ),
         (
             "percore_shard_restarts_total",
             "counter",
             "Times the shard's thread died and was started again.",
-            |s| s.restarts,
+            |s| s.supervision.restarts,
         ),
     ];
-    for (name, kind, help, value) in supervision {
-        family(&mut out, name, kind, help);
-        for (shard, scraped) in shards.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}{{shard=\"{shard}\"}} {}",
-                value(&scraped.supervision)
-            );
-        }
+    for metric in supervision {
+        per_shard_family(&mut out, metric, every_shard());
     }
     out
 }
@@ -358,6 +349,18 @@ fn render_rejections(out: &mut String, answered: &[(usize, &Snapshot)]) {
                 );
             }
         }
+    }
+}
+
+/// A family with one `shard`-labelled sample for each of `samples`.
+fn per_shard_family<'a, T: 'a>(
+    out: &mut String,
+    (name, kind, help, value): PerShard<T>,
+    samples: impl Iterator<Item = (usize, &'a T)>,
+) {
+    family(out, name, kind, help);
+    for (shard, sample) in samples {
+        let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", value(sample));
     }
 }
 

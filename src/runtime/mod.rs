@@ -301,7 +301,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
         listeners: group.per_shard,
         roles: roles.clone(),
         settings: Settings {
-            tls: tls.clone(),
+            tls,
             ..Settings::of(config, cpus.len(), steer.is_some())
         },
         io: config.server.io,

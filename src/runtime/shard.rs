@@ -64,21 +64,20 @@ impl Settings {
     pub(crate) fn of(config: &Config, shards: usize, steered: bool) -> Self {
         let exact = (steered || shards == 1)
             && config.rate_limit.key_source() == Some(crate::limit::KeySource::Ip);
+        let fixed_headers = config.headers.render();
+        let mut tls_fixed_headers = fixed_headers.clone();
+        if !config.tls.hsts.is_empty() {
+            tls_fixed_headers.extend_from_slice(
+                format!("Strict-Transport-Security: {}\r\n", config.tls.hsts).as_bytes(),
+            );
+        }
         Self {
             rate_limit: LimitSettings::of(&config.rate_limit, shards, exact),
             tls: None,
-            tls_fixed_headers: {
-                let mut lines = config.headers.render();
-                if !config.tls.hsts.is_empty() {
-                    lines.extend_from_slice(
-                        format!("Strict-Transport-Security: {}\r\n", config.tls.hsts).as_bytes(),
-                    );
-                }
-                lines.into_boxed_slice()
-            },
+            tls_fixed_headers: tls_fixed_headers.into_boxed_slice(),
             limits: config.codec_limits(),
             rules: config.connection_rules(),
-            fixed_headers: config.headers.render().into_boxed_slice(),
+            fixed_headers: fixed_headers.into_boxed_slice(),
             health: config.health.clone(),
             metrics_path: config.metrics.shard_path().to_owned(),
             graceful_timeout: Duration::from_secs(config.server.graceful_timeout_secs),

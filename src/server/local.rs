@@ -59,13 +59,7 @@ impl<S: 'static> LocalService<S> {
             },
             ..Settings::of(&config, 1, true)
         };
-        let shard = ShardContext::new(0, Arc::new(app), settings);
-        Self {
-            shard: Rc::new(shard),
-            decoder: Decoder::new(limits),
-            budget: u32::MAX,
-            peer: None,
-        }
+        Self::from_settings(app, settings)
     }
 
     /// A service for `app` with the limits, headers and rate limits of
@@ -78,15 +72,17 @@ impl<S: 'static> LocalService<S> {
         if !problems.is_empty() {
             return Err(crate::Error::Config(problems));
         }
-        let settings = Settings::of(config, 1, true);
-        let limits = settings.limits;
-        let shard = ShardContext::new(0, Arc::new(app), settings);
-        Ok(Self {
-            shard: Rc::new(shard),
-            decoder: Decoder::new(limits),
+        Ok(Self::from_settings(app, Settings::of(config, 1, true)))
+    }
+
+    fn from_settings(app: App<S>, settings: Settings) -> Self {
+        let decoder = Decoder::new(settings.limits);
+        Self {
+            shard: Rc::new(ShardContext::new(0, Arc::new(app), settings)),
+            decoder,
             budget: u32::MAX,
             peer: None,
-        })
+        }
     }
 
     /// Serves as if the connection came from `peer` (rate limits key on it).

@@ -47,12 +47,7 @@ impl Transport {
         // bytes have arrived, so a waiting connection holds no buffer.
         match self {
             Self::Stream(stream) => {
-                if buf.is_empty() {
-                    *buf = pool.take_read();
-                }
-                if filled == buf.len() {
-                    grow(buf, filled + 1, max)?;
-                }
+                make_room(buf, filled, max, pool)?;
                 stream.read(&mut buf[filled..]).await
             }
             Self::Ring(connection) => {
@@ -101,8 +96,25 @@ impl Transport {
     }
 }
 
+/// Makes room in `buf` for at least one byte after `filled`: a buffer from
+/// `pool` when it has none, else grown (up to `max`) when full.
+pub(crate) fn make_room(
+    buf: &mut Vec<u8>,
+    filled: usize,
+    max: usize,
+    pool: &BufferPool,
+) -> io::Result<()> {
+    if buf.is_empty() {
+        *buf = pool.take_read();
+    }
+    if filled == buf.len() {
+        grow(buf, filled + 1, max)?;
+    }
+    Ok(())
+}
+
 /// Grows `buf` to hold at least `needed` bytes (doubling), at most `max`.
-pub(crate) fn grow(buf: &mut Vec<u8>, needed: usize, max: usize) -> io::Result<()> {
+fn grow(buf: &mut Vec<u8>, needed: usize, max: usize) -> io::Result<()> {
     if needed > max {
         return Err(io::Error::new(
             io::ErrorKind::OutOfMemory,

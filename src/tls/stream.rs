@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use rustls::ServerConnection;
 
 use crate::server::pool::BufferPool;
-use crate::server::transport::{Transport, grow};
+use crate::server::transport::{Transport, make_room};
 
 /// Ciphertext read from the socket at most at once.
 const CIPHER_IN: usize = 64 * 1024;
@@ -60,12 +60,7 @@ impl TlsStream {
         pool: &BufferPool,
     ) -> io::Result<usize> {
         loop {
-            if buf.is_empty() {
-                *buf = pool.take_read();
-            }
-            if filled == buf.len() {
-                grow(buf, filled + 1, max)?;
-            }
+            make_room(buf, filled, max, pool)?;
             match self.conn.reader().read(&mut buf[filled..]) {
                 Ok(read) => return Ok(read),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
