@@ -46,13 +46,6 @@ fn from(source: IpAddr, server: SocketAddr, request: &[u8]) -> support::Reply {
     Client::connect_from(source, server).request(request)
 }
 
-/// A sample of a Prometheus text body.
-fn sample(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-}
-
 #[test]
 fn each_client_address_always_reaches_the_same_shard() {
     let config = limited(2, vec![policy("default", 1e6, 1_000_000, &[])]);
@@ -140,7 +133,7 @@ fn a_client_gets_burst_plus_rate_times_time_across_connections_and_shards() {
     let metrics = server.metrics();
     let total: u64 = (0..2)
         .map(|s| {
-            sample(
+            support::sample(
                 &metrics,
                 &format!(r#"percore_rate_limited_total{{shard="{s}"}}"#),
             )
@@ -206,11 +199,11 @@ fn a_flood_of_addresses_keeps_the_tables_bounded() {
     }
     let metrics = server.metrics();
     assert_eq!(
-        sample(&metrics, r#"percore_rate_limit_keys{shard="0"}"#),
+        support::sample(&metrics, r#"percore_rate_limit_keys{shard="0"}"#),
         50
     );
     assert_eq!(
-        sample(&metrics, r#"percore_rate_limit_evictions_total{shard="0"}"#),
+        support::sample(&metrics, r#"percore_rate_limit_evictions_total{shard="0"}"#),
         250
     );
     // The most recent keys are still held: their budget is spent.
@@ -231,11 +224,11 @@ fn a_dry_run_counts_and_refuses_nothing() {
     }
     let metrics = server.metrics();
     assert_eq!(
-        sample(&metrics, r#"percore_rate_limited_dry_run_total{shard="0"}"#),
+        support::sample(&metrics, r#"percore_rate_limited_dry_run_total{shard="0"}"#),
         4
     );
     assert_eq!(
-        sample(&metrics, r#"percore_rate_limited_total{shard="0"}"#),
+        support::sample(&metrics, r#"percore_rate_limited_total{shard="0"}"#),
         0
     );
     server.stop().unwrap();

@@ -48,13 +48,6 @@ impl Captured {
     }
 }
 
-/// The value of one integer sample in a Prometheus text body.
-fn sample(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-}
-
 #[test]
 fn a_shard_that_dies_is_restarted_with_its_listener() {
     let log = Captured::install();
@@ -88,10 +81,13 @@ fn a_shard_that_dies_is_restarted_with_its_listener() {
     }
     let metrics = server.metrics();
     assert_eq!(
-        sample(&metrics, r#"percore_shard_restarts_total{shard="0"}"#),
+        support::sample(&metrics, r#"percore_shard_restarts_total{shard="0"}"#),
         1
     );
-    assert_eq!(sample(&metrics, r#"percore_shard_up{shard="0"}"#), 1);
+    assert_eq!(
+        support::sample(&metrics, r#"percore_shard_up{shard="0"}"#),
+        1
+    );
     assert_eq!(server.cpus(), [cpu]);
     let text = log.text();
     assert!(text.contains("shard died; restarting it"), "{text}");
@@ -122,7 +118,10 @@ fn the_watchdog_reports_a_blocked_event_loop() {
         "ok"
     );
     let metrics = server.metrics();
-    assert_eq!(sample(&metrics, r#"percore_stalls_total{shard="0"}"#), 1);
+    assert_eq!(
+        support::sample(&metrics, r#"percore_stalls_total{shard="0"}"#),
+        1
+    );
     server.stop().unwrap();
     let text = log.text();
     let blocked = text

@@ -29,6 +29,14 @@ pub fn start<S: 'static>(app: App<S>, shards: usize) -> Server {
     app.start(&config).expect("server starts")
 }
 
+/// The value of one integer sample (`name{labels}`) in a Prometheus text
+/// body; panics, showing the body, when it is not there.
+pub fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
 /// The first listen address of `server`.
 pub fn addr(server: &Server) -> SocketAddr {
     server.local_addrs()[0]
