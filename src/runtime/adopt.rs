@@ -22,15 +22,3 @@ pub(crate) fn unix_stream(socket: std::os::unix::net::UnixStream) -> glommio::ne
     // socket, so glommio becomes its only owner and closes it once.
     unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
 }
-
-/// A glommio file reading a duplicate of `eventfd`, so that a shard can
-/// wait for the eventfd through its executor.
-pub(crate) fn eventfd_reader(
-    eventfd: &std::os::fd::OwnedFd,
-) -> std::rc::Rc<glommio::io::BufferedFile> {
-    let duplicate = eventfd.try_clone().expect("duplicating an eventfd");
-    let fd = duplicate.into_raw_fd();
-    // SAFETY: `into_raw_fd` gave up ownership of an open eventfd, so glommio
-    // becomes its only owner and closes it once.
-    std::rc::Rc::new(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
-}

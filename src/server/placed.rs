@@ -77,8 +77,9 @@ impl<F: Future> Future for Placed<'_, F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: nothing is moved out of `self`; `Placed` is only a handle.
-        let this = unsafe { self.get_unchecked_mut() };
+        // `Placed` is `Unpin` (a raw pointer, a box, a reference): the
+        // future it runs never moves with it.
+        let this = self.get_mut();
         match this {
             Placed::Boxed(future) => future.as_mut().poll(cx),
             Placed::Pooled { slot, block, .. } => {

@@ -1,4 +1,4 @@
-//! The shard's own `io_uring` for the socket data path.
+//! The shard's own `io_uring` for sockets and files.
 //!
 //! glommio stays the executor (tasks, timers, channels); sockets go through
 //! this ring instead of glommio's streams. It is set up with `SINGLE_ISSUER`,
@@ -9,33 +9,59 @@
 //! submitted together. A driver task submits and reaps; when there is
 //! nothing to do it waits, through glommio, on an eventfd the ring signals,
 //! so an idle shard sleeps and timers and messages are never delayed.
+//!
+//! Every operation has a record (`op`) that owns what the kernel may touch
+//! until its last completion: an owner that goes away first abandons the
+//! record (and cancels the operation), never frees memory under the kernel.
+//! Outbound connects, timeouts and file operations (`oneshot`, `file`) use
+//! the same records as the server's sockets (`socket`).
 #![allow(unsafe_code, reason = "io_uring shares memory with the kernel")]
 
 mod buffers;
-mod ops;
+#[allow(
+    dead_code,
+    reason = "the seam static files build on (their issue); tested in uring::tests"
+)]
+mod file;
+mod oneshot;
+mod op;
+mod socket;
 
-pub(crate) use ops::{Acceptor, Connection};
+#[allow(
+    unused_imports,
+    reason = "the seam static files build on (their issue); tested in uring::tests"
+)]
+pub(crate) use file::{FileStat, open_beneath, read_at, stat};
+#[allow(
+    unused_imports,
+    reason = "the seam the outbound client builds on (its issue); tested in uring::tests"
+)]
+pub(crate) use oneshot::{connect, sleep};
+pub(crate) use socket::{Acceptor, Connection};
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, cqueue, opcode, types};
+use io_uring::{IoUring, opcode, squeue, types};
 use slab::Slab;
 
 use buffers::{BufferRing, GROUP};
+use op::{IGNORED, Multishot, Phase, Slot};
 
 /// The smallest spin the adaptive idle poll grows back from.
 const SPIN_STEP: Duration = Duration::from_micros(2);
 
-/// `user_data` of operations whose completion is ignored (cancel, close).
-const IGNORED: u64 = u64::MAX;
+/// How long a dropped ring waits for the kernel to finish its operations
+/// before it leaks their memory rather than free it under the kernel.
+const DROP_DEADLINE: Duration = Duration::from_millis(100);
 
 /// Sizes of a shard's ring.
 #[derive(Clone, Copy, Debug)]
@@ -61,57 +87,34 @@ impl Default for RingConfig {
     }
 }
 
-/// What a multishot receive delivered.
+/// Where a pushed entry went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RecvEvent {
-    Data { id: u16, len: u32 },
-    End,
-    Error(i32),
-}
-
-/// A queue of results from a multishot operation, read by one task.
-struct Stream<T> {
-    queue: VecDeque<T>,
-    waker: Option<Waker>,
-    armed: bool,
-    /// The owner is gone; drop the slot once the kernel is done with it.
-    abandoned: bool,
-    /// Cancelled on purpose: not re-armed when it ends.
-    stopping: bool,
-}
-
-impl<T> Default for Stream<T> {
-    fn default() -> Self {
-        Self {
-            queue: VecDeque::new(),
-            waker: None,
-            armed: false,
-            abandoned: false,
-            stopping: false,
-        }
-    }
-}
-
-enum Slot {
-    Accept(Stream<i32>),
-    Recv(Stream<RecvEvent>, RawFd),
-    Send {
-        result: Option<i32>,
-        waker: Option<Waker>,
-        buffer: Vec<u8>,
-        abandoned: bool,
-    },
+#[must_use]
+pub(crate) enum Queued {
+    /// Into the submission queue.
+    Now,
+    /// The submission queue stayed full: into the ring's overflow list,
+    /// which the next turn submits first, in order.
+    Overflowed,
 }
 
 struct Inner {
-    // Dropped first: the kernel lets go of the buffers before they are freed.
-    uring: IoUring,
-    buffers: BufferRing,
+    /// Dropped by hand: after every operation ended, or at a crash
+    /// (`crashed`), never twice.
+    uring: ManuallyDrop<IoUring>,
+    /// Freed only once no operation can still write to it; leaked otherwise.
+    buffers: ManuallyDrop<BufferRing>,
     slots: Slab<Slot>,
     /// Receives stopped for want of buffers, re-armed when one comes back.
     starved: Vec<usize>,
+    /// Entries that found the submission queue full.
+    overflow: VecDeque<squeue::Entry>,
+    /// How many entries ever overflowed.
+    overflowed: u64,
     driver: Option<Waker>,
     wake: Vec<Waker>,
+    /// `uring` was dropped by [`release_after_crash`].
+    crashed: bool,
 }
 
 /// A shard's ring. Shared by the shard's tasks through `Rc`.
@@ -124,17 +127,17 @@ pub(crate) struct Ring {
 impl Ring {
     /// Creates the ring on the current (shard) thread.
     pub(crate) fn new(config: RingConfig) -> io::Result<Rc<Ring>> {
-        let mut uring = IoUring::builder()
+        let uring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_coop_taskrun()
             .setup_taskrun_flag()
-            .setup_cqsize(config.entries * 4)
+            .setup_cqsize(config.entries.saturating_mul(4))
             .build(config.entries)?;
         let buffers = BufferRing::new(config.buffers, config.buffer_size)?;
         let (address, count) = buffers.registration();
-        // SAFETY: the ring memory lives in `buffers`, which outlives `uring`
-        // (field order in `Inner`), and is not freed while registered.
+        // SAFETY: the ring memory lives in `buffers`, which is freed only
+        // after every operation that could use it ended (see `Drop`).
         unsafe {
             uring
                 .submitter()
@@ -150,15 +153,19 @@ impl Ring {
         let eventfd = unsafe { OwnedFd::from_raw_fd(raw) };
         uring.submitter().register_eventfd(eventfd.as_raw_fd())?;
         // Signalled only while the driver sleeps (see `drive`).
+        let mut uring = uring;
         uring.completion().disable_eventfd();
         let ring = Rc::new(Ring {
             inner: RefCell::new(Inner {
-                uring,
-                buffers,
+                uring: ManuallyDrop::new(uring),
+                buffers: ManuallyDrop::new(buffers),
                 slots: Slab::with_capacity(256),
                 starved: Vec::new(),
+                overflow: VecDeque::new(),
+                overflowed: 0,
                 driver: None,
                 wake: Vec::new(),
+                crashed: false,
             }),
             eventfd,
             spin: config.spin,
@@ -170,35 +177,18 @@ impl Ring {
         Ok(ring)
     }
 
-    /// Queues one submission and wakes the driver to submit it.
-    fn push(inner: &mut Inner, entry: &io_uring::squeue::Entry) {
-        // SAFETY: every entry built here points only at memory that outlives
-        // the operation: send buffers are kept in their slot until the
-        // completion, receives use the provided-buffer ring.
-        let pushed = unsafe { inner.uring.submission().push(entry) };
-        if pushed.is_err() {
-            // Queue full: submit what is there, then retry once.
-            let _ = inner.uring.submit();
-            // SAFETY: as above.
-            if unsafe { inner.uring.submission().push(entry) }.is_err() {
-                tracing::error!("io_uring submission queue stays full; operation dropped");
-            }
-        }
-        if let Some(driver) = inner.driver.take() {
-            driver.wake();
-        }
+    /// How many operations are in flight (records the ring keeps).
+    #[cfg_attr(not(test), allow(dead_code, reason = "read by tests and metrics"))]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.inner.borrow().slots.len()
     }
 
     /// Starts a multishot accept on `listener`.
-    pub(crate) fn accept(self: &Rc<Self>, listener: RawFd) -> Acceptor {
+    pub(crate) fn accept(self: &Rc<Self>, listener: std::os::fd::RawFd) -> Acceptor {
         let mut inner = self.inner.borrow_mut();
-        let key = inner.slots.insert(Slot::Accept(Stream::default()));
-        Ring::arm_accept(&mut inner, key, listener);
-        Acceptor {
-            ring: Rc::clone(self),
-            key,
-            listener,
-        }
+        let key = inner.slots.insert(Slot::Accept(Multishot::default()));
+        inner.arm_accept(key, listener);
+        Acceptor::new(Rc::clone(self), key, listener)
     }
 
     /// Ends every multishot accept: each acceptor then yields the sockets
@@ -209,34 +199,25 @@ impl Ring {
         let mut wake = Vec::new();
         for (key, slot) in &mut inner.slots {
             if let Slot::Accept(stream) = slot {
-                stream.stopping = true;
-                if stream.armed {
-                    cancel.push(key);
-                } else {
-                    stream.queue.push_back(-libc::ECANCELED);
-                    wake.extend(stream.waker.take());
+                match stream.phase {
+                    Phase::Armed => {
+                        stream.phase = Phase::Cancelling;
+                        cancel.push(key);
+                    }
+                    Phase::Unarmed => {
+                        stream.phase = Phase::Ended;
+                        stream.queue.push_back(-libc::ECANCELED);
+                        wake.extend(stream.waker.take());
+                    }
+                    _ => {}
                 }
             }
         }
         for key in cancel {
-            let entry = opcode::AsyncCancel::new(key as u64)
-                .build()
-                .user_data(IGNORED);
-            Ring::push(&mut inner, &entry);
+            inner.cancel(key);
         }
         drop(inner);
         wake.into_iter().for_each(Waker::wake);
-    }
-
-    fn arm_accept(inner: &mut Inner, key: usize, listener: RawFd) {
-        if let Some(Slot::Accept(stream)) = inner.slots.get_mut(key) {
-            stream.armed = true;
-        }
-        let entry = opcode::AcceptMulti::new(types::Fd(listener))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(key as u64);
-        Self::push(inner, &entry);
     }
 
     /// Starts a multishot receive on the connected socket `fd`, which the
@@ -244,24 +225,9 @@ impl Ring {
     pub(crate) fn connection(self: &Rc<Self>, fd: OwnedFd) -> Connection {
         let mut inner = self.inner.borrow_mut();
         let raw = fd.as_raw_fd();
-        let key = inner.slots.insert(Slot::Recv(Stream::default(), raw));
-        Ring::arm_recv(&mut inner, key);
-        Connection {
-            ring: Rc::clone(self),
-            key,
-            fd: Some(fd),
-        }
-    }
-
-    fn arm_recv(inner: &mut Inner, key: usize) {
-        let Some(Slot::Recv(stream, fd)) = inner.slots.get_mut(key) else {
-            return;
-        };
-        stream.armed = true;
-        let entry = opcode::RecvMulti::new(types::Fd(*fd), GROUP)
-            .build()
-            .user_data(key as u64);
-        Self::push(inner, &entry);
+        let key = inner.slots.insert(Slot::Recv(Multishot::default(), raw));
+        inner.arm_recv(key);
+        Connection::new(Rc::clone(self), key, fd)
     }
 
     /// Returns a receive buffer to the kernel and re-arms starved receives.
@@ -269,7 +235,7 @@ impl Ring {
         let mut inner = self.inner.borrow_mut();
         inner.buffers.give_back(id);
         while let Some(key) = inner.starved.pop() {
-            Ring::arm_recv(&mut inner, key);
+            inner.arm_recv(key);
         }
     }
 
@@ -278,6 +244,7 @@ impl Ring {
     fn turn(&self) -> usize {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
+        inner.flush_overflow();
         let queued = inner.uring.submission().len();
         if queued > 0 || inner.uring.submission().taskrun() {
             match inner.uring.submit() {
@@ -304,7 +271,7 @@ impl Ring {
     /// Runs the ring until the shard stops: submit, reap, wake tasks; sleep
     /// on the eventfd (through glommio) when there is nothing to do.
     pub(crate) async fn drive(self: Rc<Self>) {
-        let eventfd = crate::runtime::adopt::eventfd_reader(&self.eventfd);
+        let eventfd = eventfd_reader(&self.eventfd);
         let mut waiting: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
         let mut idle_since: Option<Instant> = None;
         // The spin adapts between 0 and `self.spin`: it doubles when work
@@ -346,7 +313,8 @@ impl Ring {
                     return Poll::Ready(true);
                 }
                 let mut inner = self.inner.borrow_mut();
-                let pending = !inner.uring.submission().is_empty()
+                let pending = !inner.overflow.is_empty()
+                    || !inner.uring.submission().is_empty()
                     || inner.uring.submission().taskrun()
                     || !inner.uring.completion().is_empty();
                 if pending {
@@ -370,6 +338,24 @@ impl Ring {
     }
 }
 
+/// The descriptor of `owner` (a glommio socket, which offers only
+/// `AsRawFd`) as a borrowed descriptor, for socket options.
+pub(crate) fn borrow_fd<T: AsRawFd>(owner: &T) -> std::os::fd::BorrowedFd<'_> {
+    // SAFETY: `owner` keeps its descriptor open at least as long as it is
+    // borrowed, and the result cannot outlive that borrow.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(owner.as_raw_fd()) }
+}
+
+/// A glommio file reading a duplicate of `eventfd`, so that the driver can
+/// sleep on the eventfd through its executor.
+fn eventfd_reader(eventfd: &OwnedFd) -> Rc<glommio::io::BufferedFile> {
+    let duplicate = eventfd.try_clone().expect("duplicating an eventfd");
+    let fd = duplicate.into_raw_fd();
+    // SAFETY: `into_raw_fd` gave up ownership of an open eventfd, so glommio
+    // becomes its only owner and closes it once.
+    Rc::new(unsafe { glommio::io::BufferedFile::from_raw_fd(fd) })
+}
+
 thread_local! {
     /// This thread's rings, for [`release_after_crash`].
     static RINGS: RefCell<Vec<Weak<Ring>>> = const { RefCell::new(Vec::new()) };
@@ -379,20 +365,24 @@ thread_local! {
 /// connections they hold each other by) are never dropped. This ends what
 /// they held: every operation is cancelled, every connection socket the
 /// ring still serves is closed (their owners will never run again), then
-/// the ring itself, which lets go of the listening sockets' accepts.
+/// the ring itself, which lets go of the listening sockets' accepts. The
+/// buffers stay allocated: the leaked ring never frees them.
 pub(crate) fn release_after_crash() {
     for ring in RINGS.take().iter().filter_map(Weak::upgrade) {
         let Ok(mut inner) = ring.inner.try_borrow_mut() else {
             tracing::error!("a crashed shard's ring was in use; its sockets stay open");
             continue;
         };
+        if inner.crashed {
+            continue;
+        }
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
             .build()
             .user_data(IGNORED);
         let mut ops = vec![cancel];
         for (_, slot) in &inner.slots {
             if let Slot::Recv(stream, fd) = slot
-                && !stream.abandoned
+                && stream.phase != Phase::Abandoned
             {
                 ops.push(
                     opcode::Close::new(types::Fd(*fd))
@@ -401,51 +391,174 @@ pub(crate) fn release_after_crash() {
                 );
             }
         }
-        for op in &ops {
-            Ring::push(&mut inner, op);
+        let count = ops.len();
+        for op in ops {
+            // SAFETY: cancels and closes carry no addresses.
+            let _ = unsafe { inner.push(op) };
         }
-        let _ = inner.uring.submit_and_wait(ops.len());
-        // SAFETY: the ring's descriptor is closed once; its owner (leaked
-        // with the crashed tasks) never drops.
-        unsafe { libc::close(inner.uring.as_raw_fd()) };
+        inner.flush_overflow();
+        let _ = inner.uring.submit_and_wait(count);
+        inner.crashed = true;
+        // SAFETY: dropped once: `crashed` keeps every later path (this loop,
+        // `Drop`) from touching it again, and the leaked tasks never run.
+        unsafe { ManuallyDrop::drop(&mut inner.uring) };
     }
 }
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        // Cancel everything and give in-flight operations a moment to end
-        // before their memory is freed.
         let inner = self.inner.get_mut();
+        if inner.crashed {
+            return;
+        }
+        // Every owner is gone (each holds the ring), so each record left is
+        // abandoned and waits for its last completion: cancel them all and
+        // reap until they are done.
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
             .build()
             .user_data(IGNORED);
-        // SAFETY: a cancel entry refers to no memory.
-        let _ = unsafe { inner.uring.submission().push(&cancel) };
-        let deadline = Instant::now() + Duration::from_millis(100);
+        // SAFETY: a cancel carries no addresses.
+        let _ = unsafe { inner.push(cancel) };
+        let deadline = Instant::now() + DROP_DEADLINE;
         while !inner.slots.is_empty() && Instant::now() < deadline {
+            inner.flush_overflow();
             let timeout = types::Timespec::new().nsec(10_000_000);
             let args = types::SubmitArgs::new().timespec(&timeout);
             if inner.uring.submitter().submit_with_args(1, &args).is_err() {
                 break;
             }
             inner.reap();
+            // A multishot accept needs no memory of ours; closing the ring
+            // ends it.
             inner
                 .slots
                 .retain(|_, slot| !matches!(slot, Slot::Accept(_)));
         }
+        let leftover = inner.slots.len();
+        if leftover == 0 {
+            // SAFETY: no operation remains that could use the buffers.
+            unsafe { ManuallyDrop::drop(&mut inner.buffers) };
+        } else {
+            // The kernel may still write to the buffers and to what the
+            // records hold: leak them rather than free memory under it.
+            tracing::warn!(
+                operations = leftover,
+                "io_uring operations outlived their cancel; their memory is leaked"
+            );
+            std::mem::forget(std::mem::take(&mut inner.slots));
+        }
+        // SAFETY: dropped once, here (not crashed, checked above).
+        unsafe { ManuallyDrop::drop(&mut inner.uring) };
     }
 }
 
 impl Inner {
+    /// Queues `entry` for the kernel. When the submission queue stays full
+    /// after a submit, the entry waits in the overflow list (submitted
+    /// first, in order, by the next turn): nothing is dropped.
+    ///
+    /// # Safety
+    /// Every address `entry` carries must stay valid until the operation's
+    /// last completion: it must point into what the operation's record
+    /// holds (`op::Held`, the buffer ring) or at nothing.
+    unsafe fn push(&mut self, entry: squeue::Entry) -> Queued {
+        if let Some(driver) = self.driver.take() {
+            driver.wake();
+        }
+        if self.overflow.is_empty() {
+            // SAFETY: the caller's guarantee.
+            if unsafe { self.uring.submission().push(&entry) }.is_ok() {
+                return Queued::Now;
+            }
+            // Full: submit what is there to make room, then try once more.
+            let _ = self.uring.submit();
+            // SAFETY: the caller's guarantee.
+            if unsafe { self.uring.submission().push(&entry) }.is_ok() {
+                return Queued::Now;
+            }
+        }
+        self.overflowed += 1;
+        if self.overflowed.is_power_of_two() {
+            tracing::warn!(
+                overflowed = self.overflowed,
+                "the io_uring submission queue was full; entries wait for the next submit"
+            );
+        }
+        self.overflow.push_back(entry);
+        Queued::Overflowed
+    }
+
+    /// Moves what waits in the overflow list into the submission queue.
+    fn flush_overflow(&mut self) {
+        while let Some(entry) = self.overflow.front() {
+            // SAFETY: each entry met `push`'s contract when it was pushed,
+            // and its record still holds what it points at (a record lives
+            // until its operation's last completion, which has not come).
+            if unsafe { self.uring.submission().push(entry) }.is_err() {
+                let _ = self.uring.submit();
+                // SAFETY: as above.
+                if unsafe { self.uring.submission().push(entry) }.is_err() {
+                    return;
+                }
+            }
+            self.overflow.pop_front();
+        }
+    }
+
+    /// Cancels the operation of record `key` (its completions still come).
+    fn cancel(&mut self, key: usize) {
+        let entry = opcode::AsyncCancel::new(key as u64)
+            .build()
+            .user_data(IGNORED);
+        // SAFETY: a cancel carries no addresses.
+        let _ = unsafe { self.push(entry) };
+    }
+
+    fn arm_accept(&mut self, key: usize, listener: std::os::fd::RawFd) {
+        if let Some(Slot::Accept(stream)) = self.slots.get_mut(key) {
+            stream.phase = Phase::Armed;
+        }
+        let entry = opcode::AcceptMulti::new(types::Fd(listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(key as u64);
+        // SAFETY: an accept without a peer address buffer carries no addresses.
+        let _ = unsafe { self.push(entry) };
+    }
+
+    fn arm_recv(&mut self, key: usize) {
+        let Some(Slot::Recv(stream, fd)) = self.slots.get_mut(key) else {
+            return;
+        };
+        stream.phase = Phase::Armed;
+        let entry = opcode::RecvMulti::new(types::Fd(*fd), GROUP)
+            .build()
+            .user_data(key as u64);
+        // SAFETY: the receive writes only into the provided-buffer ring,
+        // which outlives every operation (see `Ring`'s drop).
+        let _ = unsafe { self.push(entry) };
+    }
+
     /// Ends a multishot operation whose owner is gone: cancels it while the
-    /// kernel still holds it (its last completion removes the slot), or
-    /// removes the slot at once.
-    fn abandon(&mut self, key: usize, armed: bool) {
-        if armed {
-            let cancel = opcode::AsyncCancel::new(key as u64)
-                .build()
-                .user_data(IGNORED);
-            Ring::push(self, &cancel);
+    /// kernel still holds it (its last completion removes the record), or
+    /// removes the record at once.
+    fn abandon_multishot(&mut self, key: usize) {
+        let in_kernel = match self.slots.get_mut(key) {
+            Some(Slot::Accept(stream)) => {
+                let in_kernel = stream.in_kernel();
+                stream.phase = Phase::Abandoned;
+                in_kernel
+            }
+            Some(Slot::Recv(stream, _)) => {
+                let in_kernel = stream.in_kernel();
+                stream.phase = Phase::Abandoned;
+                in_kernel
+            }
+            _ => return,
+        };
+        self.starved.retain(|&starved| starved != key);
+        if in_kernel {
+            self.cancel(key);
         } else {
             self.slots.remove(key);
         }
@@ -464,88 +577,11 @@ impl Inner {
         } = self;
         for cqe in uring.completion() {
             completed += 1;
-            dispatch(
-                slots,
-                buffers,
-                starved,
-                wake,
-                cqe.user_data(),
-                cqe.result(),
-                cqe.flags(),
-            );
+            op::dispatch(slots, buffers, starved, wake, &cqe);
         }
         completed
     }
 }
 
-/// Applies one completion to its slot.
-fn dispatch(
-    slots: &mut Slab<Slot>,
-    buffers: &mut BufferRing,
-    starved: &mut Vec<usize>,
-    wake: &mut Vec<Waker>,
-    user_data: u64,
-    result: i32,
-    flags: u32,
-) {
-    let Ok(key) = usize::try_from(user_data) else {
-        return;
-    };
-    if user_data == IGNORED {
-        return;
-    }
-    let more = cqueue::more(flags);
-    let remove = match slots.get_mut(key) {
-        None => false,
-        Some(Slot::Accept(stream)) => {
-            if !stream.abandoned {
-                stream.queue.push_back(result);
-                wake.extend(stream.waker.take());
-            } else if result >= 0 {
-                // Accepted after its acceptor was dropped: nobody will serve it.
-                // SAFETY: a successful accept completion is a descriptor we own.
-                drop(unsafe { OwnedFd::from_raw_fd(result) });
-            }
-            stream.armed = more;
-            stream.abandoned && !more
-        }
-        Some(Slot::Recv(stream, _)) => {
-            let event = match (result, cqueue::buffer_select(flags)) {
-                (len, Some(id)) if len > 0 => Some(RecvEvent::Data {
-                    id,
-                    len: len.unsigned_abs(),
-                }),
-                (0, _) => Some(RecvEvent::End),
-                (e, _) if e == -libc::ENOBUFS && !stream.abandoned => {
-                    starved.push(key);
-                    None
-                }
-                (e, _) if e == -libc::ECANCELED && stream.abandoned => None,
-                (e, _) => Some(RecvEvent::Error(-e)),
-            };
-            stream.armed = more;
-            if stream.abandoned {
-                if let Some(RecvEvent::Data { id, .. }) = event {
-                    buffers.give_back(id);
-                }
-            } else if let Some(event) = event {
-                stream.queue.push_back(event);
-                wake.extend(stream.waker.take());
-            }
-            stream.abandoned && !more
-        }
-        Some(Slot::Send {
-            result: done,
-            waker,
-            abandoned,
-            ..
-        }) => {
-            *done = Some(result);
-            wake.extend(waker.take());
-            *abandoned
-        }
-    };
-    if remove {
-        slots.remove(key);
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+//! What tasks hold: a listener's [`Acceptor`], a socket's [`Connection`]
+//! (receives lent as [`Received`], sends that keep their buffer in the
+//! ring's record until the kernel is done with it).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use io_uring::{opcode, types};
+
+use super::Ring;
+use super::op::{IGNORED, Phase, RecvEvent, Slot};
+
+/// A listener's multishot accept.
+pub(crate) struct Acceptor {
+    ring: Rc<Ring>,
+    key: usize,
+    listener: RawFd,
+}
+
+impl Acceptor {
+    pub(super) fn new(ring: Rc<Ring>, key: usize, listener: RawFd) -> Self {
+        Self {
+            ring,
+            key,
+            listener,
+        }
+    }
+
+    /// The next accepted socket.
+    pub(crate) async fn next(&mut self) -> io::Result<OwnedFd> {
+        let result = futures_lite::future::poll_fn(|cx| {
+            let mut inner = self.ring.inner.borrow_mut();
+            let rearm = match inner.slots.get_mut(self.key) {
+                Some(Slot::Accept(stream)) => {
+                    if let Some(result) = stream.queue.pop_front() {
+                        return std::task::Poll::Ready(result);
+                    }
+                    if stream.phase == Phase::Ended {
+                        return std::task::Poll::Ready(-libc::ECANCELED);
+                    }
+                    stream.waker = Some(cx.waker().clone());
+                    stream.phase == Phase::Unarmed
+                }
+                _ => return std::task::Poll::Ready(-libc::EBADF),
+            };
+            if rearm {
+                inner.arm_accept(self.key, self.listener);
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        if result < 0 {
+            return Err(io::Error::from_raw_os_error(-result));
+        }
+        // SAFETY: a successful accept completion is a new descriptor we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(result) })
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        let mut inner = self.ring.inner.borrow_mut();
+        if let Some(Slot::Accept(stream)) = inner.slots.get_mut(self.key) {
+            for accepted in stream.queue.drain(..).filter(|&fd| fd >= 0) {
+                // SAFETY: a successful accept completion is a descriptor we
+                // own; nobody took this one.
+                drop(unsafe { OwnedFd::from_raw_fd(accepted) });
+            }
+        }
+        inner.abandon_multishot(self.key);
+    }
+}
+
+/// A connected socket served through the ring.
+pub(crate) struct Connection {
+    ring: Rc<Ring>,
+    key: usize,
+    fd: Option<OwnedFd>,
+}
+
+/// Received bytes, lent from the provided-buffer ring until dropped.
+pub(crate) struct Received {
+    ring: Rc<Ring>,
+    id: u16,
+    len: usize,
+}
+
+impl Received {
+    /// The bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        let inner = self.ring.inner.borrow();
+        // SAFETY: the kernel handed us buffer `id` with `len` bytes and it is
+        // returned only when `self` drops.
+        let bytes: &[u8] = unsafe { inner.buffers.bytes(self.id, self.len) };
+        // SAFETY: the buffer memory is freed only with the ring, which
+        // `self.ring` keeps alive, and only `self` may give buffer `id`
+        // back, so the slice stays valid for `&self` after the `RefCell`
+        // guard is released.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) }
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        self.ring.give_back(self.id);
+    }
+}
+
+impl Connection {
+    pub(super) fn new(ring: Rc<Ring>, key: usize, fd: OwnedFd) -> Self {
+        Self {
+            ring,
+            key,
+            fd: Some(fd),
+        }
+    }
+
+    /// The socket.
+    pub(crate) fn socket(&self) -> socket2::SockRef<'_> {
+        socket2::SockRef::from(self.fd.as_ref().expect("open until dropped"))
+    }
+
+    /// Makes the close abortive (`SO_LINGER` 0): the kernel answers RST and
+    /// frees the socket's buffers at once instead of trying to deliver what
+    /// is queued to a peer that stopped reading.
+    pub(crate) fn reset_on_close(&self) {
+        let _ = self.socket().set_linger(Some(Duration::ZERO));
+    }
+
+    /// The next bytes from the peer; `Ok(None)` at end of stream.
+    pub(crate) async fn recv(&mut self) -> io::Result<Option<Received>> {
+        let event = futures_lite::future::poll_fn(|cx| {
+            let mut inner = self.ring.inner.borrow_mut();
+            let rearm = match inner.slots.get_mut(self.key) {
+                Some(Slot::Recv(stream, _)) => {
+                    if let Some(event) = stream.queue.pop_front() {
+                        return std::task::Poll::Ready(event);
+                    }
+                    stream.waker = Some(cx.waker().clone());
+                    stream.phase == Phase::Unarmed
+                }
+                _ => return std::task::Poll::Ready(RecvEvent::Error(libc::EBADF)),
+            };
+            if rearm {
+                inner.arm_recv(self.key);
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        match event {
+            RecvEvent::Data { id, len } => Ok(Some(Received {
+                ring: Rc::clone(&self.ring),
+                id,
+                len: len as usize,
+            })),
+            RecvEvent::End => Ok(None),
+            RecvEvent::Error(errno) => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+
+    /// Sends all of `buffer`; gives the buffer back for reuse. Dropped
+    /// before it finishes, the send in flight is cancelled.
+    pub(crate) async fn send_all(&mut self, buffer: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let fd = self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        let mut buffer = buffer;
+        let mut sent = 0;
+        while sent < buffer.len() {
+            let (result, returned) = super::oneshot::send(&self.ring, fd, buffer, sent).await;
+            buffer = returned;
+            match result {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buffer),
+                Ok(n) => sent += n,
+                Err(e) => return (Err(e), buffer),
+            }
+        }
+        (Ok(()), buffer)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut inner = self.ring.inner.borrow_mut();
+        let mut release = Vec::new();
+        if let Some(Slot::Recv(stream, _)) = inner.slots.get_mut(self.key) {
+            for event in stream.queue.drain(..) {
+                if let RecvEvent::Data { id, .. } = event {
+                    release.push(id);
+                }
+            }
+        }
+        inner.abandon_multishot(self.key);
+        for id in release {
+            inner.buffers.give_back(id);
+        }
+        if let Some(fd) = self.fd.take() {
+            // The ring closes it after the cancels, in the same batch; the
+            // socket itself goes once no operation holds it any more.
+            let fd = fd.into_raw_fd();
+            let close = opcode::Close::new(types::Fd(fd)).build().user_data(IGNORED);
+            // SAFETY: a close carries no addresses.
+            let _ = unsafe { inner.push(close) };
+        }
+    }
+}
