@@ -84,6 +84,7 @@ pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod tls;
+pub(crate) mod transport;
 pub(crate) mod uring;
 
 pub use app::App;

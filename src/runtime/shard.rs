@@ -26,8 +26,8 @@ use crate::server::accept;
 use crate::server::deadline::Deadlines;
 use crate::server::gate::Gate;
 use crate::server::placed::BlockPool;
-use crate::server::pool::BufferPool;
 use crate::tls::TlsSettings;
+use crate::transport::BufferPool;
 use crate::uring::{Ring, RingConfig};
 
 /// How often a shard stamps its [`Beacon`]: the watchdog's resolution.

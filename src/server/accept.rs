@@ -9,9 +9,9 @@ use std::os::fd::{OwnedFd, RawFd};
 use glommio::net::TcpListener;
 
 use super::connection;
-use super::transport::Transport;
 use crate::runtime::listener::Role;
 use crate::runtime::shard::ShardContext;
+use crate::transport::{Plain, Transport};
 use crate::uring::Ring;
 
 /// Pause after a failed accept (such as EMFILE), so a shard out of file
@@ -28,7 +28,7 @@ pub(crate) async fn accept_loop<S: 'static>(
         match listener.accept().await {
             Ok(stream) => {
                 let peer = stream.peer_addr().ok();
-                let transport = Transport::Stream(Box::new(stream));
+                let transport = Transport::Plain(Plain::Stream(Box::new(stream)));
                 glommio::spawn_local(connection::serve(Rc::clone(&shard), transport, peer, role))
                     .detach();
             }
@@ -59,7 +59,7 @@ pub(crate) async fn ring_accept_loop<S: 'static>(
                 let connection = ring.connection(socket);
                 // Spawned directly, not wrapped: a wrapper would keep a second
                 // copy of the arguments in every idle connection's task.
-                let transport = Transport::Ring(connection);
+                let transport = Transport::Plain(Plain::Ring(connection));
                 glommio::spawn_local(connection::serve(Rc::clone(&shard), transport, peer, role))
                     .detach();
             }

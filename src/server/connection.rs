@@ -12,8 +12,6 @@ use futures_lite::StreamExt;
 
 use super::deadline::{Expired, Registered, Timer};
 use super::exchange::{Origin, error_writer, serve_buffered};
-use super::pool::READ_BUFFER;
-use super::transport::Transport;
 use crate::config::ConnectionRules;
 use crate::http::parse::{Decoder, Limits};
 use crate::http::status::Status;
@@ -21,7 +19,7 @@ use crate::http::write::{BodyStream, CONTINUE, LAST_CHUNK, encode_chunk};
 use crate::observe::counters::Rejection;
 use crate::runtime::listener::Role;
 use crate::runtime::shard::ShardContext;
-use crate::tls::stream::TlsStream;
+use crate::transport::{READ_BUFFER, TlsStream, Transport};
 
 /// What a connection is waiting for from its peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +89,8 @@ pub(crate) async fn serve<S: 'static>(
     };
     let mut served_any = false;
     let mut armed_for: Option<Wait> = None;
+    // The close follows a refusal the peer may still be sending into.
+    let mut lingering = false;
     loop {
         let wait = io.wait(&decoder);
         // A draining shard closes keep-alive connections between requests;
@@ -117,13 +117,14 @@ pub(crate) async fn serve<S: 'static>(
             Ok(Err(error)) if error.kind() == std::io::ErrorKind::OutOfMemory => {
                 // Rare paths are boxed so they do not enlarge every connection's task.
                 Box::pin(reject_oversized(&mut transport, shard, &mut io.out)).await;
+                lingering = true;
                 break;
             }
             Ok(Err(_)) => break,
             // Woken by the drain, not by a timeout.
             Err(Expired) if between_requests && shard.draining.get() => break,
             Err(Expired) => {
-                Box::pin(time_out(
+                lingering = Box::pin(time_out(
                     wait,
                     served_any,
                     &mut transport,
@@ -165,12 +166,18 @@ pub(crate) async fn serve<S: 'static>(
         if !io.out.is_empty() {
             watch.arm(Timer::Working, rules.send);
             // Placed like the work: a send future is large to carry while idle.
-            let send = shard.blocks.place(transport.write_all(&mut io.out));
+            let send = shard
+                .blocks
+                .place(transport.write_all(&mut io.out, &shard.pool));
             match watch.guard(Timer::Working, send).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => break,
                 Err(Expired) => {
+                    // The send was cancelled with its future; the peer
+                    // stopped reading, so the socket is reset rather than
+                    // left holding what it could not deliver.
                     shard.counters.count(Rejection::SendTimeout);
+                    transport.reset_on_close();
                     break;
                 }
             }
@@ -180,20 +187,60 @@ pub(crate) async fn serve<S: 'static>(
             log.flush();
         }
         if let Some((stream, chunked)) = batch.stream
-            && (Box::pin(send_stream(&mut transport, &mut io.out, stream, chunked))
-                .await
-                .is_err()
+            && (Box::pin(send_stream(
+                &mut transport,
+                &shard.pool,
+                &mut io.out,
+                stream,
+                chunked,
+            ))
+            .await
+            .is_err()
                 || !chunked)
         {
             break;
         }
         if batch.close {
+            lingering = batch.refused;
             break;
         }
         io.settle(shard, &mut decoder, lends);
     }
+    transport.shutdown(&shard.pool).await;
+    if lingering {
+        Box::pin(linger(&mut transport, shard, &watch, &mut io.buf)).await;
+    }
     io.release(shard, &mut decoder);
-    transport.shutdown().await;
+}
+
+/// Most a lingering close reads and discards.
+const LINGER_BYTES: usize = 16 << 20;
+
+/// How long a lingering close waits for the peer to stop sending.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A lingering close (nginx's `lingering_close`): after a refusal sent
+/// while the peer may still be sending its request, end the sending side
+/// (a FIN after the response) and read and discard what still comes, for
+/// a bounded time and amount, so the close does not answer unread bytes
+/// with a reset that could destroy the response before the peer reads it.
+async fn linger<S>(
+    transport: &mut Transport,
+    shard: &ShardContext<S>,
+    watch: &Registered<'_>,
+    buf: &mut Vec<u8>,
+) {
+    transport.shutdown_write();
+    watch.disarm(Timer::Working);
+    watch.arm(Timer::Reading, Some(LINGER_TIME));
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        let read = transport.discard(buf, &shard.pool);
+        match watch.guard(Timer::Reading, read).await {
+            Ok(Ok(read)) if read > 0 => discarded += read,
+            _ => break,
+        }
+    }
 }
 
 /// Wraps a new connection in TLS and completes its handshake within the
@@ -203,9 +250,12 @@ async fn handshake<S>(
     transport: Transport,
     watch: &Registered<'_>,
 ) -> Option<Transport> {
+    let Transport::Plain(plain) = transport else {
+        return None;
+    };
     let tls = shard.settings().tls.clone()?;
     let connection = rustls::ServerConnection::new(tls.config).ok()?;
-    let mut stream = Box::new(TlsStream::new(transport, connection));
+    let mut stream = Box::new(TlsStream::new(plain, connection));
     watch.arm(Timer::Reading, Some(tls.handshake_timeout));
     let done = watch
         .guard(Timer::Reading, stream.handshake(&shard.pool))
@@ -296,24 +346,30 @@ async fn answer_late<S>(
     error_writer(shard, &settings.fixed_headers, out)
         .send_error(Status::GATEWAY_TIMEOUT, "the request took too long");
     watch.arm(Timer::Working, settings.rules.send);
-    let _ = watch.guard(Timer::Working, transport.write_all(out)).await;
+    let sent = watch
+        .guard(Timer::Working, transport.write_all(out, &shard.pool))
+        .await;
+    if sent.is_err() {
+        transport.reset_on_close();
+    }
 }
 
 /// Ends a connection whose peer was too slow: 408 if part of a request had
-/// arrived, silence for an idle keep-alive connection.
+/// arrived, silence for an idle keep-alive connection. Whether a request
+/// was cut off (so its close lingers).
 async fn time_out<S>(
     wait: Wait,
     served_any: bool,
     transport: &mut Transport,
     shard: &ShardContext<S>,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     let reason = match wait {
-        Wait::Idle if served_any => return,
+        Wait::Idle if served_any => return false,
         Wait::Idle => {
             // Connected and sent nothing: nothing to answer.
             shard.counters.count(Rejection::HeaderTimeout);
-            return;
+            return false;
         }
         Wait::Head => Rejection::HeaderTimeout,
         Wait::Body => Rejection::BodyTimeout,
@@ -324,7 +380,8 @@ async fn time_out<S>(
         Status::REQUEST_TIMEOUT,
         "the request did not arrive in time",
     );
-    let _ = transport.write_all(out).await;
+    let _ = transport.write_all(out, &shard.pool).await;
+    true
 }
 
 /// Largest read buffer: a whole request at the limits, with room for chunked
@@ -349,11 +406,12 @@ async fn reject_oversized<S>(
     out.clear();
     error_writer(shard, &shard.settings().fixed_headers, out)
         .send_error(Status::PAYLOAD_TOO_LARGE, "request too large");
-    let _ = transport.write_all(out).await;
+    let _ = transport.write_all(out, &shard.pool).await;
 }
 
 async fn send_stream(
     transport: &mut Transport,
+    pool: &crate::transport::BufferPool,
     out: &mut Vec<u8>,
     mut stream: BodyStream,
     chunked: bool,
@@ -364,11 +422,11 @@ async fn send_stream(
         } else {
             out.extend_from_slice(&piece);
         }
-        transport.write_all(out).await?;
+        transport.write_all(out, pool).await?;
     }
     if chunked {
         out.extend_from_slice(LAST_CHUNK);
-        transport.write_all(out).await?;
+        transport.write_all(out, pool).await?;
     }
     Ok(())
 }

@@ -26,6 +26,9 @@ pub(crate) struct Batch {
     pub(crate) consumed: usize,
     /// The connection must close once the output is sent.
     pub(crate) close: bool,
+    /// A request was refused (its framing broken or over a limit): what
+    /// the peer still sends is unread, so the close lingers.
+    pub(crate) refused: bool,
     /// A streamed body to send after the output, and whether it is chunked.
     pub(crate) stream: Option<(BodyStream, bool)>,
 }
@@ -78,6 +81,7 @@ async fn answer_all<S>(
                 return Batch {
                     consumed,
                     close: false,
+                    refused: false,
                     stream: None,
                 };
             }
@@ -88,6 +92,7 @@ async fn answer_all<S>(
                 return Batch {
                     consumed,
                     close: true,
+                    refused: true,
                     stream: None,
                 };
             }
@@ -140,6 +145,7 @@ async fn answer_all<S>(
                     return Batch {
                         consumed,
                         close: !keep_alive,
+                        refused: false,
                         stream,
                     };
                 }

@@ -8,7 +8,5 @@ pub(crate) mod exchange;
 pub(crate) mod gate;
 pub(crate) mod local;
 pub(crate) mod placed;
-pub(crate) mod pool;
-pub(crate) mod transport;
 
 pub use local::LocalService;

@@ -1,14 +1,12 @@
 //! TLS with rustls: certificates loaded and checked at start and on every
 //! reload, a `ServerConfig` built once per load and shared by the shards
 //! (each with its own session cache, all with one ticketer so a session
-//! resumes on any shard), and the stream that drives a `ServerConnection`
-//! over a shard's socket (`stream`).
+//! resumes on any shard). The stream that drives a `ServerConnection` over
+//! a shard's socket is a transport (`transport::tls`).
 //!
 //! Provider: aws-lc-rs, rustls's default, for its x86-64 assembly (AES-GCM,
 //! `ChaCha20`, P-256 and `X25519`); see `bench/README.md` for the handshake
 //! figures it gives here.
-
-pub(crate) mod stream;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,37 +1,139 @@
-//! The byte stream under a connection: glommio's `TcpStream`, the shard's
-//! own ring (`crate::uring`), or TLS over either of them; the codec and the
-//! router never see which.
+//! The byte streams under a connection: a plain socket (glommio's
+//! `TcpStream` or the shard's own ring, [`Plain`]) and TLS over a plain
+//! socket ([`TlsStream`]), as one [`Transport`]; the codec and the router
+//! never see which. Buffers come from the shard's [`BufferPool`].
+
+pub(crate) mod pool;
+pub(crate) mod tls;
 
 use std::io;
+use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use super::pool::BufferPool;
-use crate::tls::stream::TlsStream;
 use crate::uring;
+pub(crate) use pool::{BufferPool, READ_BUFFER};
+pub(crate) use tls::TlsStream;
 
-/// A connection's byte stream.
-pub(crate) enum Transport {
+/// A plain socket.
+pub(crate) enum Plain {
     /// glommio's stream: `recv`, then a poll armed through its ring.
     Stream(Box<TcpStream>),
     /// The shard's ring: multishot receive into shared buffers, batched sends.
     Ring(uring::Connection),
-    /// TLS over one of the above.
+}
+
+/// A connection's byte stream.
+pub(crate) enum Transport {
+    /// Plain HTTP.
+    Plain(Plain),
+    /// TLS over a plain socket.
     Tls(Box<TlsStream>),
+}
+
+impl Plain {
+    /// Reads what arrives next into `buf` after `filled` bytes, growing `buf`
+    /// up to `max` bytes. Returns the bytes added; 0 means the peer closed.
+    pub(crate) async fn read_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        filled: usize,
+        max: usize,
+        pool: &BufferPool,
+    ) -> io::Result<usize> {
+        match self {
+            Self::Stream(stream) => {
+                make_room(buf, filled, max, pool)?;
+                stream.read(&mut buf[filled..]).await
+            }
+            Self::Ring(connection) => {
+                let Some(received) = connection.recv().await? else {
+                    return Ok(0);
+                };
+                // Taken only once bytes have arrived, so a waiting
+                // connection holds no buffer.
+                if buf.is_empty() {
+                    *buf = pool.take_read();
+                }
+                let bytes = received.bytes();
+                if filled + bytes.len() > buf.len() {
+                    grow(buf, filled + bytes.len(), max)?;
+                }
+                buf[filled..filled + bytes.len()].copy_from_slice(bytes);
+                Ok(bytes.len())
+            }
+        }
+    }
+
+    /// Writes all of `out`, which is left empty (and keeps its capacity).
+    pub(crate) async fn write_all(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let result = match self {
+            Self::Stream(stream) => stream.write_all(out).await,
+            Self::Ring(connection) => {
+                let (result, buffer) = connection.send_all(std::mem::take(out)).await;
+                *out = buffer;
+                result
+            }
+        };
+        out.clear();
+        result
+    }
+
+    /// Makes the close abortive: RST, and the kernel frees the socket's
+    /// buffers at once (for a peer that stopped reading).
+    fn reset_on_close(&self) {
+        let _ = match self {
+            Self::Stream(stream) => socket2::SockRef::from(&uring::borrow_fd(&**stream))
+                .set_linger(Some(Duration::ZERO)),
+            Self::Ring(connection) => {
+                connection.reset_on_close();
+                Ok(())
+            }
+        };
+    }
+
+    /// Ends the sending side (a FIN) while the receiving side stays open.
+    fn shutdown_write(&self) {
+        let _ = match self {
+            Self::Stream(stream) => socket2::SockRef::from(&uring::borrow_fd(&**stream))
+                .shutdown(std::net::Shutdown::Write),
+            Self::Ring(connection) => connection.socket().shutdown(std::net::Shutdown::Write),
+        };
+    }
 }
 
 impl Transport {
     /// Whether the connection can give its buffers back while idle.
     pub(crate) fn lends_buffers(&self) -> bool {
-        matches!(self, Self::Ring(_) | Self::Tls(_))
+        !matches!(self, Self::Plain(Plain::Stream(_)))
+    }
+
+    /// The plain socket beneath.
+    fn plain(&self) -> &Plain {
+        match self {
+            Self::Plain(plain) => plain,
+            Self::Tls(tls) => tls.plain(),
+        }
     }
 
     /// Sends TLS's `close_notify`; nothing to do on a plain stream.
-    pub(crate) async fn shutdown(&mut self) {
+    pub(crate) async fn shutdown(&mut self, pool: &BufferPool) {
         if let Self::Tls(tls) = self {
-            let _ = Box::pin(tls.shutdown()).await;
+            let _ = Box::pin(tls.shutdown(pool)).await;
         }
+    }
+
+    /// Makes the close abortive (see [`Plain`]'s): for a connection whose
+    /// peer stopped taking its responses.
+    pub(crate) fn reset_on_close(&self) {
+        self.plain().reset_on_close();
+    }
+
+    /// Ends the sending side after the last response: the peer reads it
+    /// all, then sees the end (a FIN, not a reset).
+    pub(crate) fn shutdown_write(&self) {
+        self.plain().shutdown_write();
     }
 
     /// Reads what arrives next into `buf` after `filled` bytes, growing `buf`
@@ -43,56 +145,41 @@ impl Transport {
         max: usize,
         pool: &BufferPool,
     ) -> io::Result<usize> {
-        // An empty `buf` is taken from `pool`: on the ring path only once
-        // bytes have arrived, so a waiting connection holds no buffer.
         match self {
-            Self::Stream(stream) => {
-                make_room(buf, filled, max, pool)?;
-                stream.read(&mut buf[filled..]).await
-            }
-            Self::Ring(connection) => {
-                let Some(received) = connection.recv().await? else {
-                    return Ok(0);
-                };
-                if buf.is_empty() {
-                    *buf = pool.take_read();
-                }
-                let bytes = received.bytes();
-                if filled + bytes.len() > buf.len() {
-                    grow(buf, filled + bytes.len(), max)?;
-                }
-                buf[filled..filled + bytes.len()].copy_from_slice(bytes);
-                Ok(bytes.len())
-            }
+            Self::Plain(plain) => plain.read_into(buf, filled, max, pool).await,
             // Boxed: this future is held while a connection idles, and the
             // TLS one (decrypt, maybe send an alert) would make every
-            // connection's task as large. (It reads its ciphertext through
-            // this same function on the plain transport inside.)
+            // connection's task as large.
             Self::Tls(tls) => Box::pin(tls.read_into(buf, filled, max, pool)).await,
         }
     }
 
-    /// Writes all of `out`, which is left empty (and keeps its capacity).
-    pub(crate) async fn write_all(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        match self {
-            Self::Tls(tls) => tls.write_all(out).await,
-            plain => plain.plain_write_all(out).await,
-        }
+    /// Reads and drops what the peer sends (raw bytes, ciphertext under
+    /// TLS), reusing `buf`; 0 at the end of the stream.
+    pub(crate) async fn discard(
+        &mut self,
+        buf: &mut Vec<u8>,
+        pool: &BufferPool,
+    ) -> io::Result<usize> {
+        let plain = match self {
+            Self::Plain(plain) => plain,
+            Self::Tls(tls) => tls.plain_mut(),
+        };
+        plain
+            .read_into(buf, 0, READ_BUFFER.max(buf.len()), pool)
+            .await
     }
 
-    /// [`write_all`](Self::write_all) for the plain streams.
-    pub(crate) async fn plain_write_all(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        let result = match self {
-            Self::Stream(stream) => stream.write_all(out).await,
-            Self::Ring(connection) => {
-                let (result, buffer) = connection.send_all(std::mem::take(out)).await;
-                *out = buffer;
-                result
-            }
-            Self::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
-        };
-        out.clear();
-        result
+    /// Writes all of `out`, which is left empty (and keeps its capacity).
+    pub(crate) async fn write_all(
+        &mut self,
+        out: &mut Vec<u8>,
+        pool: &BufferPool,
+    ) -> io::Result<()> {
+        match self {
+            Self::Plain(plain) => plain.write_all(out).await,
+            Self::Tls(tls) => tls.write_all(out, pool).await,
+        }
     }
 }
 
@@ -121,9 +208,7 @@ fn grow(buf: &mut Vec<u8>, needed: usize, max: usize) -> io::Result<()> {
             "request larger than the buffer limit",
         ));
     }
-    let size = needed
-        .max(buf.len() * 2)
-        .clamp(super::pool::READ_BUFFER, max);
+    let size = needed.max(buf.len() * 2).clamp(READ_BUFFER, max);
     buf.resize(size, 0);
     Ok(())
 }

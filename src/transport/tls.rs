@@ -1,23 +1,23 @@
-//! A rustls `ServerConnection` driven over a shard's socket: ciphertext
-//! comes from the inner transport (the ring or a glommio stream), plaintext
-//! goes to the connection loop's buffer; responses are encrypted and sent
-//! with one write. A peer that closes without `close_notify` ends the
-//! stream with an error, never with a clean end, so a cut-off request body
-//! is never taken for a complete one.
+//! A rustls `ServerConnection` driven over a plain socket: ciphertext
+//! comes from the socket (the ring or a glommio stream), plaintext goes to
+//! the connection loop's buffer; responses are encrypted and sent with one
+//! write. A peer that closes without `close_notify` ends the stream with an
+//! error, never with a clean end, so a cut-off request body is never taken
+//! for a complete one. Ciphertext buffers come from the shard's pool and go
+//! back once drained, so an idle TLS connection holds none.
 
 use std::io::{self, Read, Write};
 
 use rustls::ServerConnection;
 
-use crate::server::pool::BufferPool;
-use crate::server::transport::{Transport, make_room};
+use super::{BufferPool, Plain, make_room};
 
 /// Ciphertext read from the socket at most at once.
 const CIPHER_IN: usize = 64 * 1024;
 
-/// A TLS stream over a plain transport.
+/// A TLS stream over a plain socket.
 pub(crate) struct TlsStream {
-    inner: Transport,
+    inner: Plain,
     conn: ServerConnection,
     /// Ciphertext received and not yet given to rustls: `[start..end]`.
     cipher_in: Vec<u8>,
@@ -28,7 +28,7 @@ pub(crate) struct TlsStream {
 }
 
 impl TlsStream {
-    pub(crate) fn new(inner: Transport, conn: ServerConnection) -> Self {
+    pub(crate) fn new(inner: Plain, conn: ServerConnection) -> Self {
         Self {
             inner,
             conn,
@@ -39,15 +39,25 @@ impl TlsStream {
         }
     }
 
+    /// The socket beneath.
+    pub(crate) fn plain(&self) -> &Plain {
+        &self.inner
+    }
+
+    /// The socket beneath, to read past TLS (a lingering close).
+    pub(crate) fn plain_mut(&mut self) -> &mut Plain {
+        &mut self.inner
+    }
+
     /// Completes the handshake (the caller bounds it in time).
     pub(crate) async fn handshake(&mut self, pool: &BufferPool) -> io::Result<()> {
         while self.conn.is_handshaking() {
-            self.flush().await?;
+            self.flush(pool).await?;
             if !self.receive(pool).await? {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
-        self.flush().await
+        self.flush(pool).await
     }
 
     /// Reads plaintext into `buf` after `filled` bytes (growing it up to
@@ -67,23 +77,27 @@ impl TlsStream {
                 // Closed without close_notify: truncated, not ended.
                 Err(error) => return Err(error),
             }
-            self.flush().await?;
+            self.flush(pool).await?;
             if !self.receive(pool).await? {
                 // Tell rustls the socket ended; the next read says how.
                 self.conn.read_tls(&mut io::empty())?;
-                self.process().await?;
+                self.process(pool).await?;
             }
         }
     }
 
     /// Encrypts all of `out` and sends it; `out` is left empty.
-    pub(crate) async fn write_all(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+    pub(crate) async fn write_all(
+        &mut self,
+        out: &mut Vec<u8>,
+        pool: &BufferPool,
+    ) -> io::Result<()> {
         let mut written = 0;
         while written < out.len() {
             // rustls takes up to its buffer limit at a time.
             let taken = self.conn.writer().write(&out[written..])?;
             written += taken;
-            self.flush().await?;
+            self.flush(pool).await?;
             if taken == 0 && written < out.len() {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -93,18 +107,16 @@ impl TlsStream {
     }
 
     /// Sends `close_notify`.
-    pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
+    pub(crate) async fn shutdown(&mut self, pool: &BufferPool) -> io::Result<()> {
         self.conn.send_close_notify();
-        self.flush().await
+        self.flush(pool).await
     }
 
     /// Gives rustls more ciphertext (what is left, else a new read); false
     /// at the end of the socket's stream.
     async fn receive(&mut self, pool: &BufferPool) -> io::Result<bool> {
         if self.start == self.end {
-            if self.cipher_in.is_empty() {
-                self.cipher_in = vec![0; 17 * 1024];
-            }
+            // An empty buffer is taken from the pool once bytes arrive.
             let read = self
                 .inner
                 .read_into(&mut self.cipher_in, 0, CIPHER_IN, pool)
@@ -120,27 +132,37 @@ impl TlsStream {
         // plaintext out, then comes back for the rest.
         let _ = self.conn.read_tls(&mut pending);
         self.start += before - pending.len();
-        self.process().await?;
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+            pool.put_read(std::mem::take(&mut self.cipher_in));
+        }
+        self.process(pool).await?;
         Ok(true)
     }
 
     /// Processes what was received; a TLS error is sent as an alert.
-    async fn process(&mut self) -> io::Result<()> {
+    async fn process(&mut self, pool: &BufferPool) -> io::Result<()> {
         if let Err(error) = self.conn.process_new_packets() {
-            let _ = self.flush().await;
+            let _ = self.flush(pool).await;
             return Err(io::Error::new(io::ErrorKind::InvalidData, error));
         }
         Ok(())
     }
 
-    /// Sends whatever rustls has to say.
-    async fn flush(&mut self) -> io::Result<()> {
+    /// Sends whatever rustls has to say, from a pooled buffer that goes
+    /// back once sent.
+    async fn flush(&mut self, pool: &BufferPool) -> io::Result<()> {
+        if !self.conn.wants_write() {
+            return Ok(());
+        }
+        if self.cipher_out.capacity() == 0 {
+            self.cipher_out = pool.take_write();
+        }
         while self.conn.wants_write() {
             self.conn.write_tls(&mut self.cipher_out)?;
         }
-        if self.cipher_out.is_empty() {
-            return Ok(());
-        }
-        self.inner.plain_write_all(&mut self.cipher_out).await
+        let sent = self.inner.write_all(&mut self.cipher_out).await;
+        pool.put_write(std::mem::take(&mut self.cipher_out));
+        sent
     }
 }

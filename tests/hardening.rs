@@ -1,0 +1,169 @@
+//! Abuse that once left traces: clients that stop reading (no socket may
+//! outlive its connection), early refusals (the client must get the whole
+//! answer and a FIN), and running out of file descriptors.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use percore::config::IoPath;
+use percore::{Config, Rejection, Server};
+use support::addr;
+
+/// Sockets in `/proc/net/tcp` and `tcp6` whose local port is `port`, in
+/// state ESTABLISHED (01): the server's side of its connections.
+fn established_on(port: u16) -> usize {
+    let mut count = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|local| local.rsplit(':').next())
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            if local_port == Some(port) && fields.get(3) == Some(&"01") {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+fn echo_server(configure: impl FnOnce(&mut Config)) -> Server {
+    let mut config = support::config();
+    configure(&mut config);
+    percore::reference::app().start(&config).unwrap()
+}
+
+/// A client with a tiny receive window that pipelines `requests` large
+/// `POST /echo`s and never reads; its writes give up after two seconds
+/// once the server stops reading too.
+fn non_reader(addr: SocketAddr, requests: usize) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let body = format!(r#"{{"message":"{}"}}"#, "x".repeat(512 * 1024));
+    let request = format!(
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for _ in 0..requests {
+        if stream.write_all(request.as_bytes()).is_err() {
+            break;
+        }
+    }
+    stream
+}
+
+/// Waits, bounded, for `done`.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn no_socket_outlives_a_send_timeout(io: IoPath) {
+    let server = echo_server(|c| {
+        c.limits.max_connections = 10;
+        c.timeouts.send_secs = 1;
+        c.server.io = io;
+    });
+    let addr = addr(&server);
+    let clients: Vec<TcpStream> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| scope.spawn(move || non_reader(addr, 8)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Each connection the server took ends in a send timeout...
+    eventually("send timeouts", || {
+        server.rejections(Rejection::SendTimeout)
+            + server.rejections(Rejection::ShardConnectionLimit)
+            >= 12
+    });
+    // ...and then holds no socket: nothing ESTABLISHED on the server's
+    // port, though every client still holds its end open.
+    eventually("no orphaned socket", || established_on(addr.port()) == 0);
+    assert!(server.rejections(Rejection::SendTimeout) >= 1);
+    drop(clients);
+    server.stop().unwrap();
+}
+
+#[test]
+fn no_socket_outlives_a_send_timeout_on_the_ring() {
+    no_socket_outlives_a_send_timeout(IoPath::Uring);
+}
+
+#[test]
+fn no_socket_outlives_a_send_timeout_on_glommio_streams() {
+    no_socket_outlives_a_send_timeout(IoPath::Glommio);
+}
+
+/// Reads what the server sends until it closes; whether it closed with a
+/// FIN (end of stream) rather than a reset.
+fn read_to_close(stream: &mut TcpStream) -> (Vec<u8>, bool) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, false),
+            Err(e) => panic!("reading the refusal: {e}"),
+        }
+    }
+}
+
+fn an_early_refusal_is_read_whole_and_ends_with_a_fin(io: IoPath) {
+    let server = echo_server(|c| {
+        c.limits.max_body_bytes = 1024;
+        c.server.io = io;
+    });
+    let mut stream = TcpStream::connect(addr(&server)).unwrap();
+    // A body far over the limit, sent while the server has already answered.
+    let head = "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4000000\r\n\r\n";
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        writer
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < 4_000_000 && writer.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+        sent
+    });
+    let (reply, fin) = read_to_close(&mut stream);
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+    assert!(text.ends_with('}'), "the refusal was cut: {text}");
+    assert!(fin, "the refusal ended with a reset, not a FIN");
+    let _ = sender.join();
+    server.stop().unwrap();
+}
+
+#[test]
+fn an_early_refusal_is_read_whole_and_ends_with_a_fin_on_the_ring() {
+    an_early_refusal_is_read_whole_and_ends_with_a_fin(IoPath::Uring);
+}
+
+#[test]
+fn an_early_refusal_is_read_whole_and_ends_with_a_fin_on_glommio_streams() {
+    an_early_refusal_is_read_whole_and_ends_with_a_fin(IoPath::Glommio);
+}
