@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # percore against nginx and the fastest Rust servers, one core each, side by
-# side (see ../shared/BENCH.md).
+# side (the method is in bench/README.md).
 #
 #   scripts/bench-compare.sh
 #

@@ -1,23 +1,11 @@
 //! The service author's entry point: routes, handlers and shard state.
 
-use std::sync::Arc;
-
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::parse::Method;
-use crate::observe::metrics::{FIRST_APP_ROUTE, RouteLabel};
-use crate::route::handler::{Erased, ErasedHandler, Handler};
-use crate::route::router::Router;
+use crate::route::handler::Handler;
+use crate::route::service::RouteService;
 use crate::runtime::{self, Server};
-
-/// The route table of a handler, as every shard reads it.
-pub(crate) type Routes<S> = Router<Routed<S>>;
-
-/// A routed handler and its slot in the metrics.
-pub(crate) struct Routed<S> {
-    pub(crate) slot: usize,
-    pub(crate) handler: Box<dyn ErasedHandler<S>>,
-}
 
 /// An application: routes to handlers, plus a factory that builds each
 /// shard's own state.
@@ -37,16 +25,8 @@ pub(crate) struct Routed<S> {
 /// }
 /// ```
 pub struct App<S = ()> {
-    pub(crate) routes: Routes<S>,
-    /// The metrics labels of the app's routes, by slot from
-    /// [`FIRST_APP_ROUTE`].
-    labels: Vec<RouteLabel>,
-    pub(crate) state: Arc<dyn Fn() -> S + Send + Sync>,
-    pub(crate) readiness: Vec<(String, ReadinessCheck<S>)>,
+    service: RouteService<S>,
 }
-
-/// A readiness check: given the shard's state, whether this shard can serve.
-pub(crate) type ReadinessCheck<S> = Box<dyn Fn(&S) -> bool + Send + Sync>;
 
 impl<S> std::fmt::Debug for App<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,17 +34,9 @@ impl<S> std::fmt::Debug for App<S> {
     }
 }
 
-impl<S> App<S> {
-    /// How many metrics slots the app's requests use.
-    pub(crate) fn route_count(&self) -> usize {
-        FIRST_APP_ROUTE + self.labels.len()
-    }
-
-    /// The metrics label of every slot.
-    pub(crate) fn route_labels(&self) -> Vec<RouteLabel> {
-        let mut labels = RouteLabel::built_in();
-        labels.extend(self.labels.iter().cloned());
-        labels
+impl<S> From<App<S>> for RouteService<S> {
+    fn from(app: App<S>) -> Self {
+        app.service
     }
 }
 
@@ -88,10 +60,7 @@ impl<S: 'static> App<S> {
     /// [`State`](crate::State); it need not be `Send`.
     pub fn with_state(factory: impl Fn() -> S + Send + Sync + 'static) -> Self {
         Self {
-            routes: Router::new(),
-            labels: Vec::new(),
-            state: Arc::new(factory),
-            readiness: Vec::new(),
+            service: RouteService::new(factory),
         }
     }
 
@@ -107,17 +76,9 @@ impl<S: 'static> App<S> {
         pattern: &str,
         handler: H,
     ) -> Self {
-        let routed = Routed {
-            slot: FIRST_APP_ROUTE + self.labels.len(),
-            handler: Box::new(Erased::new(handler)),
-        };
-        if let Err(error) = self.routes.insert(method, pattern, routed) {
+        if let Err(error) = self.service.route(method, pattern, handler) {
             panic!("{error}");
         }
-        self.labels.push(RouteLabel {
-            method: method.as_str(),
-            route: pattern.to_owned(),
-        });
         self
     }
 
@@ -160,7 +121,9 @@ impl<S: 'static> App<S> {
         name: &str,
         check: impl Fn(&S) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.readiness.push((name.to_owned(), Box::new(check)));
+        self.service
+            .readiness
+            .push((name.to_owned(), Box::new(check)));
         self
     }
 
@@ -169,7 +132,7 @@ impl<S: 'static> App<S> {
     /// # Errors
     /// Startup failures: bad CPUs, an address in use, `io_uring` refused.
     pub fn start(self, config: &Config) -> Result<Server, Error> {
-        runtime::start(config, self)
+        runtime::start(config, self.service)
     }
 
     /// Serves until SIGINT or SIGTERM, then stops.
@@ -181,7 +144,7 @@ impl<S: 'static> App<S> {
         reason = "lets callers write .serve(Config::default())"
     )]
     pub fn serve(self, config: Config) -> Result<(), Error> {
-        runtime::serve(&config, self, None)
+        runtime::serve(&config, self.service, None)
     }
 
     /// Serves like [`serve`](Self::serve); on SIGHUP, `reload` reads the
@@ -201,6 +164,6 @@ impl<S: 'static> App<S> {
         config: Config,
         reload: impl FnMut() -> Result<Config, Error> + Send + 'static,
     ) -> Result<(), Error> {
-        runtime::serve(&config, self, Some(Box::new(reload)))
+        runtime::serve(&config, self.service, Some(Box::new(reload)))
     }
 }

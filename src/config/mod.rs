@@ -9,10 +9,12 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::http::parse::{Limits, MAX_HEADERS_CEILING};
-use crate::observe::access::AccessFormat;
-use crate::runtime::cpus::CpuList;
 
 mod load;
+mod values;
+
+pub use values::{AccessFormat, Cidr, CpuList};
+pub(crate) use values::{KeySource, mapped, mask};
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -325,8 +327,7 @@ impl Default for RateLimitConfig {
 
 impl RateLimitConfig {
     /// The key source `key` names, if it is valid.
-    pub(crate) fn key_source(&self) -> Option<crate::limit::KeySource> {
-        use crate::limit::KeySource;
+    pub(crate) fn key_source(&self) -> Option<KeySource> {
         match self.key.as_str() {
             "ip" => Some(KeySource::Ip),
             "forwarded" => Some(KeySource::Forwarded),
@@ -353,7 +354,7 @@ impl RateLimitConfig {
             "must list the proxies when rate_limit.key = \"forwarded\"",
         );
         for proxy in &self.trusted_proxies {
-            if let Err(why) = crate::limit::Cidr::parse(proxy) {
+            if let Err(why) = Cidr::parse(proxy) {
                 check(false, "rate_limit.trusted_proxies", &why);
             }
         }

@@ -7,7 +7,6 @@
 
 use std::cell::Cell;
 
-use crate::limit::LateHeaders;
 use std::pin::Pin;
 
 use futures_lite::Stream;
@@ -47,9 +46,16 @@ pub struct ResponseWriter<'a> {
     /// Echoed as `X-Request-ID` when set.
     request_id: &'a [u8],
     /// Header lines decided after the writer was made (rate-limit fields).
-    late: Option<&'a LateHeaders>,
+    late: Option<&'a dyn LateHeaders>,
     /// The status actually written, once written.
     sent: Option<Status>,
+}
+
+/// Header lines decided after a response writer was made (the rate
+/// limiter's fields): written with the head, by whoever decided them.
+pub(crate) trait LateHeaders {
+    /// Appends the lines, if any, to `out`.
+    fn write_to(&self, out: &mut Vec<u8>);
 }
 
 impl std::fmt::Debug for ResponseWriter<'_> {
@@ -103,7 +109,7 @@ impl<'a> ResponseWriter<'a> {
 
     /// Adds whatever `late` holds when the head is written.
     #[must_use]
-    pub(crate) fn with_late_headers(mut self, late: &'a LateHeaders) -> Self {
+    pub(crate) fn with_late_headers(mut self, late: &'a dyn LateHeaders) -> Self {
         self.late = Some(late);
         self
     }

@@ -6,71 +6,7 @@ use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 
 use super::table::Key;
-
-/// An address block, such as `10.0.0.0/8` or `::1/128`, in IPv6 space
-/// (IPv4 as mapped addresses).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    net: u128,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Parses `addr/prefix` or a bare address (one host).
-    ///
-    /// # Errors
-    /// A sentence saying what is wrong.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let ip: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("{text:?} is not an address or block (like 10.0.0.0/8)"))?;
-        let (base, width) = match ip {
-            IpAddr::V4(_) => (96, 32),
-            IpAddr::V6(_) => (0, 128),
-        };
-        let bits = match prefix {
-            None => width,
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= width)
-                .ok_or_else(|| format!("{text:?}: the prefix must be 0 to {width}"))?,
-        };
-        let prefix = base + bits;
-        Ok(Self {
-            net: mapped(ip) & mask(prefix),
-            prefix,
-        })
-    }
-
-    /// Whether `ip` is inside the block.
-    #[must_use]
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        mapped(ip) & mask(self.prefix) == self.net
-    }
-}
-
-/// An address as 128 bits, IPv4 as its IPv4-mapped IPv6 form.
-fn mapped(ip: IpAddr) -> u128 {
-    let v6 = match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    };
-    u128::from(v6)
-}
-
-fn mask(prefix: u8) -> u128 {
-    match prefix {
-        0 => 0,
-        p => u128::MAX << (128 - u32::from(p.min(128))),
-    }
-}
+use crate::config::{Cidr, mapped, mask};
 
 /// The key of a client address: IPv4 whole, IPv6 cut to `v6_prefix` bits
 /// (a host usually owns a whole /64).

@@ -19,8 +19,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
+pub use crate::config::Cidr;
+use crate::config::KeySource;
 pub use gcra::{Gcra, Verdict};
-pub use key::Cidr;
 pub use table::{Key, Table};
 
 use crate::config::RateLimitConfig;
@@ -28,18 +29,6 @@ use crate::http::parse::HeaderSpan;
 use crate::http::write::push_decimal;
 use crate::observe::log::OncePerSecond;
 use crate::observe::metrics::{FIRST_APP_ROUTE, RouteLabel, UNMATCHED};
-
-/// Whom requests are counted against.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum KeySource {
-    /// The peer's address.
-    Ip,
-    /// Behind trusted proxies, the address they forwarded.
-    Forwarded,
-    /// A request header's value (lower-case name); the client address when
-    /// the header is absent.
-    Header(String),
-}
 
 /// One policy as a shard enforces it.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,14 +100,14 @@ impl LimitSettings {
 /// fields of the request, rendered when the head is written. Filled at
 /// most once per request; nothing is allocated.
 #[derive(Default)]
-pub(crate) struct LateHeaders {
+pub(crate) struct RateLimitHeaders {
     /// The policy's fixed part, up to `RateLimit: "name";r=`.
     prefix: RefCell<Option<Rc<[u8]>>>,
     remaining: Cell<u64>,
     reset_secs: Cell<u64>,
 }
 
-impl LateHeaders {
+impl RateLimitHeaders {
     /// Sets `RateLimit-Policy` and `RateLimit`
     /// (draft-ietf-httpapi-ratelimit-headers): the quota and its window,
     /// what is left and when the quota is whole again.
@@ -127,9 +116,10 @@ impl LateHeaders {
         self.remaining.set(verdict.remaining);
         self.reset_secs.set(ceil_secs(verdict.reset_ns));
     }
+}
 
-    /// Appends the lines, if any, to `out`.
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+impl crate::http::write::LateHeaders for RateLimitHeaders {
+    fn write_to(&self, out: &mut Vec<u8>) {
         if let Some(prefix) = &*self.prefix.borrow() {
             out.extend_from_slice(prefix);
             push_decimal(out, self.remaining.get());
@@ -230,7 +220,7 @@ impl Limiter {
         slot: usize,
         request: &ClientFacts<'_>,
         now: Instant,
-        late: &LateHeaders,
+        late: &RateLimitHeaders,
     ) -> Option<Refusal> {
         if !self.settings.enabled {
             return None;

@@ -9,20 +9,9 @@ use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// How requests are logged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AccessFormat {
-    /// Not logged.
-    #[default]
-    Off,
-    /// nginx's `combined`, then the request time and the request ID.
-    Combined,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::config::AccessFormat;
 
 /// One request, as logged.
 #[derive(Debug, Serialize)]

@@ -6,3 +6,4 @@ pub mod handler;
 pub mod json;
 mod path;
 pub mod router;
+pub mod service;

@@ -5,12 +5,13 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-use super::shard::Settings;
+pub(crate) use crate::observe::beacon::Beacon;
 use crate::observe::metrics::{self, RouteLabel, Scraped, Snapshot, Supervision};
+use crate::server::shard::Settings;
 
 /// What a shard is told to do.
 pub(crate) enum Command {
@@ -61,36 +62,6 @@ impl Mailbox {
             Ok(()) => true,
             Err(error) => error.kind() == std::io::ErrorKind::WouldBlock,
         }
-    }
-}
-
-/// What a shard publishes for the watchdog: plain stores the shard makes
-/// and another thread reads now and then (on x86-64 a relaxed store is an
-/// ordinary `mov`; nothing is read-modify-written on the request path).
-#[derive(Debug, Default)]
-pub(crate) struct Beacon {
-    /// Milliseconds since the Unix epoch when the loop last turned; 0 when
-    /// the shard is not running.
-    pub(crate) heartbeat: AtomicU64,
-    /// The route slot of the last request the shard started.
-    pub(crate) route: AtomicU32,
-    /// Stalls seen by the watchdog.
-    pub(crate) stalls: AtomicU64,
-    /// Times the shard was restarted.
-    pub(crate) restarts: AtomicU64,
-}
-
-impl Beacon {
-    /// Stamps the heartbeat with now.
-    pub(crate) fn beat(&self) {
-        self.heartbeat
-            .store(super::notify::now_millis(), Ordering::Relaxed);
-    }
-
-    /// Records that a request to route `slot` started.
-    pub(crate) fn started(&self, slot: usize) {
-        self.route
-            .store(u32::try_from(slot).unwrap_or(0), Ordering::Relaxed);
     }
 }
 

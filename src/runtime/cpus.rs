@@ -6,73 +6,9 @@
 //! `--cpus` and `--shards` choose among them; asking for a CPU outside the
 //! usable set is an error, never a silent fallback.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// A list of CPU numbers, written like the kernel's: `0,2-3`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CpuList(pub Vec<usize>);
-
-impl FromStr for CpuList {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let mut cpus = Vec::new();
-        for part in text
-            .trim()
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            let number = |s: &str| {
-                s.trim()
-                    .parse::<usize>()
-                    .map_err(|_| format!("'{s}' in CPU list '{text}' is not a CPU number"))
-            };
-            match part.split_once('-') {
-                Some((first, last)) => {
-                    let (first, last) = (number(first)?, number(last)?);
-                    if first > last {
-                        return Err(format!(
-                            "range '{part}' in CPU list '{text}' runs backwards"
-                        ));
-                    }
-                    cpus.extend(first..=last);
-                }
-                None => cpus.push(number(part)?),
-            }
-        }
-        if cpus.is_empty() {
-            return Err(format!("CPU list '{text}' names no CPU"));
-        }
-        cpus.sort_unstable();
-        cpus.dedup();
-        Ok(CpuList(cpus))
-    }
-}
-
-impl fmt::Display for CpuList {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
-        f.write_str(&parts.join(","))
-    }
-}
-
-impl Serialize for CpuList {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for CpuList {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+pub use crate::config::CpuList;
 
 /// What this process may use.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,16 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::Error;
 
-/// What a listening address is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// Plain HTTP.
-    Plain,
-    /// HTTPS.
-    Tls,
-    /// Plain HTTP answering 301 to HTTPS on this port.
-    Redirect(u16),
-}
+pub(crate) use crate::server::Role;
 
 /// The sockets of every shard (`[shard][address]`) and the bound addresses.
 #[derive(Debug)]

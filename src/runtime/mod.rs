@@ -1,8 +1,8 @@
 //! Process-level runtime: choose CPUs, open listeners, start one pinned
 //! glommio executor (shard) per CPU, and stop them.
 
+pub(crate) mod admin;
 pub(crate) mod adopt;
-pub mod blocking;
 pub(crate) mod control;
 pub mod cpus;
 pub(crate) mod listener;
@@ -19,15 +19,15 @@ use std::thread::JoinHandle;
 
 use glommio::GlommioError;
 
-use crate::app::App;
 use crate::config::Config;
 use crate::config::Problem;
 use crate::error::Error;
 use crate::observe::access::{self, AccessFormat};
 use crate::observe::counters::Rejection;
+use crate::route::service::RouteService;
+use crate::server::shard::Settings;
 use control::Control;
 use cpus::Usable;
-use shard::Settings;
 use supervise::{Event, Recipe, Watchdog};
 
 /// A running server: its shards, the addresses they listen on, and the
@@ -47,7 +47,7 @@ pub struct Server {
     events: mpsc::Sender<Event>,
     supervisor: Option<JoinHandle<Result<(), Error>>>,
     watchdog: Option<Watchdog>,
-    admin: Option<crate::observe::admin::Admin>,
+    admin: Option<admin::Admin>,
     /// The access log's writer thread, joined (all lines written) at stop.
     access_writer: Option<JoinHandle<()>>,
 }
@@ -116,7 +116,7 @@ impl Server {
     /// The admin listener's address, when `metrics.listen` is set.
     #[must_use]
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(crate::observe::admin::Admin::addr)
+        self.admin.as_ref().map(admin::Admin::addr)
     }
 
     /// How many requests or connections all shards refused for `reason`
@@ -256,7 +256,7 @@ impl Drop for Server {
 }
 
 /// Starts every shard; returns once all of them listen.
-pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, Error> {
+pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result<Server, Error> {
     let problems = config.validate();
     if !problems.is_empty() {
         return Err(Error::Config(problems));
@@ -273,7 +273,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: App<S>) -> Result<Server, 
     let tls = crate::tls::load(&config.tls, &ticketer).map_err(Error::Config)?;
     let control = Arc::new(Control::new(cpus.len(), app.route_labels()));
     let admin = match config.metrics.listen {
-        Some(addr) => Some(crate::observe::admin::Admin::start(
+        Some(addr) => Some(admin::Admin::start(
             addr,
             &config.metrics.path,
             Arc::clone(&control),
@@ -463,7 +463,7 @@ pub type Reloader = Box<dyn FnMut() -> Result<Config, Error> + Send>;
 /// shard; an invalid configuration is refused whole and logged.
 pub(crate) fn serve<S: 'static>(
     config: &Config,
-    app: App<S>,
+    app: RouteService<S>,
     mut reload: Option<Reloader>,
 ) -> Result<(), Error> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};

@@ -5,7 +5,6 @@
 //! (not started by systemd with `Type=notify`) it does nothing.
 
 use std::os::unix::net::UnixDatagram;
-use std::time::SystemTime;
 
 /// Sends `state` to systemd, if it is listening.
 pub(crate) fn notify(state: &str) {
@@ -27,11 +26,4 @@ pub(crate) fn notify(state: &str) {
     if let Err(error) = sent {
         tracing::warn!(%error, state, "could not notify systemd");
     }
-}
-
-/// Milliseconds since the Unix epoch, as shards stamp their heartbeats.
-pub(crate) fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -1,7 +1,8 @@
-//! One shard: its context (routes, state, `Date` cache, limits) and the task
-//! that brings it up on its executor, serves, and returns when told to stop.
+//! One shard's life: the task that brings it up on its executor (pinned,
+//! listening, heartbeating), carries out the process's commands, and
+//! drains when told to stop.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
@@ -12,167 +13,23 @@ use std::os::fd::AsRawFd;
 use futures_lite::AsyncReadExt;
 
 use super::adopt;
-use super::control::{Beacon, Command, Control, Inbox};
-use crate::app::App;
-use crate::config::{Config, ConnectionRules, HealthConfig, IoPath};
-use crate::http::date::DateCache;
-use crate::http::parse::Limits;
-use crate::limit::{LimitSettings, Limiter};
+use super::control::{Command, Control, Inbox};
+use crate::config::IoPath;
 use crate::observe::access::{AccessFormat, AccessLog};
-use crate::observe::counters::Counters;
-use crate::observe::metrics::{ShardMetrics, Snapshot};
-use crate::runtime::listener::Role;
+use crate::route::service::RouteService;
+use crate::server::Role;
 use crate::server::accept;
-use crate::server::deadline::Deadlines;
-use crate::server::gate::Gate;
-use crate::server::placed::BlockPool;
-use crate::tls::TlsSettings;
-use crate::transport::BufferPool;
+use crate::server::shard::{Settings, ShardContext};
 use crate::uring::{Ring, RingConfig};
 
 /// How often a shard stamps its [`Beacon`]: the watchdog's resolution.
 const HEARTBEAT: Duration = Duration::from_millis(100);
 
-/// The settings a reload can change. A connection keeps the limits and
-/// timeouts in force when it was accepted; headers, health and metrics
-/// routes apply to every response from the moment they arrive.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub(crate) limits: Limits,
-    pub(crate) rules: ConnectionRules,
-    /// Security header lines for every response.
-    pub(crate) fixed_headers: Box<[u8]>,
-    /// The built-in health routes.
-    pub(crate) health: HealthConfig,
-    /// The built-in metrics route on the shard's listeners ("" when off or
-    /// served by the admin listener).
-    pub(crate) metrics_path: String,
-    /// How long open connections may take to finish when the shard stops.
-    pub(crate) graceful_timeout: Duration,
-    /// Rate limiting, as each shard enforces it.
-    pub(crate) rate_limit: LimitSettings,
-    /// TLS, when HTTPS listeners are configured (set by the caller: loading
-    /// certificates reads files).
-    pub(crate) tls: Option<TlsSettings>,
-    /// The fixed headers of HTTPS responses (`fixed_headers` and HSTS).
-    pub(crate) tls_fixed_headers: Box<[u8]>,
-}
-
-impl Settings {
-    /// The settings of `config` for each of `shards` shards, whose
-    /// listeners are `steered` by client address or not.
-    pub(crate) fn of(config: &Config, shards: usize, steered: bool) -> Self {
-        let exact = (steered || shards == 1)
-            && config.rate_limit.key_source() == Some(crate::limit::KeySource::Ip);
-        let fixed_headers = config.headers.render();
-        let mut tls_fixed_headers = fixed_headers.clone();
-        if !config.tls.hsts.is_empty() {
-            tls_fixed_headers.extend_from_slice(
-                format!("Strict-Transport-Security: {}\r\n", config.tls.hsts).as_bytes(),
-            );
-        }
-        Self {
-            rate_limit: LimitSettings::of(&config.rate_limit, shards, exact),
-            tls: None,
-            tls_fixed_headers: tls_fixed_headers.into_boxed_slice(),
-            limits: config.codec_limits(),
-            rules: config.connection_rules(),
-            fixed_headers: fixed_headers.into_boxed_slice(),
-            health: config.health.clone(),
-            metrics_path: config.metrics.shard_path().to_owned(),
-            graceful_timeout: Duration::from_secs(config.server.graceful_timeout_secs),
-        }
-    }
-}
-
-/// Everything a shard's connections read; owned by that shard alone.
-pub(crate) struct ShardContext<S> {
-    pub(crate) index: usize,
-    pub(crate) app: Arc<App<S>>,
-    pub(crate) state: S,
-    pub(crate) date: DateCache,
-    settings: RefCell<Rc<Settings>>,
-    pub(crate) pool: BufferPool,
-    pub(crate) blocks: BlockPool,
-    pub(crate) deadlines: Rc<Deadlines>,
-    pub(crate) counters: Counters,
-    pub(crate) metrics: ShardMetrics,
-    pub(crate) gate: Gate,
-    /// Set when the shard stops: connections finish what they are doing,
-    /// answer with `Connection: close`, and idle ones close.
-    pub(crate) draining: Cell<bool>,
-    /// The access log, when on.
-    pub(crate) access: Option<AccessLog>,
-    /// Rate limiting (replaced when a reload changes its settings).
-    pub(crate) limiter: RefCell<Limiter>,
-    /// What the watchdog reads of this shard.
-    pub(crate) beacon: Arc<Beacon>,
-    /// Every shard's mailbox (a scrape asks them all); `None` without a
-    /// server around the shard ([`LocalService`](crate::LocalService)).
-    pub(crate) control: Option<Arc<Control>>,
-}
-
-impl<S> ShardContext<S> {
-    /// Builds the context, calling the app's state factory on this thread.
-    pub(crate) fn new(index: usize, app: Arc<App<S>>, mut settings: Settings) -> Self {
-        settings.tls = settings.tls.map(|tls| tls.for_shard());
-        let state = (app.state)();
-        let routes = app.route_count();
-        let limiter = Limiter::new(settings.rate_limit.clone(), &app.route_labels());
-        Self {
-            limiter: RefCell::new(limiter),
-            index,
-            app,
-            state,
-            date: DateCache::new(),
-            settings: RefCell::new(Rc::new(settings)),
-            pool: BufferPool::default(),
-            blocks: BlockPool::default(),
-            deadlines: Rc::default(),
-            counters: Counters::default(),
-            metrics: ShardMetrics::new(routes),
-            gate: Gate::default(),
-            draining: Cell::new(false),
-            access: None,
-            beacon: Arc::default(),
-            control: None,
-        }
-    }
-
-    /// The settings in force now.
-    pub(crate) fn settings(&self) -> Rc<Settings> {
-        Rc::clone(&self.settings.borrow())
-    }
-
-    /// Puts `settings` in force. Rate-limit state is kept unless the
-    /// rate-limit settings changed (then every key starts afresh). New TLS
-    /// handshakes use new certificates at once; open connections keep theirs.
-    pub(crate) fn reload(&self, mut settings: Settings) {
-        settings.tls = settings.tls.map(|tls| tls.for_shard());
-        if *self.limiter.borrow().settings() != settings.rate_limit {
-            let fresh = Limiter::new(settings.rate_limit.clone(), &self.app.route_labels());
-            self.limiter.borrow_mut().replace_keeping_counts(fresh);
-        }
-        *self.settings.borrow_mut() = Rc::new(settings);
-    }
-
-    /// A copy of this shard's metrics.
-    pub(crate) fn snapshot(&self) -> Snapshot {
-        let mut snapshot = self
-            .metrics
-            .snapshot(self.gate.open_connections(), &self.counters);
-        let limiter = self.limiter.borrow();
-        (snapshot.rate_limited, snapshot.rate_limited_dry_run) = limiter.counts();
-        (snapshot.limit_keys, snapshot.limit_evictions) = limiter.keys();
-        snapshot
-    }
-}
-
 /// What a shard is given when it starts.
 pub(crate) struct ShardStart<S> {
     pub(crate) index: usize,
     pub(crate) cpu: usize,
-    pub(crate) app: Arc<App<S>>,
+    pub(crate) app: Arc<RouteService<S>>,
     pub(crate) settings: Settings,
     pub(crate) io: IoPath,
     pub(crate) ring: RingConfig,
@@ -201,7 +58,8 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
         .access
         .map(|(format, writer, prefix)| AccessLog::new(format, writer, prefix, start.index));
     context.beacon = Arc::clone(&start.control.beacons[start.index]);
-    context.control = Some(start.control);
+    let control = start.control;
+    context.scrape = Some(Arc::new(move || control.metrics_text()));
     let shard = Rc::new(context);
     glommio::spawn_local(Rc::clone(&shard.deadlines).run()).detach();
     let beacon = Arc::clone(&shard.beacon);

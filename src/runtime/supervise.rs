@@ -17,11 +17,12 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use super::control::{self, Command, Control};
 use super::notify;
-use super::shard::{self, Settings, ShardStart};
-use crate::app::App;
+use super::shard::{self, ShardStart};
 use crate::config::IoPath;
 use crate::error::Error;
 use crate::observe::access::AccessFormat;
+use crate::route::service::RouteService;
+use crate::server::shard::Settings;
 use crate::uring::RingConfig;
 
 /// I/O memory glommio registers per executor. percore does no file I/O, so
@@ -58,7 +59,7 @@ pub(crate) enum Event {
 
 /// Everything needed to start shard `index` again.
 pub(crate) struct Recipe<S> {
-    pub(crate) app: Arc<App<S>>,
+    pub(crate) app: Arc<RouteService<S>>,
     pub(crate) cpus: Vec<usize>,
     /// The listening sockets of each shard, kept open for the process's life.
     pub(crate) listeners: Vec<Vec<TcpListener>>,
@@ -307,7 +308,7 @@ fn watch(control: &Control, stop: &AtomicBool, threshold: &AtomicU64, systemd: O
     let mut last_fed = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(WATCH_EVERY);
-        let now = notify::now_millis();
+        let now = crate::observe::beacon::now_millis();
         let limit = threshold.load(Ordering::Relaxed);
         for (shard, beacon) in control.beacons.iter().enumerate() {
             let beat = beacon.heartbeat.load(Ordering::Relaxed);

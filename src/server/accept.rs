@@ -9,8 +9,8 @@ use std::os::fd::{OwnedFd, RawFd};
 use glommio::net::TcpListener;
 
 use super::connection;
-use crate::runtime::listener::Role;
-use crate::runtime::shard::ShardContext;
+use crate::server::Role;
+use crate::server::shard::ShardContext;
 use crate::transport::{Plain, Transport};
 use crate::uring::Ring;
 

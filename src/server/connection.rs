@@ -17,8 +17,8 @@ use crate::http::parse::{Decoder, Limits};
 use crate::http::status::Status;
 use crate::http::write::{BodyStream, CONTINUE, LAST_CHUNK, encode_chunk};
 use crate::observe::counters::Rejection;
-use crate::runtime::listener::Role;
-use crate::runtime::shard::ShardContext;
+use crate::server::Role;
+use crate::server::shard::ShardContext;
 use crate::transport::{READ_BUFFER, TlsStream, Transport};
 
 /// What a connection is waiting for from its peer.

@@ -14,11 +14,11 @@ use crate::http::parse::{Decoded, Decoder, HeaderSpan, Message, Method, Version}
 use crate::http::request::{Request, split_target, target_str};
 use crate::http::status::Status;
 use crate::http::write::{BodyStream, ResponseContext, ResponseWriter, push_decimal};
-use crate::limit::{ClientFacts, LateHeaders, Refusal};
+use crate::limit::{ClientFacts, RateLimitHeaders, Refusal};
 use crate::observe::access::{self, Entry};
 use crate::observe::metrics::{LIVENESS, METRICS, READINESS, UNMATCHED};
 use crate::route::router::{Lookup, MAX_PARAMS};
-use crate::runtime::shard::{Settings, ShardContext};
+use crate::server::shard::{Settings, ShardContext};
 
 /// What one pass over the buffer did.
 pub(crate) struct Batch {
@@ -206,10 +206,10 @@ fn health<S>(
 /// on a blocking thread while this shard goes on serving (it answers its
 /// own part like any other shard).
 async fn metrics<S>(shard: &ShardContext<S>, writer: &mut ResponseWriter<'_>) {
-    let text = match &shard.control {
-        Some(control) => {
-            let control = std::sync::Arc::clone(control);
-            crate::runtime::blocking::blocking(move || control.metrics_text()).await
+    let text = match &shard.scrape {
+        Some(scrape) => {
+            let scrape = std::sync::Arc::clone(scrape);
+            super::blocking::blocking(move || scrape()).await
         }
         None => crate::observe::metrics::render(
             &shard.app.route_labels(),
@@ -323,7 +323,7 @@ async fn respond<S>(
         keep_alive: head.keep_alive && may_continue,
         http10: head.version == Version::Http10,
     };
-    let late = LateHeaders::default();
+    let late = RateLimitHeaders::default();
     let mut writer = ResponseWriter::new(out, context)
         .closing_when(&shard.draining)
         .with_fixed_headers(if origin.tls {
@@ -468,8 +468,8 @@ pub(crate) struct Origin {
 
 impl Origin {
     /// A connection from `peer` on a listener for `role`.
-    pub(crate) fn of(peer: Option<SocketAddr>, role: crate::runtime::listener::Role) -> Self {
-        use crate::runtime::listener::Role;
+    pub(crate) fn of(peer: Option<SocketAddr>, role: crate::server::Role) -> Self {
+        use crate::server::Role;
         Self {
             peer,
             tls: role == Role::Tls,
@@ -532,7 +532,7 @@ struct RouteFacts<'a> {
     headers: &'a [HeaderSpan],
     peer: Option<SocketAddr>,
     now: Instant,
-    late: &'a LateHeaders,
+    late: &'a RateLimitHeaders,
 }
 
 /// 429 with `Retry-After` (the `RateLimit` fields are already set).

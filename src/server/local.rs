@@ -7,14 +7,14 @@ use std::sync::Arc;
 use futures_lite::StreamExt;
 
 use super::exchange::serve_buffered;
-use crate::app::App;
 use crate::config::ConnectionRules;
 use crate::http::parse::{Decoder, Limits};
 use crate::http::write::{LAST_CHUNK, encode_chunk};
 use crate::observe::counters::Rejection;
-use crate::runtime::shard::{Settings, ShardContext};
+use crate::route::service::RouteService;
+use crate::server::shard::{Settings, ShardContext};
 
-/// The request path of an [`App`] without a socket: feed it request bytes,
+/// The request path of an [`App`](crate::App) without a socket: feed it request bytes,
 /// get response bytes. For tests, benchmarks and fuzzing; a real server
 /// runs the same code behind each connection.
 ///
@@ -43,13 +43,13 @@ impl<S> std::fmt::Debug for LocalService<S> {
 impl<S: 'static> LocalService<S> {
     /// A service for `app` with default limits, as shard 0.
     #[must_use]
-    pub fn new(app: App<S>) -> Self {
+    pub fn new(app: impl Into<RouteService<S>>) -> Self {
         Self::with_limits(app, Limits::default())
     }
 
     /// A service for `app` with `limits`.
     #[must_use]
-    pub fn with_limits(app: App<S>, limits: Limits) -> Self {
+    pub fn with_limits(app: impl Into<RouteService<S>>, limits: Limits) -> Self {
         let config = crate::config::Config::default();
         let settings = Settings {
             limits,
@@ -67,7 +67,10 @@ impl<S: 'static> LocalService<S> {
     ///
     /// # Errors
     /// When `config` is invalid.
-    pub fn with_config(app: App<S>, config: &crate::Config) -> Result<Self, crate::Error> {
+    pub fn with_config(
+        app: impl Into<RouteService<S>>,
+        config: &crate::Config,
+    ) -> Result<Self, crate::Error> {
         let problems = config.validate();
         if !problems.is_empty() {
             return Err(crate::Error::Config(problems));
@@ -75,10 +78,10 @@ impl<S: 'static> LocalService<S> {
         Ok(Self::from_settings(app, Settings::of(config, 1, true)))
     }
 
-    fn from_settings(app: App<S>, settings: Settings) -> Self {
+    fn from_settings(app: impl Into<RouteService<S>>, settings: Settings) -> Self {
         let decoder = Decoder::new(settings.limits);
         Self {
-            shard: Rc::new(ShardContext::new(0, Arc::new(app), settings)),
+            shard: Rc::new(ShardContext::new(0, Arc::new(app.into()), settings)),
             decoder,
             budget: u32::MAX,
             peer: None,

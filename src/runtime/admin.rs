@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::control::Control;
 use crate::error::Error;
-use crate::runtime::control::Control;
 
 /// How long a scraper may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,8 +33,7 @@ impl Admin {
         path: &str,
         control: Arc<Control>,
     ) -> Result<Self, Error> {
-        let listener =
-            TcpListener::bind(addr).map_err(|e| crate::runtime::listener::bind_error(addr, e))?;
+        let listener = TcpListener::bind(addr).map_err(|e| super::listener::bind_error(addr, e))?;
         let addr = listener.local_addr()?;
         let path = Arc::new(Mutex::new(path.to_owned()));
         let stop = Arc::new(AtomicBool::new(false));
