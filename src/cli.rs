@@ -58,6 +58,11 @@ struct ServeArgs {
     /// self-signed certificate made at start, for development.
     #[arg(long)]
     dev_tls: bool,
+    /// Share the listen ports with the percore already serving them, for a
+    /// zero-downtime upgrade: start the new one with --takeover, then stop
+    /// the old one (SIGTERM).
+    #[arg(long)]
+    takeover: bool,
 }
 
 /// Runs the command line `args` (program name first).
@@ -67,11 +72,12 @@ struct ServeArgs {
 pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(error) => {
-            let code = error.exit_code();
+        // `--help` and `--version` come as errors that go to standard output.
+        Err(error) if !error.use_stderr() => {
             let _ = error.print();
-            std::process::exit(code);
+            return Ok(());
         }
+        Err(error) => return Err(Error::Usage(error.render().to_string())),
     };
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
@@ -146,6 +152,9 @@ fn configure(
         }
         if let Some(io) = args.io {
             config.server.io = io;
+        }
+        if args.takeover {
+            config.server.takeover = true;
         }
         if let Some(certificate) = dev {
             if config.tls.listen.is_empty() {

@@ -90,6 +90,27 @@ fn a_taken_port_is_one_sentence_and_exit_1() {
 }
 
 #[test]
+fn a_port_another_percore_serves_is_refused_unless_taken_over() {
+    // SO_REUSEPORT would let a second process share the port silently.
+    let (mut first, addr, _log) = support::spawn_percore(&[]);
+    let output = percore(&["--listen", &addr.to_string(), "--shards", "1"]);
+    assert_clean_failure(
+        &output,
+        1,
+        &format!("another process already listens on {addr}"),
+    );
+    assert!(stderr(&output).contains("--takeover"));
+    // Asked for, the second one starts beside the first and serves.
+    let second = support::spawn_percore_args(&["--listen", &addr.to_string(), "--takeover"], &[]);
+    let mut second_child = second.child;
+    assert_eq!(second.addrs[0], addr);
+    support::sigterm(&second_child);
+    assert!(second_child.wait().unwrap().success());
+    support::sigterm(&first);
+    assert!(first.wait().unwrap().success());
+}
+
+#[test]
 fn cpus_outside_the_allowed_set_are_refused() {
     let output = percore(&["--listen", "127.0.0.1:0", "--cpus", "4095"]);
     assert_clean_failure(&output, 2, "CPU 4095 is not usable");

@@ -99,7 +99,8 @@ fn a_new_process_takes_over_without_a_failed_request() {
         }
     };
     wait_hundreds(3);
-    let (mut new, new_addr, _new_log) = support::spawn_percore_on(&addr.to_string(), &[]);
+    let (mut new, new_addr, _new_log) =
+        support::spawn_percore_on(&addr.to_string(), &[("PERCORE_TAKEOVER", "1")]);
     assert_eq!(new_addr, addr);
     wait_hundreds(3);
     support::sigterm(&old);

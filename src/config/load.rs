@@ -133,6 +133,7 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Text,
     ),
     ("PERCORE_STEERING", "server.steering", EnvKind::Text),
+    ("PERCORE_TAKEOVER", "server.takeover", EnvKind::Bool),
     (
         "PERCORE_RATE_LIMIT_ENABLED",
         "rate_limit.enabled",

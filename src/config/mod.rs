@@ -73,6 +73,11 @@ pub struct ServerConfig {
     /// keyed by client address (rate limit by `ip`, or a per-client
     /// connection cap), so the limit is exact.
     pub steering: Steering,
+    /// Share the listen ports with a process already serving them, on
+    /// purpose: the zero-downtime upgrade (start the new process with this
+    /// set, then stop the old one). Off, an address another process listens
+    /// on is a start-up error.
+    pub takeover: bool,
 }
 
 /// Whether connections are steered to shards by client address.
@@ -113,6 +118,7 @@ impl Default for ServerConfig {
             blocking_threads: 1,
             stall_threshold_ms: 1000,
             steering: Steering::Auto,
+            takeover: false,
         }
     }
 }

@@ -68,6 +68,9 @@ impl Mailbox {
 /// Every shard's mailbox and beacon, and the route labels metrics use.
 pub(crate) struct Control {
     mailboxes: Vec<Mutex<Option<Mailbox>>>,
+    /// Called once when the server stops by itself (a shard lost for
+    /// good): wakes whoever serves until a signal.
+    on_fatal: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     pub(crate) beacons: Vec<Arc<Beacon>>,
     pub(crate) routes: Vec<RouteLabel>,
 }
@@ -80,8 +83,26 @@ impl Control {
     pub(crate) fn new(shards: usize, routes: Vec<RouteLabel>) -> Self {
         Self {
             mailboxes: (0..shards).map(|_| Mutex::new(None)).collect(),
+            on_fatal: Mutex::new(None),
             beacons: (0..shards).map(|_| Arc::default()).collect(),
             routes,
+        }
+    }
+
+    /// Sets what to call when the server stops by itself.
+    pub(crate) fn on_fatal(&self, call: impl FnOnce() + Send + 'static) {
+        *self.on_fatal.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(call));
+    }
+
+    /// The server stopped by itself: calls the hook, once.
+    pub(crate) fn fatal(&self) {
+        let call = self
+            .on_fatal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(call) = call {
+            call();
         }
     }
 

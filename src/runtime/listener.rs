@@ -23,17 +23,25 @@ pub(crate) struct ListenerGroup {
 }
 
 /// Opens `shards` sockets on each address of `addrs`; with `steer` (the
-/// IPv6 key prefix), attaches the steering program to each group.
+/// IPv6 key prefix), attaches the steering program to each group. Unless
+/// `takeover`, an address another process already listens on is an error:
+/// `SO_REUSEPORT` would otherwise split its traffic between two processes
+/// without a word.
 pub(crate) fn bind(
     addrs: &[SocketAddr],
     shards: usize,
     backlog: u32,
     steer: Option<u8>,
+    takeover: bool,
 ) -> Result<ListenerGroup, Error> {
     let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
     let mut bound = Vec::with_capacity(addrs.len());
     for &addr in addrs {
+        let unserved = addr.port() == 0 || takeover || !served_elsewhere(addr);
         let first = open(addr, backlog).map_err(|e| bind_error(addr, e))?;
+        if !unserved {
+            return Err(Error::AddrServed(addr));
+        }
         let actual = first.local_addr().map_err(|e| bind_error(addr, e))?;
         per_shard[0].push(first);
         for sockets in per_shard.iter_mut().skip(1) {
@@ -49,6 +57,21 @@ pub(crate) fn bind(
         addrs: bound,
         per_shard,
     })
+}
+
+/// Whether a socket is listening on `addr` (or on a wildcard covering it)
+/// already: a plain bind, without `SO_REUSEPORT`, is refused then. (With
+/// `SO_REUSEADDR`, so that connections in TIME-WAIT do not count.)
+fn served_elsewhere(addr: SocketAddr) -> bool {
+    let probe = || -> io::Result<()> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.bind(&addr.into())
+    };
+    probe().is_err_and(|e| e.kind() == io::ErrorKind::AddrInUse)
 }
 
 fn open(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
@@ -80,7 +103,7 @@ mod tests {
 
     #[test]
     fn port_zero_is_shared_by_every_shard() {
-        let group = bind(&["127.0.0.1:0".parse().unwrap()], 2, 16, None).unwrap();
+        let group = bind(&["127.0.0.1:0".parse().unwrap()], 2, 16, None, false).unwrap();
         let port = group.addrs[0].port();
         assert_ne!(port, 0);
         for sockets in &group.per_shard {
@@ -92,6 +115,6 @@ mod tests {
     fn a_taken_port_is_reported() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        assert!(matches!(bind(&[addr], 1, 16, None), Err(Error::AddrInUse(a)) if a == addr));
+        assert!(matches!(bind(&[addr], 1, 16, None, false), Err(Error::AddrInUse(a)) if a == addr));
     }
 }

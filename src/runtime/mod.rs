@@ -21,7 +21,7 @@ use glommio::GlommioError;
 
 use crate::config::Config;
 use crate::config::Problem;
-use crate::error::Error;
+use crate::error::{Error, IoUringRefusal};
 use crate::observe::access::{self, AccessFormat};
 use crate::observe::counters::Rejection;
 use crate::route::service::RouteService;
@@ -74,6 +74,7 @@ const FIXED_KEYS: &[&str] = &[
     "server.idle_poll_us",
     "server.blocking_threads",
     "server.steering",
+    "server.takeover",
     "log.access",
     "log.access_file",
     "metrics.listen",
@@ -169,7 +170,7 @@ impl Server {
             .send(Event::Reload(Box::new(settings), done))
             .is_err()
         {
-            return Err(Error::Shard(0, "the supervisor is gone".into()));
+            return Err(Error::SupervisorLost);
         }
         // Returns once every running shard has the new settings.
         let applied = applied.recv().unwrap_or(0);
@@ -208,9 +209,7 @@ impl Server {
             return Ok(());
         };
         let _ = self.events.send(Event::Stop);
-        let result = supervisor
-            .join()
-            .unwrap_or_else(|_| Err(Error::Shard(0, "the supervisor panicked".into())));
+        let result = supervisor.join().unwrap_or(Err(Error::SupervisorLost));
         drop(self.watchdog.take());
         drop(self.admin.take());
         // Every shard has dropped its sender: the writer ends once written.
@@ -242,6 +241,7 @@ fn keep_fixed(key: &str, current: &Config, next: &mut Config) -> bool {
         "server.idle_poll_us" => keep!(server.idle_poll_us),
         "server.blocking_threads" => keep!(server.blocking_threads),
         "server.steering" => keep!(server.steering),
+        "server.takeover" => keep!(server.takeover),
         "log.access" => keep!(log.access),
         "log.access_file" => keep!(log.access_file),
         "metrics.listen" => keep!(metrics.listen),
@@ -261,12 +261,24 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
     if !problems.is_empty() {
         return Err(Error::Config(problems));
     }
+    // Before any executor: glommio panics when the kernel refuses a ring.
+    crate::uring::probe().map_err(|(call, error)| Error::IoUringRefused {
+        call,
+        reason: refusal_reason(&error),
+        error,
+    })?;
     let cpus = Usable::of_this_process()
         .choose(config.server.shards, config.server.cpus.as_ref())
         .map_err(Error::Cpus)?;
     let steer = config.steering().then_some(config.rate_limit.ipv6_prefix);
     let (addrs, roles) = listen_plan(config);
-    let group = listener::bind(&addrs, cpus.len(), config.server.backlog, steer)?;
+    let group = listener::bind(
+        &addrs,
+        cpus.len(),
+        config.server.backlog,
+        steer,
+        config.server.takeover,
+    )?;
     let roles = resolve_redirects(&roles, &group.addrs);
     let ticketer =
         crate::tls::ticketer().map_err(|e| Error::Config(vec![Problem::new("tls", e)]))?;
@@ -363,15 +375,19 @@ fn spawn_all<S: 'static>(
     }
     drop(ready);
     if failure.is_none() {
+        let mut listening = vec![false; threads.len()];
+        let deadline = std::time::Instant::now() + STARTUP;
         for _ in 0..threads.len() {
-            match ready_rx.recv() {
-                Ok(Ok(_)) => {}
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match ready_rx.recv_timeout(left) {
+                Ok(Ok(index)) => listening[index] = true,
                 Ok(Err(error)) => {
                     failure = Some(error);
                     break;
                 }
                 Err(_) => {
-                    failure = Some(Error::Shard(0, "a shard stopped while starting".into()));
+                    let shard = listening.iter().position(|l| !l).unwrap_or(0);
+                    failure = Some(Error::StartupLost { shard });
                     break;
                 }
             }
@@ -379,6 +395,9 @@ fn spawn_all<S: 'static>(
     }
     (threads, failure)
 }
+
+/// How long the shards may take to listen before start-up gives up.
+const STARTUP: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Every address to listen on, with its role: plain, HTTPS, redirect.
 fn listen_plan(config: &Config) -> (Vec<SocketAddr>, Vec<listener::Role>) {
@@ -420,6 +439,20 @@ fn request_id_prefix() -> u32 {
     nanos ^ std::process::id().rotate_left(16)
 }
 
+/// Why the kernel refused `io_uring`, as far as this host tells.
+fn refusal_reason(error: &std::io::Error) -> IoUringRefusal {
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()
+        .and_then(|text| text.trim().parse::<u8>().ok())
+        .unwrap_or(0);
+    match error.raw_os_error() {
+        Some(libc::ENOSYS) => IoUringRefusal::NotBuilt,
+        _ if disabled > 0 => IoUringRefusal::Disabled(disabled),
+        Some(libc::EPERM | libc::EACCES) => IoUringRefusal::Seccomp,
+        _ => IoUringRefusal::Other,
+    }
+}
+
 /// Names the fix for glommio's startup failures.
 pub(crate) fn startup_error(index: usize, error: GlommioError<()>) -> Error {
     use glommio::ReactorErrorKind;
@@ -433,14 +466,21 @@ pub(crate) fn startup_error(index: usize, error: GlommioError<()>) -> Error {
                 Some(libc::EPERM | libc::ENOSYS | libc::EACCES)
             ) =>
         {
-            Error::IoUringRefused(io.to_string())
+            Error::IoUringRefused {
+                call: "io_uring_setup",
+                reason: refusal_reason(&io),
+                error: io,
+            }
         }
         other => {
             // A shard's thread reports the reactor's memlock refusal wrapped
             // in an I/O error; its text carries the two numbers.
             let text = other.to_string();
             memlock_numbers(&text).map_or_else(
-                || Error::Shard(index, text),
+                || Error::Executor {
+                    shard: index,
+                    reason: text,
+                },
                 |(have, need)| Error::MemlockTooLow { have, need },
             )
         }
@@ -458,21 +498,30 @@ fn memlock_numbers(text: &str) -> Option<(u64, u64)> {
 pub type Reloader = Box<dyn FnMut() -> Result<Config, Error> + Send>;
 
 /// Starts, then serves until SIGINT or SIGTERM, then stops gracefully; a
-/// second SIGINT during the drain exits at once. SIGHUP reloads: `reload`
-/// reads the configuration again and what can change live changes on every
-/// shard; an invalid configuration is refused whole and logged.
+/// second SIGINT during the drain returns [`Error::Interrupted`] at once
+/// (the drain goes on in the background; the caller should exit). SIGHUP
+/// reloads: `reload` reads the configuration again and what can change live
+/// changes on every shard; an invalid configuration is refused whole and
+/// logged. A server that stops by itself (a shard lost for good) returns
+/// its error without waiting for a signal.
 pub(crate) fn serve<S: 'static>(
     config: &Config,
     app: RouteService<S>,
     mut reload: Option<Reloader>,
 ) -> Result<(), Error> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // Registered first, so a signal during start-up is not lost: it is
+    // acted on as soon as start-up ends, which is bounded (`STARTUP`).
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let mut server = start(config, app)?;
+    let closer = signals.handle();
+    server.control.on_fatal(move || closer.close());
     notify::notify("READY=1");
+    let mut by_signal = false;
     for signal in signals.forever() {
         if signal != SIGHUP {
             tracing::info!(signal, "stopping: draining connections");
+            by_signal = true;
             break;
         }
         if let Some(reload) = reload.as_mut() {
@@ -482,13 +531,22 @@ pub(crate) fn serve<S: 'static>(
         }
     }
     notify::notify("STOPPING=1");
+    if !by_signal {
+        return server.stop();
+    }
+    let (ending, ended) = mpsc::channel();
+    let closer = signals.handle();
+    let stopped = ending.clone();
+    std::thread::spawn(move || {
+        let _ = stopped.send(server.stop());
+        closer.close();
+    });
     std::thread::spawn(move || {
         if signals.forever().any(|signal| signal == SIGINT) {
-            eprintln!("percore: second interrupt; exiting without draining");
-            std::process::exit(130);
+            let _ = ending.send(Err(Error::Interrupted));
         }
     });
-    server.stop()
+    ended.recv().unwrap_or(Err(Error::SupervisorLost))
 }
 
 /// One reload: read, validate, apply, log what happened.

@@ -47,10 +47,10 @@ pub(crate) struct ShardStart<S> {
 /// returns whether every connection finished within the graceful timeout.
 pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: start.cpu }) {
-        let _ = start.ready.send(Err(crate::error::Error::Shard(
-            start.index,
-            format!("could not pin to CPU {}", start.cpu),
-        )));
+        let _ = start.ready.send(Err(crate::error::Error::Pin {
+            shard: start.index,
+            cpu: start.cpu,
+        }));
         return true;
     }
     let mut context = ShardContext::new(start.index, start.app, start.settings);
@@ -88,9 +88,10 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
             let ring = match Ring::new(start.ring) {
                 Ok(ring) => ring,
                 Err(error) => {
-                    let _ = start.ready.send(Err(crate::error::Error::Shard(start.index, format!(
-                        "cannot set up the shard's io_uring ({error}); set server.io = \"glommio\" on kernels before 6.1"
-                    ))));
+                    let _ = start.ready.send(Err(crate::error::Error::Ring {
+                        shard: start.index,
+                        error,
+                    }));
                     return true;
                 }
             };

@@ -113,12 +113,22 @@ impl<S: 'static> Recipe<S> {
         let thread = std::thread::Builder::new()
             .name(format!("percore-shard-{index}"))
             .spawn(move || {
-                let outcome = match builder.make() {
-                    Err(error) => {
+                // glommio panics on some refusals while it probes its
+                // rings; that too is a start-up failure with a reason.
+                let made = std::panic::catch_unwind(AssertUnwindSafe(|| builder.make()));
+                let outcome = match made {
+                    Err(payload) => {
+                        let _ = ready.send(Err(Error::Executor {
+                            shard: index,
+                            reason: panic_message(&*payload),
+                        }));
+                        Outcome::Failed
+                    }
+                    Ok(Err(error)) => {
                         let _ = ready.send(Err(super::startup_error(index, error)));
                         Outcome::Failed
                     }
-                    Ok(executor) => {
+                    Ok(Ok(executor)) => {
                         drop(ready);
                         let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
                             executor.run(shard::run(start))
@@ -195,10 +205,13 @@ pub(crate) fn supervise<S: 'static>(
                     Outcome::Drained(true) => {}
                     Outcome::Drained(false) => late += 1,
                     Outcome::Failed => {
-                        failed.get_or_insert(Error::Shard(index, "could not start".into()));
+                        failed.get_or_insert(Error::StartupLost { shard: index });
                     }
                     Outcome::Panicked(message) if stopping => {
-                        failed.get_or_insert(Error::Shard(index, message));
+                        failed.get_or_insert(Error::StopPanicked {
+                            shard: index,
+                            panic: message,
+                        });
                     }
                     Outcome::Panicked(message) if recipe.io == IoPath::Glommio => {
                         // glommio's own reactor keeps a dead shard's sockets
@@ -209,10 +222,17 @@ pub(crate) fn supervise<S: 'static>(
                             shard = index,
                             panic = message,
                             "shard died on the glommio I/O path, which cannot reclaim its sockets; \
-                             exiting for the service manager to restart percore \
+                             stopping percore for the service manager to restart it \
                              (the uring path restarts shards in place)"
                         );
-                        std::process::exit(70);
+                        failed.get_or_insert(Error::ShardLost {
+                            shard: index,
+                            panic: message,
+                        });
+                        stopping = true;
+                        recipe.listeners.clear();
+                        recipe.control.broadcast(|| Command::Stop);
+                        recipe.control.fatal();
                     }
                     Outcome::Panicked(message) => {
                         tracing::error!(
@@ -253,7 +273,7 @@ fn restart<S: 'static>(recipe: &Recipe<S>, index: usize) -> Result<JoinHandle<()
         // The shard itself says "shard restarted" before it serves.
         Ok(Ok(_)) => Ok(thread),
         Ok(Err(error)) => Err(error),
-        Err(_) => Err(Error::Shard(index, "did not listen again in time".into())),
+        Err(_) => Err(Error::RestartTimedOut { shard: index }),
     }
 }
 

@@ -338,6 +338,32 @@ impl Ring {
     }
 }
 
+/// Whether this process may use `io_uring` at all: sets up a small ring,
+/// submits a no-op and waits for it, and registers a probe, so each of the
+/// three system calls (`io_uring_setup`, `io_uring_enter`,
+/// `io_uring_register`) is tried once. Run before any glommio executor is
+/// built (glommio panics when the kernel refuses its rings).
+///
+/// # Errors
+/// The first call refused, with what the kernel said.
+pub(crate) fn probe() -> Result<(), (&'static str, io::Error)> {
+    let mut ring = IoUring::new(2).map_err(|e| ("io_uring_setup", e))?;
+    let nop = opcode::Nop::new().build().user_data(0);
+    // SAFETY: a no-op carries no addresses.
+    unsafe { ring.submission().push(&nop) }.map_err(|_| {
+        (
+            "io_uring_enter",
+            io::Error::other("a fresh ring's submission queue is full"),
+        )
+    })?;
+    ring.submit_and_wait(1).map_err(|e| ("io_uring_enter", e))?;
+    let mut probe = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| ("io_uring_register", e))?;
+    Ok(())
+}
+
 /// The descriptor of `owner` (a glommio socket, which offers only
 /// `AsRawFd`) as a borrowed descriptor, for socket options.
 pub(crate) fn borrow_fd<T: AsRawFd>(owner: &T) -> std::os::fd::BorrowedFd<'_> {

@@ -112,10 +112,13 @@ impl Client {
     /// Reads more bytes; false at end of stream.
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 4096];
-        let read = self
-            .stream
-            .read(&mut chunk)
-            .expect("read within the time limit");
+        // A signal to this thread interrupts a read; that is no answer.
+        let read = loop {
+            match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                other => break other.expect("read within the time limit"),
+            }
+        };
         self.pending.extend_from_slice(&chunk[..read]);
         read > 0
     }
