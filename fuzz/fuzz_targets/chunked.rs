@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use percore::http::body::ChunkedDecoder;
+use percore::http::body::{ChunkLimits, ChunkedDecoder};
 
 fn run(input: &[u8], cuts: &[usize]) -> Result<Option<(Vec<u8>, usize)>, percore::http::parse::ParseError> {
     let mut decoder = ChunkedDecoder::new(0);
@@ -12,7 +12,15 @@ fn run(input: &[u8], cuts: &[usize]) -> Result<Option<(Vec<u8>, usize)>, percore
     for edge in cuts.iter().copied().chain(std::iter::once(input.len())) {
         buf.extend_from_slice(&input[fed..edge]);
         fed = edge;
-        if decoder.decode(&mut buf, 1 << 16, 1024, 256)? {
+        if decoder.decode(
+            &mut buf,
+            ChunkLimits {
+                max_body: 1 << 16,
+                max_trailer: 1024,
+                max_trailer_fields: 16,
+                max_extension: 256,
+            },
+        )? {
             assert!(decoder.body_end() <= decoder.consumed());
             return Ok(Some((buf[..decoder.body_end()].to_vec(), decoder.consumed())));
         }

@@ -8,7 +8,7 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::body::ChunkedDecoder;
+use super::body::{ChunkLimits, ChunkedDecoder};
 use super::framing::{Fields, has_bare_lf};
 use super::status::Status;
 
@@ -395,9 +395,12 @@ impl Decoder {
             (Framing::Chunked, Some(decoder)) => decoder
                 .decode(
                     message,
-                    self.limits.max_body_bytes,
-                    self.limits.max_head_bytes,
-                    self.limits.max_chunk_extension_bytes,
+                    ChunkLimits {
+                        max_body: self.limits.max_body_bytes,
+                        max_trailer: self.limits.max_head_bytes,
+                        max_trailer_fields: self.limits.max_headers,
+                        max_extension: self.limits.max_chunk_extension_bytes,
+                    },
                 )?
                 .then(|| (decoder.body_end(), decoder.consumed())),
             (Framing::Chunked, None) => unreachable!("a chunked head always has a decoder"),
@@ -430,19 +433,30 @@ impl Decoder {
             && memchr::memchr(b'\n', &message[..line_cap]).is_none()
         {
             let mut request = httparse::Request::new(&mut []);
-            request.parse_with_uninit_headers(&message[..line_cap], &mut raw[..slots])?;
+            match request.parse_with_uninit_headers(&message[..line_cap], &mut raw[..slots]) {
+                Err(httparse::Error::Version) => version_verdict(&message[..line_cap])?,
+                Err(error) => return Err(error.into()),
+                Ok(_) => {}
+            }
             return Err(ParseError::RequestLineTooLong);
         }
         let head_cap = message.len().min(self.limits.max_head_bytes + 1);
         let mut request = httparse::Request::new(&mut []);
-        let len =
-            match request.parse_with_uninit_headers(&message[..head_cap], &mut raw[..slots])? {
-                httparse::Status::Partial if head_cap > self.limits.max_head_bytes => {
-                    return Err(ParseError::HeadTooLarge);
+        let parsed =
+            match request.parse_with_uninit_headers(&message[..head_cap], &mut raw[..slots]) {
+                Err(httparse::Error::Version) => {
+                    version_verdict(&message[..head_cap])?;
+                    return Ok(None);
                 }
-                httparse::Status::Partial => return Ok(None),
-                httparse::Status::Complete(len) => len,
+                other => other?,
             };
+        let len = match parsed {
+            httparse::Status::Partial if head_cap > self.limits.max_head_bytes => {
+                return Err(ParseError::HeadTooLarge);
+            }
+            httparse::Status::Partial => return Ok(None),
+            httparse::Status::Complete(len) => len,
+        };
         if len > self.limits.max_head_bytes {
             return Err(ParseError::HeadTooLarge);
         }
@@ -493,6 +507,45 @@ impl Decoder {
             framing,
             len,
         }))
+    }
+}
+
+/// What httparse's version refusal means (it refuses every version but
+/// HTTP/1.0 and HTTP/1.1 at the first byte it dislikes): a well-formed
+/// `HTTP/DIGIT.DIGIT` (RFC 9112 §2.3) is 505; anything else, or a request
+/// line with more than two spaces, is a malformed request (400). `Ok` when
+/// the line is not complete enough to tell yet.
+fn version_verdict(message: &[u8]) -> Result<(), ParseError> {
+    const MALFORMED: ParseError = ParseError::Malformed("invalid request line");
+    let end = memchr::memchr2(b'\r', b'\n', message);
+    let line = &message[..end.unwrap_or(message.len())];
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_method), Some(_target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return if end.is_some() {
+            Err(MALFORMED)
+        } else {
+            Ok(())
+        };
+    };
+    if parts.next().is_some() {
+        return Err(MALFORMED);
+    }
+    let shape = b"HTTP/0.0";
+    for (i, &byte) in version.iter().enumerate() {
+        let fits = match shape.get(i) {
+            Some(b'0') => byte.is_ascii_digit(),
+            Some(&expected) => byte == expected,
+            None => false,
+        };
+        if !fits {
+            return Err(MALFORMED);
+        }
+    }
+    match (version.len() == shape.len(), end.is_some()) {
+        (true, true) => Err(ParseError::UnsupportedVersion),
+        (false, true) => Err(MALFORMED),
+        (_, false) => Ok(()),
     }
 }
 
@@ -595,7 +648,7 @@ GET /d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
 
     #[test]
     fn framing_errors() {
-        let cases: [(&[u8], ParseError); 8] = [
+        let cases: [(&[u8], ParseError); 15] = [
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
                 ParseError::AmbiguousLength,
@@ -621,6 +674,31 @@ GET /d HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
                 ParseError::BadTransferEncoding,
             ),
             (b"GET / HTTP/2.0\r\n\r\n", ParseError::UnsupportedVersion),
+            (b"GET / HTTP/3.0\r\n\r\n", ParseError::UnsupportedVersion),
+            (
+                b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
+                ParseError::Malformed("invalid request line"),
+            ),
+            (
+                b"GET / http/1.1\r\nHost: a\r\n\r\n",
+                ParseError::Malformed("invalid request line"),
+            ),
+            (
+                b"GET / HTTP/01.1\r\nHost: a\r\n\r\n",
+                ParseError::Malformed("invalid request line"),
+            ),
+            (
+                b"GET / HTTP/1\r\nHost: a\r\n\r\n",
+                ParseError::Malformed("invalid request line"),
+            ),
+            (
+                b"GET / XTTP/1.1\r\nHost: a\r\n\r\n",
+                ParseError::Malformed("invalid request line"),
+            ),
+            (
+                b"GET / HTTP/2.00\r\nHost: a\r\n\r\n",
+                ParseError::Malformed("invalid request line"),
+            ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n",
                 ParseError::BodyTooLarge,
