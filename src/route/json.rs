@@ -35,6 +35,11 @@ impl<S, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 "expected a JSON body, got an empty one",
             ));
         }
+        if body.starts_with(b"\xEF\xBB\xBF") {
+            return Err(HttpError::bad_request(
+                "invalid JSON: a byte-order mark precedes it (send UTF-8 without one)",
+            ));
+        }
         // Syntax errors know their byte offset; type errors know their path.
         let mut deserializer = simd_json::Deserializer::from_slice(body).map_err(|e| {
             HttpError::bad_request(format!("invalid JSON at byte {}: {}", e.index(), what(&e)))
@@ -53,12 +58,41 @@ impl<S, T: DeserializeOwned> FromRequest<S> for Json<T> {
     }
 }
 
-/// The error without simd-json's position suffix (meaningless for type errors).
+/// The error in words, without simd-json's position suffix (meaningless
+/// for type errors) or its enum names.
 fn what(error: &simd_json::Error) -> String {
-    match error.error() {
-        simd_json::ErrorType::Serde(message) => message.clone(),
-        other => format!("{other:?}"),
-    }
+    use simd_json::ErrorType as E;
+    let text = match error.error() {
+        E::Serde(message) => return message.clone(),
+        E::TrailingData => "bytes after the JSON value",
+        E::Eof => "the body ends inside the value",
+        E::UnterminatedString => "a string is not closed",
+        E::InvalidEscape | E::InvalidUnicodeEscape => "an invalid escape in a string",
+        E::InvalidUnicodeCodepoint => "an invalid Unicode code point in a string",
+        E::InvalidUtf8 => "the body is not UTF-8",
+        E::InvalidNumber | E::InvalidExponent => "an invalid number",
+        E::KeyMustBeAString | E::BadKeyType => "an object key that is not a string",
+        E::ExpectedObjectColon => "a ':' is missing after an object key",
+        E::ExpectedMapComma | E::ExpectedArrayComma => "a ',' is missing between values",
+        E::ExpectedMapEnd => "an object is not closed",
+        E::ExpectedArrayContent | E::ExpectedObjectContent => "a value is missing",
+        E::InputTooLarge => "the body is too large to parse",
+        E::ExpectedString => "expected a string",
+        E::ExpectedInteger | E::ExpectedSigned | E::ExpectedUnsigned => "expected an integer",
+        E::ExpectedFloat | E::ExpectedNumber => "expected a number",
+        E::ExpectedBoolean | E::ExpectedTrue | E::ExpectedFalse => "expected true or false",
+        E::ExpectedNull => "expected null",
+        E::ExpectedArray => "expected an array",
+        E::ExpectedMap => "expected an object",
+        E::ExpectedEnum => "expected one of the allowed values",
+        // The structural pass reports trailing bytes and stray characters
+        // as these.
+        E::InternalError | E::NoStructure | E::Syntax | E::Parser | E::UnexpectedCharacter => {
+            "not valid JSON (a stray character, or bytes after the value)"
+        }
+        _ => "not valid JSON",
+    };
+    text.to_owned()
 }
 
 /// `application/json`, or any `+json` media type, with any parameters.
@@ -118,8 +152,18 @@ mod tests {
         assert_eq!(rejection(r#"{"name":"a"}"#), "accepted");
         assert_eq!(
             rejection(r#"{"name":1}"#),
-            "invalid JSON at 'name': ExpectedString"
+            "invalid JSON at 'name': expected a string"
         );
+        for (body, says) in [
+            (r#"{"name":"a"} x"#, "after the value"),
+            ("\u{feff}{\"name\":\"a\"}", "byte-order mark"),
+            (r#"{"name":"a\q"}"#, "escape"),
+            (r#"{"name" "a"}"#, "':'"),
+        ] {
+            let said = rejection(body);
+            assert!(said.contains(says), "{body}: {said}");
+            assert!(!said.contains("Error"), "{body}: {said}");
+        }
         assert_eq!(rejection(r"{}"), "invalid JSON: missing field `name`");
         assert!(
             rejection(r#"{"name":"a"#).starts_with("invalid JSON at byte"),

@@ -104,7 +104,7 @@ pub(crate) fn load(
     }))
 }
 
-/// aws-lc-rs with the SHA-256 suites first: SHA-256 runs on the CPU's SHA
+/// aws-lc-rs with AES-128-GCM-SHA256 first: SHA-256 runs on the CPU's SHA
 /// instructions where SHA-384 does not, and a TLS 1.3 handshake hashes its
 /// transcript and derives every key with the suite's hash (measured in
 /// `bench/README.md`). The server's order is used, not the client's.
