@@ -94,3 +94,55 @@ fn off_by_default_and_no_request_id_then() {
     assert_eq!(reply.header("x-request-id"), None);
     server.stop().unwrap();
 }
+
+#[test]
+fn refusals_are_logged_and_a_flood_of_them_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("access.log");
+    let mut config = support::config();
+    config.log.access = AccessFormat::Json;
+    config.limits.max_body_bytes = 16;
+    file.to_str()
+        .unwrap()
+        .clone_into(&mut config.log.access_file);
+    let server = percore::reference::app().start(&config).unwrap();
+    let refusals: [&[u8]; 3] = [
+        b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 99\r\n\r\n",
+        b"GET / HTTP/2.0\r\nHost: t\r\n\r\n",
+    ];
+    for request in refusals {
+        let mut client = Client::connect(addr(&server));
+        client.request(request);
+    }
+    // A flood: many more refusals than a second's budget.
+    let started = std::time::Instant::now();
+    for _ in 0..400 {
+        let mut client = Client::connect(addr(&server));
+        client.request(b"BAD\r\n\r\n");
+    }
+    let elapsed = started.elapsed();
+    server.stop().unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<Line> = text
+        .lines()
+        .map(|l| simd_json::serde::from_slice(&mut l.to_owned().into_bytes()).unwrap())
+        .collect();
+    let status_of = |target: &str| lines.iter().find(|l| l.target == target).map(|l| l.status);
+    assert_eq!(status_of("/a"), Some(400), "{text}");
+    assert_eq!(status_of("/echo"), Some(413), "{text}");
+    assert_eq!(
+        lines.iter().filter(|l| l.status == 505).count(),
+        1,
+        "{text}"
+    );
+    assert!(lines.iter().all(|l| l.remote == "127.0.0.1"));
+    let flood = lines.iter().filter(|l| l.method == "BAD").count();
+    // At most 100 a second (the flood spans at most this many seconds).
+    let seconds = usize::try_from(elapsed.as_secs()).unwrap() + 2;
+    assert!(flood >= 1, "no flood line logged");
+    assert!(flood <= 100 * seconds, "{flood} lines in {elapsed:?}");
+    if elapsed < std::time::Duration::from_secs(3) {
+        assert!(flood < 400, "the flood was not capped: {flood} lines");
+    }
+}

@@ -39,6 +39,28 @@ pub(crate) struct AccessLog {
     prefix: u32,
     shard: usize,
     next_id: Cell<u64>,
+    /// When the current second of refusal lines began, and how many were
+    /// written and dropped in it.
+    refusals: Cell<(Option<std::time::Instant>, u32, u64)>,
+}
+
+/// Most refusal lines one shard writes in a second: a flood of bad
+/// requests must not make the log the bottleneck. The rest are counted and
+/// their number logged once the second is over.
+const REFUSALS_PER_SECOND: u32 = 100;
+
+/// A request refused before (or instead of) its handler: what is known of it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Refused<'a> {
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) status: u16,
+    /// Response bytes sent (0 for a connection closed without one).
+    pub(crate) bytes: usize,
+    /// The `Date` of the response.
+    pub(crate) time: &'a str,
+    /// What arrived of the request (its request line is logged, as far as
+    /// it goes).
+    pub(crate) input: &'a [u8],
 }
 
 impl AccessLog {
@@ -55,7 +77,59 @@ impl AccessLog {
             prefix,
             shard,
             next_id: Cell::new(0),
+            refusals: Cell::new((None, 0, 0)),
         }
+    }
+
+    /// Logs a refusal (400, 408, 413, 414, 431, 501, 505, a connection
+    /// over a cap) like a request, within the per-second budget, and hands
+    /// it to the writer at once.
+    pub(crate) fn refusal(&self, refused: &Refused<'_>) {
+        let now = std::time::Instant::now();
+        let (start, written, dropped) = self.refusals.get();
+        let (start, written, dropped) = match start {
+            Some(start) if now.duration_since(start) < std::time::Duration::from_secs(1) => {
+                (start, written, dropped)
+            }
+            _ => {
+                if dropped > 0 {
+                    tracing::warn!(
+                        shard = self.shard,
+                        dropped,
+                        "access log: refusal lines over {REFUSALS_PER_SECOND} a second were not written"
+                    );
+                }
+                (now, 0, 0)
+            }
+        };
+        if written >= REFUSALS_PER_SECOND {
+            self.refusals.set((Some(start), written, dropped + 1));
+            return;
+        }
+        self.refusals.set((Some(start), written + 1, dropped));
+        let line = refused
+            .input
+            .split(|&b| b == b'\r' || b == b'\n')
+            .next()
+            .unwrap_or(&[]);
+        let line = String::from_utf8_lossy(&line[..line.len().min(1024)]);
+        let mut parts = line.splitn(3, ' ');
+        let mut part = || parts.next().filter(|p| !p.is_empty()).unwrap_or("-");
+        let (method, target, version) = (part(), part(), part());
+        self.record(&Entry {
+            time: refused.time,
+            remote: remote(refused.peer),
+            method,
+            target,
+            version,
+            status: refused.status,
+            bytes: refused.bytes,
+            duration_us: 0,
+            request_id: "-",
+            referer: "-",
+            user_agent: "-",
+        });
+        self.flush();
     }
 
     /// Writes the request's ID into `room` and returns its length: the

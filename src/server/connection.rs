@@ -11,7 +11,7 @@ use std::rc::Rc;
 use futures_lite::StreamExt;
 
 use super::deadline::{Expired, Registered, Timer};
-use super::exchange::{Origin, error_writer, serve_buffered};
+use super::exchange::{Origin, error_writer, log_refusal, serve_buffered};
 use crate::config::ConnectionRules;
 use crate::http::parse::{Decoder, Limits};
 use crate::http::status::Status;
@@ -70,6 +70,8 @@ pub(crate) async fn serve<S: 'static>(
     let settings = shard.settings();
     let rules = &settings.rules;
     let Some(_admitted) = shard.gate.admit(peer, rules, &shard.counters, shard.index) else {
+        // Closed without a response; logged as nginx's limit_conn would be.
+        log_refusal(shard, peer, Status::SERVICE_UNAVAILABLE, 0, &[]);
         return;
     };
     let watch = shard.deadlines.register();
@@ -117,6 +119,13 @@ pub(crate) async fn serve<S: 'static>(
             Ok(Err(error)) if error.kind() == std::io::ErrorKind::OutOfMemory => {
                 // Rare paths are boxed so they do not enlarge every connection's task.
                 Box::pin(reject_oversized(&mut transport, shard, &mut io.out)).await;
+                log_refusal(
+                    shard,
+                    peer,
+                    Status::PAYLOAD_TOO_LARGE,
+                    0,
+                    &io.buf[io.start..io.filled],
+                );
                 lingering = true;
                 break;
             }
@@ -132,6 +141,10 @@ pub(crate) async fn serve<S: 'static>(
                     &mut io.out,
                 ))
                 .await;
+                if lingering {
+                    let input = &io.buf[io.start..io.filled];
+                    log_refusal(shard, peer, Status::REQUEST_TIMEOUT, 0, input);
+                }
                 break;
             }
         };

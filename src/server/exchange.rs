@@ -87,8 +87,16 @@ async fn answer_all<S>(
             }
             Err(error) => {
                 shard.counters.count(error.into());
+                let before = out.len();
                 error_writer(shard, &settings.fixed_headers, out)
                     .send_error(error.status(), error.detail());
+                log_refusal(
+                    shard,
+                    origin.peer,
+                    error.status(),
+                    out.len() - before,
+                    &input[consumed..],
+                );
                 return Batch {
                     consumed,
                     close: true,
@@ -550,6 +558,27 @@ fn too_many_requests(writer: &mut ResponseWriter<'_>, refusal: &Refusal) {
             Ok::<(), ()>(())
         },
     );
+}
+
+/// Writes a refusal to the access log, when it is on (rate-limited per
+/// shard; see [`AccessLog::refusal`](crate::observe::access::AccessLog::refusal)).
+pub(crate) fn log_refusal<S>(
+    shard: &ShardContext<S>,
+    peer: Option<SocketAddr>,
+    status: Status,
+    bytes: usize,
+    input: &[u8],
+) {
+    if let Some(log) = &shard.access {
+        let date = shard.date.now();
+        log.refusal(&access::Refused {
+            peer,
+            status: status.code(),
+            bytes,
+            time: std::str::from_utf8(&date).unwrap_or("-"),
+            input,
+        });
+    }
 }
 
 /// A writer for an error response on `shard`: it closes the connection and
