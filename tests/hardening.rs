@@ -1,6 +1,7 @@
 //! Abuse that once left traces: clients that stop reading (no socket may
 //! outlive its connection), early refusals (the client must get the whole
 //! answer and a FIN), and running out of file descriptors.
+#![allow(unsafe_code, reason = "setrlimit in the child before exec")]
 
 mod support;
 
@@ -166,4 +167,134 @@ fn an_early_refusal_is_read_whole_and_ends_with_a_fin_on_the_ring() {
 #[test]
 fn an_early_refusal_is_read_whole_and_ends_with_a_fin_on_glommio_streams() {
     an_early_refusal_is_read_whole_and_ends_with_a_fin(IoPath::Glommio);
+}
+
+/// `percore serve` under an open-files limit of `limit`, once it listens;
+/// its standard error lines so far, and the rest as they come.
+fn percore_with_nofile(
+    limit: u64,
+) -> (
+    std::process::Child,
+    SocketAddr,
+    Vec<String>,
+    impl Iterator<Item = String>,
+) {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_percore"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+            "--log-level",
+            "info",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: runs in the forked child before exec and only calls
+    // setrlimit (async-signal-safe) with a valid struct.
+    unsafe {
+        command.pre_exec(move || {
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const rlimit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let mut child = command.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = lines.next().expect("a startup line");
+        if let Some((_, rest)) = line.split_once("listen=[") {
+            break rest.split(']').next().unwrap().parse().unwrap();
+        }
+        assert!(seen.len() < 10, "no startup line: {seen:?}");
+        seen.push(line);
+    };
+    (child, addr, seen, lines)
+}
+
+/// Sends a GET and reads the answer: `Some(status)`, or `None` when the
+/// server closed the connection instead. Panics when neither happens
+/// within five seconds: a client left hanging.
+fn ask(stream: &mut TcpStream) -> Option<u16> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    if stream
+        .write_all(b"GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n")
+        .is_err()
+    {
+        return None;
+    }
+    let mut reply = [0u8; 256];
+    match stream.read(&mut reply) {
+        Ok(0) => None,
+        Ok(n) => std::str::from_utf8(&reply[..n])
+            .ok()?
+            .get(9..12)?
+            .parse()
+            .ok(),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+        Err(e) => panic!("a client was left hanging: {e}"),
+    }
+}
+
+#[test]
+fn a_low_descriptor_limit_caps_connections_and_never_leaves_clients_hanging() {
+    let started = Instant::now();
+    let (mut child, addr, preamble, lines) = percore_with_nofile(64);
+    let caps = preamble
+        .iter()
+        .find(|l| l.contains("connection caps per shard"))
+        .unwrap_or_else(|| panic!("no caps line: {preamble:?}"));
+    let cap: usize = caps
+        .split("max_connections=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{caps}"));
+    assert!(cap > 0 && cap < 64, "{caps}");
+    assert!(
+        preamble
+            .iter()
+            .any(|l| l.contains("more than the open-files limit allows"))
+    );
+    // Far more clients than descriptors: each is served or refused at once.
+    let mut held = Vec::new();
+    let mut served = 0;
+    for _ in 0..120 {
+        let Ok(mut stream) = TcpStream::connect(addr) else {
+            continue;
+        };
+        if ask(&mut stream) == Some(200) {
+            served += 1;
+            held.push(stream);
+        }
+    }
+    assert_eq!(served, cap, "served {served} with a cap of {cap}");
+    // Once they go, fresh clients are served again.
+    drop(held);
+    eventually("a fresh client served", || {
+        TcpStream::connect(addr).is_ok_and(|mut s| ask(&mut s) == Some(200))
+    });
+    support::sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let refusal_lines = lines.filter(|l| l.contains("connection refused")).count();
+    let seconds = usize::try_from(started.elapsed().as_secs()).unwrap() + 2;
+    assert!(
+        refusal_lines <= seconds,
+        "{refusal_lines} refusal lines in {seconds} s"
+    );
 }

@@ -88,7 +88,7 @@ fn chunked_request_body_is_decoded() {
     let server = start(app(), 1);
     let mut client = Client::connect(addr(&server));
     let reply = client.request(
-        b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nTrailer: x\r\n\r\n",
+        b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Checksum: x\r\n\r\n",
     );
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "hello, world");

@@ -5,6 +5,7 @@ pub(crate) mod admin;
 pub(crate) mod adopt;
 pub(crate) mod control;
 pub mod cpus;
+pub(crate) mod descriptors;
 pub(crate) mod listener;
 pub(crate) mod notify;
 pub(crate) mod shard;
@@ -43,6 +44,8 @@ pub struct Server {
     config: Config,
     /// Whether the listeners steer clients to shards by address.
     steered: bool,
+    /// The most connections a shard may hold under the descriptor limit.
+    connection_ceiling: usize,
     control: Arc<Control>,
     events: mpsc::Sender<Event>,
     supervisor: Option<JoinHandle<Result<(), Error>>>,
@@ -160,9 +163,11 @@ impl Server {
             }
         }
         let tls = crate::tls::load(&next.tls, &self.ticketer).map_err(Error::Config)?;
+        let mut bounded = next.clone();
+        bounded.limits.max_connections = next.limits.max_connections.min(self.connection_ceiling);
         let settings = Settings {
             tls,
-            ..Settings::of(&next, self.cpus.len(), self.steered)
+            ..Settings::of(&bounded, self.cpus.len(), self.steered)
         };
         let (done, applied) = mpsc::channel();
         if self
@@ -272,6 +277,13 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
         .map_err(Error::Cpus)?;
     let steer = config.steering().then_some(config.rate_limit.ipv6_prefix);
     let (addrs, roles) = listen_plan(config);
+    let descriptors = descriptors::raise_limit();
+    let connection_ceiling =
+        descriptors::connections_per_shard(descriptors, cpus.len(), addrs.len());
+    let configured = config.limits.max_connections;
+    let mut bounded = config.clone();
+    bounded.limits.max_connections = configured.min(connection_ceiling);
+    let config = &bounded;
     let group = listener::bind(
         &addrs,
         cpus.len(),
@@ -292,20 +304,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
         )?),
         None => None,
     };
-    let mut access_writer = None;
-    let access = match config.log.access {
-        AccessFormat::Off => None,
-        format => {
-            let (writer, handle) = access::start_writer(&config.log.access_file).map_err(|e| {
-                Error::Config(vec![Problem::new(
-                    "log.access_file",
-                    format!("cannot open: {e}"),
-                )])
-            })?;
-            access_writer = Some(handle);
-            Some((format, writer, request_id_prefix()))
-        }
-    };
+    let (access, access_writer) = access_log(config)?;
     let (events, events_rx) = mpsc::channel();
     let recipe = Recipe {
         app: Arc::new(app),
@@ -337,6 +336,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
         cpus: cpus.clone(),
         config: config.clone(),
         steered: steer.is_some(),
+        connection_ceiling,
         control: Arc::clone(&control),
         events,
         supervisor: Some(supervisor),
@@ -349,10 +349,57 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
         return Err(error);
     }
     server.watchdog = Some(Watchdog::start(control, config.server.stall_threshold_ms)?);
+    log_caps(
+        configured,
+        config.limits.max_connections,
+        descriptors,
+        cpus.len(),
+    );
     for (index, cpu) in cpus.iter().enumerate() {
         tracing::info!(shard = index, cpu, listen = ?server.addrs, "shard listening");
     }
     Ok(server)
+}
+
+/// What each shard's access log needs (format, the writer thread's
+/// channel, the request-ID prefix) and the writer thread, when it is on.
+type AccessParts = (
+    Option<(AccessFormat, mpsc::Sender<Vec<u8>>, u32)>,
+    Option<JoinHandle<()>>,
+);
+
+fn access_log(config: &Config) -> Result<AccessParts, Error> {
+    let format = config.log.access;
+    if format == AccessFormat::Off {
+        return Ok((None, None));
+    }
+    let (writer, handle) = access::start_writer(&config.log.access_file).map_err(|e| {
+        Error::Config(vec![Problem::new(
+            "log.access_file",
+            format!("cannot open: {e}"),
+        )])
+    })?;
+    Ok((Some((format, writer, request_id_prefix())), Some(handle)))
+}
+
+/// Says at start what each shard's connection cap is, and when the
+/// descriptor limit lowered the configured one.
+fn log_caps(configured: usize, allowed: usize, descriptors: u64, shards: usize) {
+    if allowed < configured {
+        tracing::warn!(
+            configured,
+            allowed,
+            descriptors,
+            "limits.max_connections per shard is more than the open-files limit allows; \
+             each shard takes at most the allowed number (raise LimitNOFILE= or ulimit -n for more)"
+        );
+    }
+    tracing::info!(
+        descriptors,
+        shards,
+        max_connections = allowed,
+        "connection caps per shard"
+    );
 }
 
 /// Starts `shards` shards and waits until they all listen; the threads

@@ -9,6 +9,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use glommio::net::TcpListener;
 
 use super::connection;
+use crate::observe::log::OncePerSecond;
 use crate::server::Role;
 use crate::server::shard::ShardContext;
 use crate::transport::{Plain, Transport};
@@ -24,6 +25,7 @@ pub(crate) async fn accept_loop<S: 'static>(
     shard: Rc<ShardContext<S>>,
     role: Role,
 ) {
+    let failures = AcceptFailures::default();
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -33,7 +35,7 @@ pub(crate) async fn accept_loop<S: 'static>(
                     .detach();
             }
             Err(error) => {
-                tracing::warn!(shard = shard.index, %error, "accept failed");
+                failures.failed(shard.index, &error);
                 glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }
         }
@@ -49,6 +51,7 @@ pub(crate) async fn ring_accept_loop<S: 'static>(
     role: Role,
 ) {
     let mut acceptor = ring.accept(listener);
+    let failures = AcceptFailures::default();
     loop {
         match acceptor.next().await {
             // The shard is stopping (see `Ring::cancel_accepts`): every
@@ -64,9 +67,34 @@ pub(crate) async fn ring_accept_loop<S: 'static>(
                     .detach();
             }
             Err(error) => {
-                tracing::warn!(shard = shard.index, %error, "accept failed");
+                failures.failed(shard.index, &error);
                 glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// Failed accepts (EMFILE: out of descriptors), logged at most once a
+/// second with how many there were.
+#[derive(Default)]
+struct AcceptFailures {
+    last_log: OncePerSecond,
+    unlogged: std::cell::Cell<u64>,
+}
+
+impl AcceptFailures {
+    fn failed(&self, shard: usize, error: &dyn std::fmt::Display) {
+        let count = self.unlogged.get() + 1;
+        if self.last_log.ready() {
+            self.unlogged.set(0);
+            tracing::warn!(
+                shard,
+                %error,
+                failures = count,
+                "accept failed; pausing accepts for 50 ms after each (out of descriptors: raise LimitNOFILE= or lower limits.max_connections)"
+            );
+        } else {
+            self.unlogged.set(count);
         }
     }
 }
