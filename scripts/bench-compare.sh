@@ -24,7 +24,10 @@
 # Knobs (environment): ROUNDS=5 DURATION=5 WARMUP=2 SERVER_CPU=1 LOAD_CPU=0
 # IDLE_CONNECTIONS=10000 LATENCY_SECONDS=8 (about 10 minutes in all);
 # ONLY=limiter runs just the rate-limit scenario (about a minute); ONLY=tls
-# just the HTTPS ones (about two). Installs nginx and wrk (apt-get)
+# just the HTTPS ones (about two). ONLY=baseline BASELINE=path/to/percore
+# puts an older build (percore-base, percore-base-tls) beside this one and
+# nginx in plaintext, pipelined, /json, HTTPS and idle memory, for a before
+# and after in one run (about five minutes). Installs nginx and wrk (apt-get)
 # and oha (cargo install) when missing. Prints Markdown tables; the same goes
 # to target/bench-compare.md.
 set -euo pipefail
@@ -139,7 +142,9 @@ burst = 1000000
 TOML
       "${on_cpu[@]}" target/release/percore --config "$work/limited.toml" --listen "127.0.0.1:${port[$name]}" \
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
-    percore-tls|percore-tls-nospin)
+    percore-base) "${on_cpu[@]}" "$BASELINE" --listen "127.0.0.1:${port[$name]}" \
+               --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
+    percore-tls|percore-tls-nospin|percore-base-tls)
       cat > "$work/$name.toml" <<TOML
 [tls]
 listen = ["127.0.0.1:${port[$name]}"]
@@ -152,7 +157,9 @@ TOML
       # of a shard waiting for a load generator that is the bottleneck.
       local spin=50
       [ "$name" = percore-tls-nospin ] && spin=0
-      PERCORE_IDLE_POLL_US=$spin "${on_cpu[@]}" target/release/percore --config "$work/$name.toml" \
+      local binary=target/release/percore
+      [ "$name" = percore-base-tls ] && binary=$BASELINE
+      PERCORE_IDLE_POLL_US=$spin "${on_cpu[@]}" "$binary" --config "$work/$name.toml" \
                --listen "127.0.0.1:$(free_port)" --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
     nginx) port[nginx-tls]=${port[nginx-tls]:-$(free_port)}
            nginx_conf; nginx -c "$work/nginx/nginx.conf" & pid[nginx-master]=$! ;;
@@ -227,6 +234,24 @@ tls_scenarios() {
 if [ "${ONLY:-}" = tls ]; then
   for server in nginx percore-tls percore-tls-nospin; do start "$server"; done
   tls_scenarios
+  python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
+  exit 0
+fi
+
+if [ "${ONLY:-}" = baseline ]; then
+  for server in nginx percore percore-base percore-tls percore-base-tls; do start "$server"; done
+  scenario "plaintext keep-alive, 64 connections" 64 /plaintext "" nginx percore percore-base
+  scenario "plaintext pipelined ×16, 256 connections" 256 /plaintext 16 nginx percore percore-base
+  scenario "json keep-alive, 64 connections" 64 /json "" nginx percore percore-base
+  scenario "https keep-alive, 64 connections" 64 /plaintext "" nginx-tls percore-tls percore-base-tls
+  for round in 1 2; do
+    for server in percore percore-base; do
+      stop "$server"
+      start "$server"
+      echo "idle|$server|$(python3 scripts/idle_connections.py "${port[$server]}" "$IDLE_CONNECTIONS" "${pid[$server]}")|0" >> "$results"
+      tail -1 "$results" >&2
+    done
+  done
   python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
   exit 0
 fi

@@ -51,17 +51,7 @@ impl Plain {
                 let Some(received) = connection.recv().await? else {
                     return Ok(0);
                 };
-                // Taken only once bytes have arrived, so a waiting
-                // connection holds no buffer.
-                if buf.is_empty() {
-                    *buf = pool.take_read();
-                }
-                let bytes = received.bytes();
-                if filled + bytes.len() > buf.len() {
-                    grow(buf, filled + bytes.len(), max)?;
-                }
-                buf[filled..filled + bytes.len()].copy_from_slice(bytes);
-                Ok(bytes.len())
+                place(buf, filled, max, pool, received.bytes())
             }
         }
     }
@@ -145,8 +135,20 @@ impl Transport {
         max: usize,
         pool: &BufferPool,
     ) -> io::Result<usize> {
+        // The plain arms are spelled out rather than calling
+        // `Plain::read_into`: this future is held by every idle connection,
+        // and a nested one would add its own state to each.
         match self {
-            Self::Plain(plain) => plain.read_into(buf, filled, max, pool).await,
+            Self::Plain(Plain::Stream(stream)) => {
+                make_room(buf, filled, max, pool)?;
+                stream.read(&mut buf[filled..]).await
+            }
+            Self::Plain(Plain::Ring(connection)) => {
+                let Some(received) = connection.recv().await? else {
+                    return Ok(0);
+                };
+                place(buf, filled, max, pool, received.bytes())
+            }
             // Boxed: this future is held while a connection idles, and the
             // TLS one (decrypt, maybe send an alert) would make every
             // connection's task as large.
@@ -181,6 +183,26 @@ impl Transport {
             Self::Tls(tls) => tls.write_all(out, pool).await,
         }
     }
+}
+
+/// Copies received `bytes` into `buf` after `filled` (growing it up to
+/// `max`); returns how many. An empty `buf` is taken from `pool` only now
+/// that bytes have arrived, so a waiting connection holds no buffer.
+fn place(
+    buf: &mut Vec<u8>,
+    filled: usize,
+    max: usize,
+    pool: &BufferPool,
+    bytes: &[u8],
+) -> io::Result<usize> {
+    if buf.is_empty() {
+        *buf = pool.take_read();
+    }
+    if filled + bytes.len() > buf.len() {
+        grow(buf, filled + bytes.len(), max)?;
+    }
+    buf[filled..filled + bytes.len()].copy_from_slice(bytes);
+    Ok(bytes.len())
 }
 
 /// Makes room in `buf` for at least one byte after `filled`: a buffer from
