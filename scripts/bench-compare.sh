@@ -238,20 +238,27 @@ if [ "${ONLY:-}" = tls ]; then
   exit 0
 fi
 
-if [ "${ONLY:-}" = baseline ]; then
-  for server in nginx percore percore-base percore-tls percore-base-tls; do start "$server"; done
-  scenario "plaintext keep-alive, 64 connections" 64 /plaintext "" nginx percore percore-base
-  scenario "plaintext pipelined ×16, 256 connections" 256 /plaintext 16 nginx percore percore-base
-  scenario "json keep-alive, 64 connections" 64 /json "" nginx percore percore-base
-  scenario "https keep-alive, 64 connections" 64 /plaintext "" nginx-tls percore-tls percore-base-tls
+# idle_rounds SERVER...: RSS growth per idle keep-alive connection, two
+# rounds, each server freshly started.
+idle_rounds() {
+  echo "== idle keep-alive memory, $IDLE_CONNECTIONS connections, fresh servers" >&2
   for round in 1 2; do
-    for server in percore percore-base; do
+    for server in "$@"; do
       stop "$server"
       start "$server"
       echo "idle|$server|$(python3 scripts/idle_connections.py "${port[$server]}" "$IDLE_CONNECTIONS" "${pid[$server]}")|0" >> "$results"
       tail -1 "$results" >&2
     done
   done
+}
+
+if [ "${ONLY:-}" = baseline ]; then
+  for server in nginx percore percore-base percore-tls percore-base-tls; do start "$server"; done
+  scenario "plaintext keep-alive, 64 connections" 64 /plaintext "" nginx percore percore-base
+  scenario "plaintext pipelined ×16, 256 connections" 256 /plaintext 16 nginx percore percore-base
+  scenario "json keep-alive, 64 connections" 64 /json "" nginx percore percore-base
+  scenario "https keep-alive, 64 connections" 64 /plaintext "" nginx-tls percore-tls percore-base-tls
+  idle_rounds percore percore-base
   python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
   exit 0
 fi
@@ -296,14 +303,6 @@ PY
   done
 done
 
-echo "== idle keep-alive memory, $IDLE_CONNECTIONS connections, fresh servers" >&2
-for round in 1 2; do
-  for server in nginx percore percore-glommio; do
-    stop "$server"
-    start "$server"
-    echo "idle|$server|$(python3 scripts/idle_connections.py "${port[$server]}" "$IDLE_CONNECTIONS" "${pid[$server]}")|0" >> "$results"
-    tail -1 "$results" >&2
-  done
-done
+idle_rounds nginx percore percore-glommio
 
 python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
