@@ -143,3 +143,27 @@ fn metrics_can_be_turned_off() {
     );
     server.stop().unwrap();
 }
+
+#[test]
+fn metrics_are_served_only_to_allowed_addresses() {
+    let mut config = support::config();
+    config.metrics.allow = vec!["127.0.0.1".into()];
+    let server = app().start(&config).unwrap();
+    let from = |ip: &str| {
+        Client::connect_from(ip.parse().unwrap(), addr(&server)).request(&get("/metrics"))
+    };
+    let allowed = from("127.0.0.1");
+    assert_eq!(allowed.status, 200);
+    assert!(allowed.text().contains("percore_requests_total"));
+    let refused = from("127.0.0.2");
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.text().contains("metrics.allow"),
+        "{}",
+        refused.text()
+    );
+    // Other routes are served to everyone.
+    let mut other = Client::connect_from("127.0.0.2".parse().unwrap(), addr(&server));
+    assert_eq!(other.request(&get("/health")).status, 200);
+    server.stop().unwrap();
+}

@@ -468,6 +468,11 @@ pub struct MetricsConfig {
     /// An admin address to serve the route on instead of the shards'
     /// listeners (such as `127.0.0.1:9090`); unset, the shards serve it.
     pub listen: Option<SocketAddr>,
+    /// Client addresses or blocks the shards' listeners serve the route to
+    /// (others get 403): loopback by default, so metrics do not leak to
+    /// the internet from a public listener. The admin listener serves
+    /// whoever reaches it (bind it where only scrapers can).
+    pub allow: Vec<String>,
 }
 
 impl Default for MetricsConfig {
@@ -475,11 +480,40 @@ impl Default for MetricsConfig {
         Self {
             path: "/metrics".into(),
             listen: None,
+            allow: vec!["127.0.0.0/8".into(), "::1".into()],
         }
     }
 }
 
+impl ServerConfig {
+    fn problems(&self, check: &mut impl FnMut(bool, &str, &str)) {
+        check(
+            self.shards != Some(0),
+            "server.shards",
+            "must be at least 1",
+        );
+        check(
+            (1..=256).contains(&self.blocking_threads),
+            "server.blocking_threads",
+            "must be 1 to 256",
+        );
+        check(
+            (1..=65535).contains(&self.backlog),
+            "server.backlog",
+            "must be 1 to 65535",
+        );
+    }
+}
+
 impl MetricsConfig {
+    fn problems(&self, check: &mut impl FnMut(bool, &str, &str)) {
+        for block in &self.allow {
+            if let Err(why) = Cidr::parse(block) {
+                check(false, "metrics.allow", &why);
+            }
+        }
+    }
+
     /// The metrics route on the shards' own listeners ("" when off or
     /// moved to the admin listener).
     #[must_use]
@@ -620,27 +654,12 @@ impl Config {
                 problems.push(Problem::new(key, message));
             }
         };
-        let server = &self.server;
         check(
-            !server.listen.is_empty() || !self.tls.listen.is_empty(),
+            !self.server.listen.is_empty() || !self.tls.listen.is_empty(),
             "server.listen",
             "needs at least one address (or tls.listen)",
         );
-        check(
-            server.shards != Some(0),
-            "server.shards",
-            "must be at least 1",
-        );
-        check(
-            (1..=256).contains(&server.blocking_threads),
-            "server.blocking_threads",
-            "must be 1 to 256",
-        );
-        check(
-            (1..=65535).contains(&server.backlog),
-            "server.backlog",
-            "must be 1 to 65535",
-        );
+        self.server.problems(&mut check);
         let limits = &self.limits;
         check(
             (1024..=1 << 20).contains(&limits.max_head_bytes),
@@ -709,6 +728,7 @@ impl Config {
             );
         }
         self.rate_limit.problems(&mut check);
+        self.metrics.problems(&mut check);
         self.tls.problems(&mut check);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem::new("log.level", format!("not a log filter: {e}")));

@@ -347,8 +347,21 @@ async fn respond<S>(
         to_https(&mut writer, headers, head_bytes, &head, port);
         UNMATCHED
     } else if !settings.metrics_path.is_empty() && path == settings.metrics_path {
-        // Boxed: a rare path that would otherwise enlarge every request's future.
-        Box::pin(metrics(shard, &mut writer)).await;
+        let allowed = peer.is_none_or(|peer| {
+            settings
+                .metrics_allow
+                .iter()
+                .any(|block| block.contains(peer.ip()))
+        });
+        if allowed {
+            // Boxed: a rare path that would otherwise enlarge every request's future.
+            Box::pin(metrics(shard, &mut writer)).await;
+        } else {
+            writer.send_error(
+                Status::FORBIDDEN,
+                "metrics are served only to the addresses in metrics.allow",
+            );
+        }
         METRICS
     } else {
         let request = RouteFacts {

@@ -40,6 +40,8 @@ pub(crate) struct Settings {
     /// The built-in metrics route on the shard's listeners ("" when off or
     /// served by the admin listener).
     pub(crate) metrics_path: String,
+    /// Who the metrics route is served to on the shards' listeners.
+    pub(crate) metrics_allow: Vec<crate::config::Cidr>,
     /// How long open connections may take to finish when the shard stops.
     pub(crate) graceful_timeout: Duration,
     /// Rate limiting, as each shard enforces it.
@@ -73,6 +75,12 @@ impl Settings {
             fixed_headers: fixed_headers.into_boxed_slice(),
             health: config.health.clone(),
             metrics_path: config.metrics.shard_path().to_owned(),
+            metrics_allow: config
+                .metrics
+                .allow
+                .iter()
+                .filter_map(|block| crate::config::Cidr::parse(block).ok())
+                .collect(),
             graceful_timeout: Duration::from_secs(config.server.graceful_timeout_secs),
         }
     }
