@@ -95,8 +95,14 @@ fn metrics_count_requests_by_route_and_class_on_every_shard() {
             0
         );
     }
-    // The library API gives the same text.
-    assert!(server.metrics().contains("percore_requests_total"));
+    // The library API gives the same series.
+    let library = self::samples(&server.metrics());
+    for shard in 0..2 {
+        assert_eq!(
+            library[&format!(r#"percore_shard_up{{shard="{shard}"}}"#)],
+            1
+        );
+    }
     server.stop().unwrap();
 }
 

@@ -123,3 +123,23 @@ fn refused_io_uring_is_one_sentence_and_a_quick_exit() {
         eprintln!("--io {io}: exited in {elapsed:?}");
     }
 }
+
+#[test]
+fn doctor_fails_io_uring_under_the_same_filter() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_percore"));
+    command
+        .args(["doctor", "--listen", "127.0.0.1:0", "--shards", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: as above: two prctl calls in the child before exec.
+    unsafe { command.pre_exec(refuse_io_uring) };
+    let output = command.output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("io_uring"))
+        .unwrap_or_else(|| panic!("no io_uring line: {text}"));
+    assert!(line.starts_with("FAIL io_uring"), "{line}");
+    assert!(line.contains("seccomp"), "{line}");
+}
