@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use io_uring::{opcode, types};
 
 use super::Ring;
-use super::oneshot::io_result;
+use super::oneshot::{io_result, with_bytes};
 use super::op::Held;
 
 /// What a stat says of a file.
@@ -104,11 +104,8 @@ pub(crate) async fn read_at(
     offset: u64,
 ) -> (io::Result<usize>, Vec<u8>) {
     // SAFETY: the entry points into the held buffer's heap memory.
-    let op = unsafe {
-        ring.start(Held::Bytes(buffer), false, |held| {
-            let Held::Bytes(buffer) = held else {
-                unreachable!("held above")
-            };
+    unsafe {
+        with_bytes(ring, buffer, |buffer| {
             opcode::Read::new(
                 types::Fd(fd),
                 buffer.as_mut_ptr(),
@@ -117,10 +114,6 @@ pub(crate) async fn read_at(
             .offset(offset)
             .build()
         })
-    };
-    let (result, held) = op.await;
-    let Held::Bytes(buffer) = held else {
-        return (io_result(result), Vec::new());
-    };
-    (io_result(result), buffer)
+    }
+    .await
 }

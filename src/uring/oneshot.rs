@@ -136,11 +136,8 @@ pub(super) async fn send(
     offset: usize,
 ) -> (io::Result<usize>, Vec<u8>) {
     // SAFETY: the entry points into the held buffer's heap memory.
-    let op = unsafe {
-        ring.start(Held::Bytes(buffer), false, |held| {
-            let Held::Bytes(buffer) = held else {
-                unreachable!("held above")
-            };
+    unsafe {
+        with_bytes(ring, buffer, |buffer| {
             let remaining = &buffer[offset..];
             opcode::Send::new(
                 types::Fd(fd),
@@ -149,6 +146,30 @@ pub(super) async fn send(
             )
             .flags(libc::MSG_NOSIGNAL)
             .build()
+        })
+    }
+    .await
+}
+
+/// Runs the operation `build` makes on `buffer`, which its record holds
+/// until the kernel is done; returns the result and the buffer.
+///
+/// # Safety
+/// The entry `build` returns may carry only addresses into the buffer
+/// it is given (its heap memory, which stays put), or none.
+pub(super) async unsafe fn with_bytes(
+    ring: &Rc<Ring>,
+    buffer: Vec<u8>,
+    build: impl FnOnce(&mut Vec<u8>) -> squeue::Entry,
+) -> (io::Result<usize>, Vec<u8>) {
+    // SAFETY: the caller's guarantee: the entry points only into the
+    // buffer, which is the record's `Held::Bytes`.
+    let op = unsafe {
+        ring.start(Held::Bytes(buffer), false, |held| {
+            let Held::Bytes(buffer) = held else {
+                unreachable!("held above")
+            };
+            build(buffer)
         })
     };
     let (result, held) = op.await;
