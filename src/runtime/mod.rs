@@ -163,11 +163,13 @@ impl Server {
             }
         }
         let tls = crate::tls::load(&next.tls, &self.ticketer).map_err(Error::Config)?;
-        let mut bounded = next.clone();
-        bounded.limits.max_connections = next.limits.max_connections.min(self.connection_ceiling);
         let settings = Settings {
             tls,
-            ..Settings::of(&bounded, self.cpus.len(), self.steered)
+            ..Settings::of(
+                &within_ceiling(&next, self.connection_ceiling),
+                self.cpus.len(),
+                self.steered,
+            )
         };
         let (done, applied) = mpsc::channel();
         if self
@@ -281,8 +283,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
     let connection_ceiling =
         descriptors::connections_per_shard(descriptors, cpus.len(), addrs.len());
     let configured = config.limits.max_connections;
-    let mut bounded = config.clone();
-    bounded.limits.max_connections = configured.min(connection_ceiling);
+    let bounded = within_ceiling(config, connection_ceiling);
     let config = &bounded;
     let group = listener::bind(
         &addrs,
@@ -380,6 +381,14 @@ fn access_log(config: &Config) -> Result<AccessParts, Error> {
         )])
     })?;
     Ok((Some((format, writer, request_id_prefix())), Some(handle)))
+}
+
+/// `config` with each shard's connection cap at most `ceiling` (what the
+/// descriptor limit allows), at start and at every reload.
+fn within_ceiling(config: &Config, ceiling: usize) -> Config {
+    let mut bounded = config.clone();
+    bounded.limits.max_connections = config.limits.max_connections.min(ceiling);
+    bounded
 }
 
 /// Says at start what each shard's connection cap is, and when the
