@@ -93,7 +93,15 @@ fn cpu_finding(usable: &Usable, cpus: &[usize]) -> Finding {
 }
 
 fn io_uring_finding(io: IoPath) -> Finding {
-    let disabled = read_trimmed("/proc/sys/kernel/io_uring_disabled");
+    // Refused outright, both I/O paths fail (glommio uses io_uring too):
+    // the same verdict and fix as `percore serve` gives.
+    if let Err((call, error)) = crate::uring::probe() {
+        let reason = crate::runtime::refusal_reason(&error);
+        return finding(
+            Verdict::Fail,
+            format!("io_uring: refused ({call}: {error}): {}", reason.fix()),
+        );
+    }
     match Ring::new(RingConfig {
         entries: 8,
         buffers: 8,
@@ -111,14 +119,8 @@ fn io_uring_finding(io: IoPath) -> Finding {
             ),
         ),
         Err(error) => {
-            let why = match (error.raw_os_error(), disabled.as_deref()) {
-                (Some(libc::EPERM), Some("1" | "2")) => {
-                    "kernel.io_uring_disabled is set: set it to 0 (sysctl)".to_owned()
-                }
-                (Some(libc::EPERM | libc::ENOSYS), _) => {
-                    "a seccomp profile or the kernel blocks io_uring: allow io_uring_setup/enter/register".to_owned()
-                }
-                (Some(libc::EINVAL), _) => {
+            let why = match error.raw_os_error() {
+                Some(libc::EINVAL) => {
                     "the kernel lacks DEFER_TASKRUN (Linux 6.1+): upgrade, or set server.io = \"glommio\"".to_owned()
                 }
                 _ => "set server.io = \"glommio\" or check the kernel's io_uring support".to_owned(),

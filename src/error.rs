@@ -133,7 +133,7 @@ pub enum IoUringRefusal {
 
 impl IoUringRefusal {
     /// What to change.
-    fn fix(self) -> &'static str {
+    pub(crate) fn fix(self) -> &'static str {
         match self {
             Self::NotBuilt => {
                 "run on a kernel built with io_uring (CONFIG_IO_URING, Linux 6.1 or later)"

@@ -496,7 +496,7 @@ fn request_id_prefix() -> u32 {
 }
 
 /// Why the kernel refused `io_uring`, as far as this host tells.
-fn refusal_reason(error: &std::io::Error) -> IoUringRefusal {
+pub(crate) fn refusal_reason(error: &std::io::Error) -> IoUringRefusal {
     let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .ok()
         .and_then(|text| text.trim().parse::<u8>().ok())
