@@ -61,11 +61,15 @@
 //! 7. `transport`: the byte stream under a connection, plain (the ring or
 //!    glommio's stream) or TLS over plain, with the shard's buffer pool.
 //! 8. [`server`]: one shard's serving. Its context (`server::shard`), the
-//!    accept loops, the connection loop (read into a pooled buffer, answer
-//!    every complete request, send all responses with one write; lingering
-//!    close after refusals), the exchange (decode, built-in routes, rate
-//!    limit, dispatch), the connection gate, deadlines and pooled blocks.
-//!    The request path is also usable without a socket as [`LocalService`].
+//!    accept loops, the connection gate, and per connection a thin I/O loop
+//!    (`server::connection`: read, work, send, close under two timers,
+//!    protocol-agnostic) driving a protocol state machine — HTTP/1.1 is
+//!    `server::conn` (phases idle, head, body, handling, sending, streaming,
+//!    closing; pooled buffers, pipelining, lingering close after refusals)
+//!    — over the exchange (`pipeline` decode loop, `builtin` endpoints,
+//!    `dispatch` to rate limit, router and handler), deadlines and pooled
+//!    blocks. The same state machine serves without a socket as
+//!    [`LocalService`].
 //! 9. [`runtime`]: the process. [`runtime::cpus`] picks the CPUs (affinity ∩
 //!    cgroup cpuset, capped by the quota); `listener` opens every listener
 //!    before any shard starts ([`runtime::steer`]'s cBPF program sends each

@@ -35,7 +35,7 @@ fn run(input: &[u8], cut: usize) -> (Vec<u8>, bool) {
     let mut close = false;
     for piece in [&input[..cut], &input[cut..]] {
         buf.extend_from_slice(piece);
-        let (consumed, closing) = block_on(service.serve(&mut buf[start..], &mut out));
+        let (consumed, closing) = block_on(service.serve(&buf[start..], &mut out));
         start += consumed;
         if closing {
             close = true;

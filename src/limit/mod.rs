@@ -218,7 +218,7 @@ impl Limiter {
     pub(crate) fn check(
         &self,
         slot: usize,
-        request: &ClientFacts<'_>,
+        request: &ClientIdentity<'_>,
         now: Instant,
         late: &RateLimitHeaders,
     ) -> Option<Refusal> {
@@ -265,7 +265,7 @@ impl Limiter {
         )
     }
 
-    fn key(&self, request: &ClientFacts<'_>) -> Option<Key> {
+    fn key(&self, request: &ClientIdentity<'_>) -> Option<Key> {
         let peer = request.peer?.ip();
         let settings = &self.settings;
         let ip = match settings.source.as_ref()? {
@@ -287,7 +287,7 @@ impl Limiter {
     }
 
     /// Logs a refusal, at most once a second per shard.
-    fn log(&self, policy: &Policy, request: &ClientFacts<'_>, what: &str) {
+    fn log(&self, policy: &Policy, request: &ClientIdentity<'_>, what: &str) {
         if self.last_log.ready() {
             tracing::warn!(policy = policy.name, peer = ?request.peer, "{what}");
         }
@@ -295,13 +295,13 @@ impl Limiter {
 }
 
 /// What the limiter reads of a request.
-pub(crate) struct ClientFacts<'a> {
+pub(crate) struct ClientIdentity<'a> {
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) headers: &'a [HeaderSpan],
     pub(crate) bytes: &'a [u8],
 }
 
-impl ClientFacts<'_> {
+impl ClientIdentity<'_> {
     /// The value of the first field named `name`.
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers

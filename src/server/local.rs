@@ -4,34 +4,30 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures_lite::StreamExt;
-
-use super::exchange::serve_buffered;
+use super::conn::Conn;
+use super::connection::{Protocol, Sent, Step};
+use super::exchange::Origin;
 use crate::config::ConnectionRules;
-use crate::http::parse::{Decoder, Limits};
-use crate::http::write::{LAST_CHUNK, encode_chunk};
+use crate::http::parse::Limits;
 use crate::observe::counters::Rejection;
 use crate::route::service::RouteService;
 use crate::server::shard::{Settings, ShardContext};
 
 /// The request path of an [`App`](crate::App) without a socket: feed it request bytes,
 /// get response bytes. For tests, benchmarks and fuzzing; a real server
-/// runs the same code behind each connection.
+/// runs the same connection state machine behind each socket.
 ///
 /// ```
 /// use percore::{App, LocalService};
 /// let mut service = LocalService::new(App::new().get("/", async || "hi"));
-/// let mut input = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+/// let input = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 /// let mut out = Vec::new();
-/// let (consumed, close) = futures_lite::future::block_on(service.serve(&mut input, &mut out));
+/// let (consumed, close) = futures_lite::future::block_on(service.serve(input, &mut out));
 /// assert_eq!((consumed, close), (input.len(), false));
 /// assert!(out.ends_with(b"\r\n\r\nhi"));
 /// ```
 pub struct LocalService<S> {
-    shard: Rc<ShardContext<S>>,
-    decoder: Decoder,
-    budget: u32,
-    peer: Option<std::net::SocketAddr>,
+    conn: Conn<S>,
 }
 
 impl<S> std::fmt::Debug for LocalService<S> {
@@ -79,56 +75,51 @@ impl<S: 'static> LocalService<S> {
     }
 
     fn from_settings(app: impl Into<RouteService<S>>, settings: Settings) -> Self {
-        let decoder = Decoder::new(settings.limits);
-        Self {
-            shard: Rc::new(ShardContext::new(0, Arc::new(app.into()), settings)),
-            decoder,
-            budget: u32::MAX,
+        let shard = Rc::new(ShardContext::new(0, Arc::new(app.into()), settings));
+        let settings = shard.settings();
+        let origin = Origin {
             peer: None,
+            tls: false,
+            redirect: None,
+        };
+        Self {
+            conn: Conn::new(shard, settings, origin),
         }
     }
 
     /// Serves as if the connection came from `peer` (rate limits key on it).
     pub fn set_peer(&mut self, peer: std::net::SocketAddr) {
-        self.peer = Some(peer);
+        self.conn.set_peer(peer);
     }
 
     /// How many requests were refused for `reason` so far.
     #[must_use]
     pub fn rejections(&self, reason: Rejection) -> u64 {
-        self.shard.counters.get(reason)
+        self.conn.shard().counters.get(reason)
     }
 
     /// Answers every complete request at the start of `input` (as one
     /// connection would), appending responses to `out`. Returns the bytes
-    /// consumed and whether the connection would close. A streamed body is
-    /// appended whole, with its framing.
-    pub async fn serve(&mut self, input: &mut [u8], out: &mut Vec<u8>) -> (usize, bool) {
-        let batch = serve_buffered(
-            &self.shard,
-            &mut self.decoder,
-            input,
-            out,
-            super::exchange::Origin {
-                peer: self.peer,
-                tls: false,
-                redirect: None,
-            },
-            &mut self.budget,
-        )
-        .await;
-        if let Some((mut stream, chunked)) = batch.stream {
-            while let Some(piece) = stream.next().await {
-                if chunked {
-                    encode_chunk(out, &piece);
-                } else {
-                    out.extend_from_slice(&piece);
+    /// consumed and whether the connection would close; the caller feeds
+    /// the rest again with what follows it. A streamed body is appended
+    /// whole, with its framing.
+    pub async fn serve(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
+        self.conn.load(input);
+        // Each pass answers, sends or closes; a bounded number of steps
+        // per piece of a streamed body.
+        let close = loop {
+            match self.conn.step() {
+                Step::Work { .. } => self.conn.work().await,
+                Step::Send { .. } => {
+                    out.append(self.conn.output());
+                    self.conn.sent(Sent::Done);
                 }
+                Step::Read { .. } => break false,
+                Step::Close(_) => break true,
             }
-            if chunked {
-                out.extend_from_slice(LAST_CHUNK);
-            }
-        }
-        (batch.consumed, batch.close)
+        };
+        let consumed = input.len() - self.conn.unanswered();
+        self.conn.unload();
+        (consumed, close)
     }
 }

@@ -1,8 +1,12 @@
-//! Serving connections: accept loops, the per-connection loop, and the
-//! transport beneath it.
+//! Serving connections on one shard: its context (`shard`), accept loops,
+//! the connection gate, the I/O loop (`connection`) driving each
+//! connection's protocol state machine (`conn`, HTTP/1.1), the exchange of
+//! requests for responses (`exchange`), deadlines, pooled blocks, and the
+//! blocking pool.
 
 pub(crate) mod accept;
 pub(crate) mod blocking;
+pub(crate) mod conn;
 pub(crate) mod connection;
 pub(crate) mod deadline;
 pub(crate) mod exchange;

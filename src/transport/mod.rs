@@ -93,42 +93,56 @@ impl Plain {
     }
 }
 
-impl Transport {
-    /// Whether the connection can give its buffers back while idle.
-    pub(crate) fn lends_buffers(&self) -> bool {
+/// What a connection loop does with its byte stream: the one seam between
+/// a protocol's loop and the socket under it. [`Transport`] is the real
+/// one; the server's unit tests script one in memory.
+pub(crate) trait Io {
+    /// Whether a connection may give its buffers back to the pool while it
+    /// waits (the read does not need a buffer of its own until bytes
+    /// arrive).
+    fn returns_idle_buffers(&self) -> bool;
+
+    /// Reads what arrives next into `buf` after `filled` bytes, growing
+    /// `buf` up to `max` bytes. Returns the bytes added; 0 means the peer
+    /// closed. Past `max`: an `OutOfMemory` error.
+    fn read_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        filled: usize,
+        max: usize,
+        pool: &BufferPool,
+    ) -> impl Future<Output = io::Result<usize>>;
+
+    /// Writes all of `out`, which is left empty (and keeps its capacity).
+    fn write_all(
+        &mut self,
+        out: &mut Vec<u8>,
+        pool: &BufferPool,
+    ) -> impl Future<Output = io::Result<()>>;
+
+    /// Reads and drops what the peer sends, reusing `buf`; 0 at the end.
+    fn discard(
+        &mut self,
+        buf: &mut Vec<u8>,
+        pool: &BufferPool,
+    ) -> impl Future<Output = io::Result<usize>>;
+
+    /// Ends the session cleanly (TLS `close_notify`; nothing on plain).
+    fn shutdown(&mut self, pool: &BufferPool) -> impl Future<Output = ()>;
+
+    /// Makes the close abortive: for a peer that stopped taking responses.
+    fn reset_on_close(&self);
+
+    /// Ends the sending side: the peer reads what was sent, then a FIN.
+    fn shutdown_write(&self);
+}
+
+impl Io for Transport {
+    fn returns_idle_buffers(&self) -> bool {
         !matches!(self, Self::Plain(Plain::Stream(_)))
     }
 
-    /// The plain socket beneath.
-    fn plain(&self) -> &Plain {
-        match self {
-            Self::Plain(plain) => plain,
-            Self::Tls(tls) => tls.plain(),
-        }
-    }
-
-    /// Sends TLS's `close_notify`; nothing to do on a plain stream.
-    pub(crate) async fn shutdown(&mut self, pool: &BufferPool) {
-        if let Self::Tls(tls) = self {
-            let _ = Box::pin(tls.shutdown(pool)).await;
-        }
-    }
-
-    /// Makes the close abortive (see [`Plain`]'s): for a connection whose
-    /// peer stopped taking its responses.
-    pub(crate) fn reset_on_close(&self) {
-        self.plain().reset_on_close();
-    }
-
-    /// Ends the sending side after the last response: the peer reads it
-    /// all, then sees the end (a FIN, not a reset).
-    pub(crate) fn shutdown_write(&self) {
-        self.plain().shutdown_write();
-    }
-
-    /// Reads what arrives next into `buf` after `filled` bytes, growing `buf`
-    /// up to `max` bytes. Returns the bytes added; 0 means the peer closed.
-    pub(crate) async fn read_into(
+    async fn read_into(
         &mut self,
         buf: &mut Vec<u8>,
         filled: usize,
@@ -156,13 +170,15 @@ impl Transport {
         }
     }
 
-    /// Reads and drops what the peer sends (raw bytes, ciphertext under
-    /// TLS), reusing `buf`; 0 at the end of the stream.
-    pub(crate) async fn discard(
-        &mut self,
-        buf: &mut Vec<u8>,
-        pool: &BufferPool,
-    ) -> io::Result<usize> {
+    async fn write_all(&mut self, out: &mut Vec<u8>, pool: &BufferPool) -> io::Result<()> {
+        match self {
+            Self::Plain(plain) => plain.write_all(out).await,
+            Self::Tls(tls) => tls.write_all(out, pool).await,
+        }
+    }
+
+    /// Raw bytes, ciphertext under TLS.
+    async fn discard(&mut self, buf: &mut Vec<u8>, pool: &BufferPool) -> io::Result<usize> {
         let plain = match self {
             Self::Plain(plain) => plain,
             Self::Tls(tls) => tls.plain_mut(),
@@ -172,15 +188,28 @@ impl Transport {
             .await
     }
 
-    /// Writes all of `out`, which is left empty (and keeps its capacity).
-    pub(crate) async fn write_all(
-        &mut self,
-        out: &mut Vec<u8>,
-        pool: &BufferPool,
-    ) -> io::Result<()> {
+    async fn shutdown(&mut self, pool: &BufferPool) {
+        if let Self::Tls(tls) = self {
+            let _ = Box::pin(tls.shutdown(pool)).await;
+        }
+    }
+
+    /// See [`Plain`]'s.
+    fn reset_on_close(&self) {
+        self.plain().reset_on_close();
+    }
+
+    fn shutdown_write(&self) {
+        self.plain().shutdown_write();
+    }
+}
+
+impl Transport {
+    /// The plain socket beneath.
+    fn plain(&self) -> &Plain {
         match self {
-            Self::Plain(plain) => plain.write_all(out).await,
-            Self::Tls(tls) => tls.write_all(out, pool).await,
+            Self::Plain(plain) => plain,
+            Self::Tls(tls) => tls.plain(),
         }
     }
 }
@@ -188,7 +217,7 @@ impl Transport {
 /// Copies received `bytes` into `buf` after `filled` (growing it up to
 /// `max`); returns how many. An empty `buf` is taken from `pool` only now
 /// that bytes have arrived, so a waiting connection holds no buffer.
-fn place(
+pub(crate) fn place(
     buf: &mut Vec<u8>,
     filled: usize,
     max: usize,

@@ -1,0 +1,221 @@
+//! One request to its response: the built-in endpoints first, then the
+//! rate limiter, the router and the handler (a panic becomes a 500, a
+//! wrong method a 405 with `Allow`).
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::task::Poll;
+use std::time::Instant;
+
+use super::builtin::{health, metrics, to_https};
+use super::pipeline::RequestContext;
+use crate::http::parse::{HeaderSpan, Message, Method, Version};
+use crate::http::request::{Request, split_target, target_str};
+use crate::http::status::Status;
+use crate::http::write::{BodyStream, ResponseContext, ResponseWriter, push_decimal};
+use crate::limit::{ClientIdentity, RateLimitHeaders, Refusal};
+use crate::observe::metrics::{METRICS, UNMATCHED};
+use crate::route::router::{Lookup, MAX_PARAMS};
+use crate::server::shard::{Settings, ShardContext};
+
+/// Routes one request and writes its response. Returns whether the
+/// connection stays open, and a body stream if the response has one.
+pub(super) async fn respond<S>(
+    shard: &ShardContext<S>,
+    settings: &Settings,
+    headers: &[HeaderSpan],
+    message_bytes: &mut [u8],
+    message: Message,
+    out: &mut Vec<u8>,
+    facts: RequestContext<'_>,
+) -> (bool, Option<(BodyStream, bool)>, Status, usize) {
+    let RequestContext {
+        origin,
+        now,
+        date,
+        may_continue,
+        request_id,
+    } = facts;
+    let peer = origin.peer;
+    let head = message.head;
+    let (head_bytes, rest) = message_bytes.split_at_mut(head.len);
+    let head_bytes: &[u8] = head_bytes;
+    let body = &mut rest[..message.body.1 - head.len];
+    let (path, _) = split_target(target_str(head_bytes, &head));
+    let context = ResponseContext {
+        date,
+        head_request: head.method == Method::Head,
+        keep_alive: head.keep_alive && may_continue,
+        http10: head.version == Version::Http10,
+    };
+    let late = RateLimitHeaders::default();
+    let mut writer = ResponseWriter::new(out, context)
+        .closing_when(&shard.draining)
+        .with_fixed_headers(if origin.tls {
+            &settings.tls_fixed_headers
+        } else {
+            &settings.fixed_headers
+        })
+        .with_late_headers(&late)
+        .with_request_id(request_id);
+    let slot = if let Some(slot) = health(shard, &settings.health, path, &mut writer) {
+        slot
+    } else if let Some(port) = origin.redirect {
+        to_https(&mut writer, headers, head_bytes, &head, port);
+        UNMATCHED
+    } else if !settings.metrics_path.is_empty() && path == settings.metrics_path {
+        let allowed = peer.is_none_or(|peer| {
+            settings
+                .metrics_allow
+                .iter()
+                .any(|block| block.contains(peer.ip()))
+        });
+        if allowed {
+            // Boxed: a rare path that would otherwise enlarge every request's future.
+            Box::pin(metrics(shard, &mut writer)).await;
+        } else {
+            writer.send_error(
+                Status::FORBIDDEN,
+                "metrics are served only to the addresses in metrics.allow",
+            );
+        }
+        METRICS
+    } else {
+        let request = RoutedRequest {
+            head_bytes,
+            head,
+            headers,
+            peer,
+            now,
+            late: &late,
+        };
+        route(shard, request, body, &mut writer).await
+    };
+    let status = writer
+        .status_sent()
+        .unwrap_or(Status::INTERNAL_SERVER_ERROR);
+    (writer.keep_alive(), writer.take_stream(), status, slot)
+}
+
+/// Routes a request to its handler (a panic becomes a 500); returns the
+/// route's metrics slot.
+async fn route<S>(
+    shard: &ShardContext<S>,
+    facts: RoutedRequest<'_>,
+    body: &mut [u8],
+    writer: &mut ResponseWriter<'_>,
+) -> usize {
+    let RoutedRequest {
+        head_bytes,
+        head,
+        headers,
+        peer,
+        now,
+        late,
+    } = facts;
+    let (path, _) = split_target(target_str(head_bytes, &head));
+    let mut params = [("", ""); MAX_PARAMS];
+    let lookup = shard.app.routes.lookup(head.method, path, &mut params);
+    let slot = match &lookup {
+        Lookup::Found(routed, _) => routed.slot,
+        _ => UNMATCHED,
+    };
+    let client = ClientIdentity {
+        peer,
+        headers,
+        bytes: head_bytes,
+    };
+    let refusal = shard.limiter.borrow().check(slot, &client, now, late);
+    if let Some(refusal) = refusal {
+        too_many_requests(writer, &refusal);
+        return slot;
+    }
+    match lookup {
+        Lookup::Found(routed, count) => {
+            shard.beacon.started(routed.slot);
+            let mut request = Request::new(head_bytes, body, head, headers)
+                .with_params(&params[..count])
+                .with_origin(peer, shard.index);
+            let completed = {
+                let mut future =
+                    std::pin::pin!(routed.handler.call(&mut request, &shard.state, writer));
+                futures_lite::future::poll_fn(|cx| {
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                        Ok(Poll::Ready(())) => Poll::Ready(true),
+                        Ok(Poll::Pending) => Poll::Pending,
+                        Err(_) => Poll::Ready(false),
+                    }
+                })
+                .await
+            };
+            if !completed {
+                shard.metrics.panicked();
+                let route = shard.app.route_labels()[routed.slot].route.clone();
+                tracing::error!(
+                    shard = shard.index,
+                    route,
+                    path,
+                    "handler panicked; answered 500"
+                );
+                writer.reset();
+                writer.send_error(Status::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            } else if !writer.is_written() {
+                writer.send_error(Status::INTERNAL_SERVER_ERROR, "handler wrote no response");
+            }
+            routed.slot
+        }
+        Lookup::MethodNotAllowed(methods) => {
+            let mut allow = String::new();
+            for (method, _) in methods {
+                if !allow.is_empty() {
+                    allow.push_str(", ");
+                }
+                allow.push_str(method.as_str());
+                if *method == Method::Get && !methods.iter().any(|(m, _)| *m == Method::Head) {
+                    allow.push_str(", HEAD");
+                }
+            }
+            writer.send_with(
+                Status::METHOD_NOT_ALLOWED,
+                Some("application/json"),
+                [("Allow", allow.as_bytes())],
+                |out| {
+                    out.extend_from_slice(br#"{"detail":"Method Not Allowed"}"#);
+                    Ok::<(), ()>(())
+                },
+            );
+            UNMATCHED
+        }
+        Lookup::NotFound => {
+            writer.send_error(Status::NOT_FOUND, "Not Found");
+            UNMATCHED
+        }
+    }
+}
+
+/// What `route` reads of a request besides its body.
+struct RoutedRequest<'a> {
+    head_bytes: &'a [u8],
+    head: crate::http::parse::Head,
+    headers: &'a [HeaderSpan],
+    peer: Option<SocketAddr>,
+    now: Instant,
+    late: &'a RateLimitHeaders,
+}
+
+/// 429 with `Retry-After` (the `RateLimit` fields are already set).
+fn too_many_requests(writer: &mut ResponseWriter<'_>, refusal: &Refusal) {
+    let mut seconds = Vec::with_capacity(20);
+    push_decimal(&mut seconds, refusal.retry_after_secs);
+    writer.send_with(
+        Status::TOO_MANY_REQUESTS,
+        Some("application/json"),
+        [("Retry-After", &seconds[..])],
+        |out| {
+            out.extend_from_slice(b"{\"detail\":\"Too Many Requests: retry in ");
+            out.extend_from_slice(&seconds);
+            out.extend_from_slice(b" s\"}");
+            Ok::<(), ()>(())
+        },
+    );
+}
