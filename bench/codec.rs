@@ -4,10 +4,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use percore::Limits;
 use percore::LocalService;
-use percore::http::parse::{Decoded, Decoder, Limits};
-use percore::http::status::Status;
-use percore::http::write::{ResponseContext, ResponseWriter};
+use percore::Status;
+use percore::internals::{Decoded, Decoder};
+use percore::internals::{ResponseContext, ResponseWriter};
 
 /// A request as wrk sends it, with browser-like headers.
 const REQUEST: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: localhost:8080\r\n\

@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_lite::future::block_on;
-use percore::limit::{Gcra, Table};
+use percore::internals::{Gcra, Table};
 use percore::{Config, LocalService};
 
 fn table(c: &mut Criterion) {

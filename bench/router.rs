@@ -4,7 +4,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use percore::Method;
-use percore::route::router::{Lookup, MAX_PARAMS, Router};
+use percore::internals::{Lookup, MAX_PARAMS, Router};
 
 fn table() -> Router<u32> {
     let mut router = Router::new();

@@ -31,7 +31,7 @@ async fn add(Query(operands): Query<Operands>) -> Json<Sum> {
 }
 
 fn main() -> Result<(), percore::Error> {
-    percore::observe::log::init("info");
+    percore::init_logging("info");
     App::new()
         .get("/", async || "percore says hi")
         .get("/hello/{name}", hello)

@@ -52,7 +52,7 @@ async fn fetch(State(notes): State<Notes>, Path(id): Path<usize>) -> Result<Json
 }
 
 fn main() -> Result<(), percore::Error> {
-    percore::observe::log::init("info");
+    percore::init_logging("info");
     App::with_state(Notes::default)
         .post("/notes", create)
         .get("/notes", list)

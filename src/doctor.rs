@@ -15,7 +15,7 @@ const MEMLOCK_PER_SHARD: u64 = 1 << 20;
 
 /// How a check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Fine.
     Pass,
     /// Works, but not as well as it could.
@@ -36,7 +36,7 @@ impl fmt::Display for Verdict {
 
 /// One check's outcome.
 #[derive(Clone, Debug)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// The verdict.
     pub verdict: Verdict,
     /// What was checked and what was found; for WARN and FAIL, the fix.
@@ -52,7 +52,7 @@ fn finding(verdict: Verdict, text: impl Into<String>) -> Finding {
 
 /// Runs every check for `config` on this host.
 #[must_use]
-pub fn examine(config: &Config) -> Vec<Finding> {
+pub(crate) fn examine(config: &Config) -> Vec<Finding> {
     let mut findings = Vec::new();
     let usable = Usable::of_this_process();
     let shards = match usable.choose(config.server.shards, config.server.cpus.as_ref()) {

@@ -37,30 +37,30 @@
 //! any path from a module to one of its own layer or above, so no cycle
 //! between top-level modules can be written.
 //!
-//! 1. [`http`]: the protocol, sans-IO, a leaf. [`http::parse`] decodes heads
-//!    with httparse and applies the RFC 9112 framing rules; [`http::body`]
-//!    decodes chunked bodies in place; [`http::request`] is the borrowed
-//!    view a handler sees; [`http::write`] encodes responses into the write
-//!    buffer; [`http::response`] is what handlers may return;
-//!    [`http::date`] caches the `Date` value per shard.
+//! 1. `http`: the protocol, sans-IO, a leaf. `http::parse` decodes heads
+//!    with httparse and applies the RFC 9112 framing rules; `http::body`
+//!    decodes chunked bodies in place; `http::request` is the borrowed
+//!    view a handler sees; `http::write` encodes responses into the write
+//!    buffer; `http::response` is what handlers may return;
+//!    `http::date` caches the `Date` value per shard.
 //! 2. [`config`]: the configuration's schema, defaults, validation and its
 //!    value types (CPU lists, client-key sources, address blocks,
 //!    access-log formats).
 //! 3. [`error`](Error): every failure that stops percore, each naming its fix.
-//! 4. [`observe`]: logging, the access log, rejection counters, metrics and
+//! 4. `observe`: logging, the access log, rejection counters, metrics and
 //!    the watchdog's beacon.
-//! 5. [`limit`] (per-shard rate limiting: GCRA over bounded key tables) and
-//!    [`route`] ([`route::router`] maps method and path to a handler;
-//!    [`route::handler`] turns `async fn`s into handlers; [`route::extract`]
-//!    holds the extractors; [`route::json`] is JSON with simd-json;
-//!    [`route::service`] is an app frozen for serving).
+//! 5. `limit` (per-shard rate limiting: GCRA over bounded key tables) and
+//!    `route` (`route::router` maps method and path to a handler;
+//!    `route::handler` turns `async fn`s into handlers; `route::extract`
+//!    holds the extractors; `route::json` is JSON with simd-json;
+//!    `route::service` is an app frozen for serving).
 //! 6. `uring` (each shard's own `io_uring`: an owning record per operation;
 //!    multishot accept and receive into provided buffers, batched sends,
-//!    connect, timeouts and file operations) and [`tls`] (rustls
+//!    connect, timeouts and file operations) and `tls` (rustls
 //!    configuration, certificates, SNI, shared ticket keys).
 //! 7. `transport`: the byte stream under a connection, plain (the ring or
 //!    glommio's stream) or TLS over plain, with the shard's buffer pool.
-//! 8. [`server`]: one shard's serving. Its context (`server::shard`), the
+//! 8. `server`: one shard's serving. Its context (`server::shard`), the
 //!    accept loops, the connection gate, and per connection a thin I/O loop
 //!    (`server::connection`: read, work, send, close under two timers,
 //!    protocol-agnostic) driving a protocol state machine — HTTP/1.1 is
@@ -70,18 +70,28 @@
 //!    `dispatch` to rate limit, router and handler), deadlines and pooled
 //!    blocks. The same state machine serves without a socket as
 //!    [`LocalService`].
-//! 9. [`runtime`]: the process. [`runtime::cpus`] picks the CPUs (affinity ∩
+//! 9. `runtime`: the process. `runtime::cpus` picks the CPUs (affinity ∩
 //!    cgroup cpuset, capped by the quota); `listener` opens every listener
-//!    before any shard starts ([`runtime::steer`]'s cBPF program sends each
+//!    before any shard starts (`runtime::steer`'s cBPF program sends each
 //!    client to one shard when limits need it); `shard` brings a shard up on
 //!    its own pinned executor thread; `control` talks to shards only by
 //!    message (stop, reload, metrics snapshot); `supervise` restarts a
 //!    shard that dies and watches for blocked event loops; `admin` serves
 //!    metrics on their own listener; [`Server`] is the handle.
-//! 10. [`app`](App): the builder service authors use, frozen into a
-//!     [`route::service::RouteService`] that the layers below take.
-//! 11. [`doctor`] (host checks) and [`reference`](mod@reference) (the app `percore serve`
+//! 10. `app` ([`App`]): the builder service authors use, frozen into a
+//!     [`RouteService`] that the layers below take.
+//! 11. `doctor` (host checks) and [`reference`](mod@reference) (the app `percore serve`
 //!     runs), then [`cli`], the command line over them.
+//!
+//! ## Public surface
+//!
+//! The modules are private to the crate (`unreachable_pub` is on); a
+//! service author or operator uses what the crate root re-exports, the
+//! configuration schema in [`config`], [`cli::run`] (the `percore` command
+//! line, for your own binary) and [`reference`](mod@reference). The codec,
+//! router and limiter internals that percore's own benches and fuzz targets
+//! measure are reached through one hidden module, `percore::internals`,
+//! which is not part of the API.
 //!
 //! ## Unsafe code
 //!
@@ -104,33 +114,49 @@
 //! | `runtime/steer.rs` | 1 | `setsockopt` with the cBPF steering program |
 //! | `runtime/descriptors.rs` | 2 | `getrlimit` and `setrlimit` for the descriptor budget |
 
-pub mod app;
+pub(crate) mod app;
 pub mod cli;
 pub mod config;
-pub mod doctor;
-pub mod error;
-pub mod http;
-pub mod limit;
-pub mod observe;
+pub(crate) mod doctor;
+pub(crate) mod error;
+pub(crate) mod http;
+pub(crate) mod limit;
+pub(crate) mod observe;
 pub mod reference;
-pub mod route;
-pub mod runtime;
-pub mod server;
-pub mod tls;
+pub(crate) mod route;
+pub(crate) mod runtime;
+pub(crate) mod server;
+pub(crate) mod tls;
 pub(crate) mod transport;
 pub(crate) mod uring;
 
 pub use app::App;
 pub use config::Config;
-pub use error::Error;
-pub use http::parse::Method;
+pub use error::{Error, IoUringRefusal};
+pub use http::parse::{Limits, Method};
 pub use http::request::Request;
 pub use http::response::{HttpError, IntoResponse, Response};
 pub use http::status::Status;
 pub use observe::counters::Rejection;
+pub use observe::log::init as init_logging;
 pub use route::extract::{Bytes, FromRequest, Headers, Path, Peer, Query, ShardId, State};
 pub use route::handler::Handler;
 pub use route::json::Json;
+pub use route::service::RouteService;
 pub use runtime::Server;
 pub use server::LocalService;
 pub use server::blocking::blocking;
+
+/// Not part of the API: the codec, router and limiter internals that
+/// percore's own benches and fuzz targets measure. They may change in any
+/// release.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::http::body::{ChunkLimits, ChunkedDecoder};
+    pub use crate::http::parse::{Decoded, Decoder, ParseError};
+    pub use crate::http::write::{ResponseContext, ResponseWriter};
+    pub use crate::limit::gcra::Gcra;
+    pub use crate::limit::table::Table;
+    pub use crate::route::router::{Lookup, MAX_PARAMS, Router};
+    pub use crate::runtime::steer::shard_of;
+}

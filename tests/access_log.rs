@@ -4,7 +4,7 @@
 
 mod support;
 
-use percore::observe::access::AccessFormat;
+use percore::config::AccessFormat;
 use support::{Client, addr, get};
 
 fn logged(format: AccessFormat, requests: &[&[u8]]) -> (Vec<String>, Vec<Option<String>>) {

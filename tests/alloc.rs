@@ -154,11 +154,11 @@ fn rate_limited_requests_allocate_nothing_once_the_key_exists() {
 
 #[test]
 fn a_rate_limit_key_costs_under_a_hundred_bytes() {
-    let gcra = percore::limit::Gcra::new(10.0, 20);
+    let gcra = percore::internals::Gcra::new(10.0, 20);
     let keys = 100_000u64;
     HELD.with(|n| n.set(0));
     COUNTING.with(|c| c.set(true));
-    let mut table = percore::limit::Table::new(100_000);
+    let mut table = percore::internals::Table::new(100_000);
     for key in 0..keys {
         table.check(u128::from(key) << 32, &gcra, 1 + key);
     }

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use percore::config::PolicyConfig;
-use percore::runtime::steer::shard_of;
+use percore::internals::shard_of;
 use percore::{App, Config, ShardId};
 use support::{Client, addr, get};
 

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use percore::http::body::{ChunkLimits, ChunkedDecoder};
+use percore::internals::{ChunkLimits, ChunkedDecoder};
 
-fn run(input: &[u8], cuts: &[usize]) -> Result<Option<(Vec<u8>, usize)>, percore::http::parse::ParseError> {
+fn run(input: &[u8], cuts: &[usize]) -> Result<Option<(Vec<u8>, usize)>, percore::internals::ParseError> {
     let mut decoder = ChunkedDecoder::new(0);
     let mut buf = Vec::new();
     let mut fed = 0;

@@ -1,6 +1,6 @@
 //! Limits small enough that fuzz inputs reach them.
 
-use percore::http::parse::Limits;
+use percore::Limits;
 
 pub fn limits() -> Limits {
     Limits {

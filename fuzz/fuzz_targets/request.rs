@@ -6,7 +6,7 @@ mod limits;
 
 use libfuzzer_sys::fuzz_target;
 use limits::limits;
-use percore::http::parse::{Decoded, Decoder, ParseError};
+use percore::internals::{Decoded, Decoder, ParseError};
 
 /// Requests as owned values: (method token, target, headers, body).
 type Seen = Vec<(Vec<u8>, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>)>;

@@ -7,11 +7,11 @@ use std::fmt::Write;
 use std::time::SystemTime;
 
 /// Length of an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
-pub const DATE_LEN: usize = 29;
+pub(crate) const DATE_LEN: usize = 29;
 
 /// A shard's current `Date` value.
 #[derive(Debug)]
-pub struct DateCache {
+pub(crate) struct DateCache {
     value: Cell<[u8; DATE_LEN]>,
     second: Cell<u64>,
 }
@@ -19,7 +19,7 @@ pub struct DateCache {
 impl DateCache {
     /// A cache holding the current time.
     #[must_use]
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let cache = Self {
             value: Cell::new([b' '; DATE_LEN]),
             second: Cell::new(u64::MAX),
@@ -30,7 +30,7 @@ impl DateCache {
 
     /// The value for the current second (re-formatted into a fixed array
     /// when the second changes: no allocation).
-    pub fn now(&self) -> [u8; DATE_LEN] {
+    pub(crate) fn now(&self) -> [u8; DATE_LEN] {
         let now = SystemTime::now();
         let second = now
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -13,7 +13,7 @@ use super::framing::{Fields, has_bare_lf};
 use super::status::Status;
 
 /// Hard ceiling on `max_headers`, which sizes a stack array per parse.
-pub const MAX_HEADERS_CEILING: usize = 256;
+pub(crate) const MAX_HEADERS_CEILING: usize = 256;
 
 /// Size limits applied while decoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct Limits {
     pub max_request_line_bytes: usize,
     /// Largest request head (request line and header fields), in bytes.
     pub max_head_bytes: usize,
-    /// Most header fields in one request (at most [`MAX_HEADERS_CEILING`]).
+    /// Most header fields in one request (at most 256).
     pub max_headers: usize,
     /// Largest decoded request body, in bytes.
     pub max_body_bytes: u64,

@@ -161,7 +161,7 @@ impl IntoBytes for Cow<'static, [u8]> {
 
 /// The body of a [`Response`].
 #[derive(Default)]
-pub enum Body {
+pub(crate) enum Body {
     /// No body.
     #[default]
     Empty,

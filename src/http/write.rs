@@ -15,7 +15,7 @@ use super::date::DATE_LEN;
 use super::status::Status;
 
 /// A response body produced piece by piece, sent with chunked framing.
-pub type BodyStream = Pin<Box<dyn Stream<Item = Vec<u8>>>>;
+pub(crate) type BodyStream = Pin<Box<dyn Stream<Item = Vec<u8>>>>;
 
 /// What the writer needs to know about the request it answers.
 #[derive(Clone, Copy, Debug)]
@@ -350,7 +350,7 @@ fn insert_at(out: &mut Vec<u8>, at: usize, bytes: &[u8]) {
 
 /// Appends one chunk of a chunked body (nothing for an empty chunk, which
 /// would end the body).
-pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+pub(crate) fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
     }
@@ -370,10 +370,10 @@ pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// The last chunk and an empty trailer section.
-pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// The interim response to `Expect: 100-continue`.
-pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ use crate::config::{Cidr, mapped, mask};
 /// The key of a client address: IPv4 whole, IPv6 cut to `v6_prefix` bits
 /// (a host usually owns a whole /64).
 #[must_use]
-pub fn ip_key(ip: IpAddr, v6_prefix: u8) -> Key {
+pub(crate) fn ip_key(ip: IpAddr, v6_prefix: u8) -> Key {
     match ip {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => u128::from(v6) & mask(v6_prefix),
         IpAddr::V6(v6) => u128::from(v6),

@@ -9,9 +9,9 @@
 //! spread over the shards, so each shard enforces `rate / shards` and
 //! `⌈burst / shards⌉` and the sum is the configured limit.
 
-pub mod gcra;
-pub mod key;
-pub mod table;
+pub(crate) mod gcra;
+pub(crate) mod key;
+pub(crate) mod table;
 
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
@@ -19,10 +19,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-pub use crate::config::Cidr;
+pub(crate) use crate::config::Cidr;
 use crate::config::KeySource;
-pub use gcra::{Gcra, Verdict};
-pub use table::{Key, Table};
+pub(crate) use gcra::{Gcra, Verdict};
+pub(crate) use table::{Key, Table};
 
 use crate::config::RateLimitConfig;
 use crate::http::parse::HeaderSpan;

@@ -10,7 +10,7 @@ use super::gcra::{Gcra, Verdict};
 
 /// A key: a client address (IPv4 mapped into IPv6, IPv6 cut to its
 /// prefix) or the hash of a header value.
-pub type Key = u128;
+pub(crate) type Key = u128;
 
 /// No neighbour on the recency list.
 const NONE: u32 = u32::MAX;

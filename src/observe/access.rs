@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use serde::Serialize;
 
-pub use crate::config::AccessFormat;
+pub(crate) use crate::config::AccessFormat;
 
 /// One request, as logged.
 #[derive(Debug, Serialize)]

@@ -76,7 +76,7 @@ impl From<ParseError> for Rejection {
 
 /// One shard's rejection counts.
 #[derive(Debug)]
-pub struct Counters {
+pub(crate) struct Counters {
     counts: Box<[Cell<u64>]>,
 }
 
@@ -90,14 +90,14 @@ impl Default for Counters {
 
 impl Counters {
     /// Counts one `reason`.
-    pub fn count(&self, reason: Rejection) {
+    pub(crate) fn count(&self, reason: Rejection) {
         let cell = &self.counts[reason as usize];
         cell.set(cell.get() + 1);
     }
 
     /// The count for `reason`.
     #[must_use]
-    pub fn get(&self, reason: Rejection) -> u64 {
+    pub(crate) fn get(&self, reason: Rejection) -> u64 {
         self.counts[reason as usize].get()
     }
 

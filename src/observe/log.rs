@@ -44,13 +44,13 @@ fn quiet_libraries(filter: &str) -> String {
 
 /// Marks the filter as given on the command line or by `RUST_LOG`, so a
 /// reload of the configuration file does not replace it.
-pub fn pin_filter() {
+pub(crate) fn pin_filter() {
     PINNED.store(true, Ordering::Relaxed);
 }
 
 /// Puts the configuration's `log.level` in force, unless the filter is
 /// pinned or the subscriber is not ours.
-pub fn reload_filter(level: &str) {
+pub(crate) fn reload_filter(level: &str) {
     if PINNED.load(Ordering::Relaxed) {
         return;
     }

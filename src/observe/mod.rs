@@ -1,7 +1,7 @@
 //! Observability: logs, access logs, rejection counters and metrics.
 
-pub mod access;
+pub(crate) mod access;
 pub(crate) mod beacon;
-pub mod counters;
-pub mod log;
+pub(crate) mod counters;
+pub(crate) mod log;
 pub(crate) mod metrics;

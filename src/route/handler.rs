@@ -17,11 +17,9 @@ use crate::http::request::Request;
 use crate::http::response::IntoResponse;
 use crate::http::write::ResponseWriter;
 
-/// Inline room for a handler's future; larger futures are boxed.
-pub const INLINE_FUTURE_BYTES: usize = 256;
-
 /// The future of one handler call; it writes the response when done.
-pub type HandlerFuture<'a> = SmallBox<dyn Future<Output = ()> + 'a, smallbox::space::S32>;
+/// Held inline in 32 words (256 bytes); larger futures are boxed.
+pub(crate) type HandlerFuture<'a> = SmallBox<dyn Future<Output = ()> + 'a, smallbox::space::S32>;
 
 /// Something that answers requests: implemented for `async fn`s whose
 /// arguments are extractors. `S` is the shard state type, `Args` the

@@ -1,9 +1,9 @@
 //! Routing and handlers: the route table, extractors that turn a request
 //! into typed arguments, and JSON in and out.
 
-pub mod extract;
-pub mod handler;
-pub mod json;
+pub(crate) mod extract;
+pub(crate) mod handler;
+pub(crate) mod json;
 mod path;
-pub mod router;
-pub mod service;
+pub(crate) mod router;
+pub(crate) mod service;

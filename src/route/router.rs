@@ -13,9 +13,6 @@ use crate::http::parse::Method;
 /// Most parameters one pattern may have.
 pub const MAX_PARAMS: usize = 8;
 
-/// Matched path parameters: `(name, raw value)` pairs.
-pub type Params<'a> = [(&'a str, &'a str); MAX_PARAMS];
-
 /// Why a pattern cannot be added.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteError(String);

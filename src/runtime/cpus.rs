@@ -8,11 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-pub use crate::config::CpuList;
+pub(crate) use crate::config::CpuList;
 
 /// What this process may use.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Usable {
+pub(crate) struct Usable {
     /// CPUs allowed by affinity and cpuset, ascending.
     pub cpus: Vec<usize>,
     /// Whole CPUs granted by the `cpu.max` quota, rounded up, when limited.
@@ -22,7 +22,7 @@ pub struct Usable {
 impl Usable {
     /// Reads this process's affinity and cgroup.
     #[must_use]
-    pub fn of_this_process() -> Usable {
+    pub(crate) fn of_this_process() -> Usable {
         let affinity: Vec<usize> = core_affinity::get_core_ids()
             .unwrap_or_default()
             .into_iter()
@@ -39,7 +39,7 @@ impl Usable {
     /// `/proc/self/cgroup`-format file `membership` under the cgroup v2
     /// mount `root`. Missing files mean no constraint from that source.
     #[must_use]
-    pub fn from_sources(mut affinity: Vec<usize>, membership: &Path, root: &Path) -> Usable {
+    pub(crate) fn from_sources(mut affinity: Vec<usize>, membership: &Path, root: &Path) -> Usable {
         affinity.sort_unstable();
         let Some(dir) = own_cgroup(membership, root) else {
             return Usable {
@@ -75,7 +75,7 @@ impl Usable {
     ///
     /// # Errors
     /// A sentence naming the fix when the request cannot be met.
-    pub fn choose(
+    pub(crate) fn choose(
         &self,
         shards: Option<usize>,
         cpus: Option<&CpuList>,

@@ -4,12 +4,12 @@
 pub(crate) mod admin;
 pub(crate) mod adopt;
 pub(crate) mod control;
-pub mod cpus;
+pub(crate) mod cpus;
 pub(crate) mod descriptors;
 pub(crate) mod listener;
 pub(crate) mod notify;
 pub(crate) mod shard;
-pub mod steer;
+pub(crate) mod steer;
 pub(crate) mod supervise;
 
 use std::net::SocketAddr;
@@ -551,7 +551,7 @@ fn memlock_numbers(text: &str) -> Option<(u64, u64)> {
 }
 
 /// Re-reads the configuration for a reload (SIGHUP).
-pub type Reloader = Box<dyn FnMut() -> Result<Config, Error> + Send>;
+pub(crate) type Reloader = Box<dyn FnMut() -> Result<Config, Error> + Send>;
 
 /// Starts, then serves until SIGINT or SIGTERM, then stops gracefully; a
 /// second SIGINT during the drain returns [`Error::Interrupted`] at once

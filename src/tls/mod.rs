@@ -274,7 +274,7 @@ impl ResolvesServerCert for Resolver {
 ///
 /// # Errors
 /// When the files cannot be written.
-pub fn dev_certificate(dir: &Path) -> std::io::Result<(CertificateConfig, String)> {
+pub(crate) fn dev_certificate(dir: &Path) -> std::io::Result<(CertificateConfig, String)> {
     let names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),

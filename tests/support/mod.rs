@@ -1,6 +1,10 @@
 //! Helpers for black-box tests: start an app on loopback port 0, talk raw
 //! HTTP/1.1 over a socket, parse responses byte by byte.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
+#![allow(
+    unreachable_pub,
+    reason = "a test binary is its own crate; `pub` is how its files share helpers"
+)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
