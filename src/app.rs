@@ -144,7 +144,7 @@ impl<S: 'static> App<S> {
         reason = "lets callers write .serve(Config::default())"
     )]
     pub fn serve(self, config: Config) -> Result<(), Error> {
-        runtime::serve(&config, self.service, None)
+        runtime::run_until_signalled(&config, self.service, None)
     }
 
     /// Serves like [`serve`](Self::serve); on SIGHUP, `reload` reads the
@@ -164,6 +164,6 @@ impl<S: 'static> App<S> {
         config: Config,
         reload: impl FnMut() -> Result<Config, Error> + Send + 'static,
     ) -> Result<(), Error> {
-        runtime::serve(&config, self.service, Some(Box::new(reload)))
+        runtime::run_until_signalled(&config, self.service, Some(Box::new(reload)))
     }
 }

@@ -81,9 +81,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
     };
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
-        Some(Command::Serve(serve_args)) => serve(serve_args),
+        Some(Command::Serve(serve_args)) => serve_command(serve_args),
         Some(Command::Doctor(args)) => doctor(args),
-        None => serve(cli.serve),
+        None => serve_command(cli.serve),
     }
 }
 
@@ -113,7 +113,7 @@ fn doctor(args: ServeArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> Result<(), Error> {
+fn serve_command(args: ServeArgs) -> Result<(), Error> {
     let dev = if args.dev_tls {
         let dir = std::env::temp_dir().join(format!("percore-dev-tls-{}", std::process::id()));
         let (certificate, fingerprint) = crate::tls::dev_certificate(&dir)?;

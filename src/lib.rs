@@ -48,8 +48,8 @@
 //!    access-log formats).
 //! 3. [`error`](Error): every failure that stops percore, each naming its fix.
 //! 4. `observe`: logging, the access log, rejection counters, metrics and
-//!    the watchdog's beacon.
-//! 5. `limit` (per-shard rate limiting: GCRA over bounded key tables) and
+//!    the watchdog's vitals.
+//! 5. `ratelimit` (per-shard rate limiting: GCRA over bounded key tables) and
 //!    `route` (`route::router` maps method and path to a handler;
 //!    `route::handler` turns `async fn`s into handlers; `route::extract`
 //!    holds the extractors; `route::json` is JSON with simd-json;
@@ -120,8 +120,8 @@ pub mod config;
 pub(crate) mod doctor;
 pub(crate) mod error;
 pub(crate) mod http;
-pub(crate) mod limit;
 pub(crate) mod observe;
+pub(crate) mod ratelimit;
 pub mod reference;
 pub(crate) mod route;
 pub(crate) mod runtime;
@@ -155,8 +155,8 @@ pub mod internals {
     pub use crate::http::body::{ChunkLimits, ChunkedDecoder};
     pub use crate::http::parse::{Decoded, Decoder, ParseError};
     pub use crate::http::write::{ResponseContext, ResponseWriter};
-    pub use crate::limit::gcra::Gcra;
-    pub use crate::limit::table::Table;
+    pub use crate::ratelimit::gcra::Gcra;
+    pub use crate::ratelimit::table::Table;
     pub use crate::route::router::{Lookup, MAX_PARAMS, Router};
     pub use crate::runtime::steer::shard_of;
 }

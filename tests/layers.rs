@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     // Logging, access log, counters and metrics.
     &["observe"],
     // Rate limiting; routing, handlers and the frozen route service.
-    &["limit", "route"],
+    &["ratelimit", "route"],
     // The shard's ring and TLS settings, then the byte streams over them.
     &["uring", "tls"],
     &["transport"],

@@ -42,7 +42,7 @@ pub struct ResponseWriter<'a> {
     /// server); read when the head is written, not when the writer is made.
     closing: Option<&'a Cell<bool>>,
     /// Header lines every response carries (security headers), pre-rendered.
-    fixed: &'a [u8],
+    common: &'a [u8],
     /// Echoed as `X-Request-ID` when set.
     request_id: &'a [u8],
     /// Header lines decided after the writer was made (rate-limit fields).
@@ -79,7 +79,7 @@ impl<'a> ResponseWriter<'a> {
             written: false,
             stream: None,
             closing: None,
-            fixed: &[],
+            common: &[],
             request_id: &[],
             late: None,
             sent: None,
@@ -102,8 +102,8 @@ impl<'a> ResponseWriter<'a> {
     /// Adds `lines` (pre-rendered `Name: value\r\n` header lines) to the
     /// response.
     #[must_use]
-    pub fn with_fixed_headers(mut self, lines: &'a [u8]) -> Self {
-        self.fixed = lines;
+    pub fn with_common_headers(mut self, lines: &'a [u8]) -> Self {
+        self.common = lines;
         self
     }
 
@@ -241,7 +241,7 @@ impl<'a> ResponseWriter<'a> {
         self.stream.take().map(|s| (s, !self.context.http10))
     }
 
-    /// Status line, fixed headers, the caller's headers; no blank line.
+    /// Status line, common headers, the caller's headers; no blank line.
     fn head<'h>(
         &mut self,
         status: Status,
@@ -260,7 +260,7 @@ impl<'a> ResponseWriter<'a> {
         out.extend_from_slice(b"\r\nServer: percore\r\nDate: ");
         out.extend_from_slice(&self.context.date);
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(self.fixed);
+        out.extend_from_slice(self.common);
         if let Some(late) = self.late {
             late.write_to(out);
         }

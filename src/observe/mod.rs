@@ -1,7 +1,7 @@
 //! Observability: logs, access logs, rejection counters and metrics.
 
 pub(crate) mod access;
-pub(crate) mod beacon;
 pub(crate) mod counters;
 pub(crate) mod log;
 pub(crate) mod metrics;
+pub(crate) mod vitals;

@@ -1,6 +1,6 @@
 //! How the process talks to its shards, by message only: each shard has a
 //! mailbox (a channel of [`Command`]s plus a doorbell socket its event loop
-//! waits on), and a [`Beacon`] it stamps so a watchdog can tell a blocked
+//! waits on), and a [`Vitals`] it stamps so a watchdog can tell a blocked
 //! event loop from a busy one.
 
 use std::io::Write;
@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-pub(crate) use crate::observe::beacon::Beacon;
 use crate::observe::metrics::{self, RouteLabel, Scraped, Snapshot, Supervision};
+pub(crate) use crate::observe::vitals::Vitals;
 use crate::server::shard::Settings;
 
 /// What a shard is told to do.
@@ -65,13 +65,13 @@ impl Mailbox {
     }
 }
 
-/// Every shard's mailbox and beacon, and the route labels metrics use.
+/// Every shard's mailbox and vitals, and the route labels metrics use.
 pub(crate) struct Control {
     mailboxes: Vec<Mutex<Option<Mailbox>>>,
     /// Called once when the server stops by itself (a shard lost for
     /// good): wakes whoever serves until a signal.
     on_fatal: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-    pub(crate) beacons: Vec<Arc<Beacon>>,
+    pub(crate) beacons: Vec<Arc<Vitals>>,
     pub(crate) routes: Vec<RouteLabel>,
 }
 
@@ -147,11 +147,11 @@ impl Control {
         snapshots
             .into_iter()
             .zip(&self.beacons)
-            .map(|(snapshot, beacon)| Scraped {
+            .map(|(snapshot, vitals)| Scraped {
                 snapshot,
                 supervision: Supervision {
-                    stalls: beacon.stalls.load(Ordering::Relaxed),
-                    restarts: beacon.restarts.load(Ordering::Relaxed),
+                    stalls: vitals.stalls.load(Ordering::Relaxed),
+                    restarts: vitals.restarts.load(Ordering::Relaxed),
                 },
             })
             .collect()

@@ -29,7 +29,7 @@ use crate::route::service::RouteService;
 use crate::server::shard::Settings;
 use control::Control;
 use cpus::Usable;
-use supervise::{Event, Recipe, Watchdog};
+use supervise::{Event, ShardStarter, Watchdog};
 
 /// A running server: its shards, the addresses they listen on, and the
 /// threads that supervise them. Dropping it stops the shards too.
@@ -40,7 +40,7 @@ pub struct Server {
     /// TLS ticket keys, kept across reloads so sessions still resume.
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
     cpus: Vec<usize>,
-    /// The configuration in force (fixed parts as started).
+    /// The configuration in force (restart-only keys as started).
     config: Config,
     /// Whether the listeners steer clients to shards by address.
     steered: bool,
@@ -66,7 +66,7 @@ impl std::fmt::Debug for Server {
 
 /// Keys that only a restart changes: a reload reports them and keeps the
 /// running values.
-const FIXED_KEYS: &[&str] = &[
+const RESTART_ONLY_KEYS: &[&str] = &[
     "server.listen",
     "tls.listen",
     "tls.redirect_listen",
@@ -157,8 +157,8 @@ impl Server {
         }
         let mut kept = Vec::new();
         let mut next = config.clone();
-        for &key in FIXED_KEYS {
-            if keep_fixed(key, &self.config, &mut next) {
+        for &key in RESTART_ONLY_KEYS {
+            if keep_restart_only(key, &self.config, &mut next) {
                 kept.push(key);
             }
         }
@@ -227,9 +227,9 @@ impl Server {
     }
 }
 
-/// Puts `current`'s value of the fixed `key` back into `next`; whether
+/// Puts `current`'s value of the restart-only `key` back into `next`; whether
 /// they differed.
-fn keep_fixed(key: &str, current: &Config, next: &mut Config) -> bool {
+fn keep_restart_only(key: &str, current: &Config, next: &mut Config) -> bool {
     macro_rules! keep {
         ($($field:ident).+) => {{
             let differs = current.$($field).+ != next.$($field).+;
@@ -307,7 +307,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
     };
     let (access, access_writer) = access_log(config)?;
     let (events, events_rx) = mpsc::channel();
-    let recipe = Recipe {
+    let starter = ShardStarter {
         app: Arc::new(app),
         cpus: cpus.clone(),
         listeners: group.per_shard,
@@ -326,10 +326,10 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
         control: Arc::clone(&control),
         events: events.clone(),
     };
-    let (threads, failure) = spawn_all(&recipe, cpus.len());
+    let (threads, failure) = spawn_all(&starter, cpus.len());
     let supervisor = std::thread::Builder::new()
         .name("percore-supervisor".into())
-        .spawn(move || supervise::supervise(recipe, threads, &events_rx))?;
+        .spawn(move || supervise::supervise(starter, threads, &events_rx))?;
     let mut server = Server {
         addrs: group.addrs,
         roles,
@@ -414,14 +414,14 @@ fn log_caps(configured: usize, allowed: usize, descriptors: u64, shards: usize) 
 /// Starts `shards` shards and waits until they all listen; the threads
 /// started, and the first failure.
 fn spawn_all<S: 'static>(
-    recipe: &Recipe<S>,
+    starter: &ShardStarter<S>,
     shards: usize,
 ) -> (Vec<Option<JoinHandle<()>>>, Option<Error>) {
     let (ready, ready_rx) = mpsc::channel();
     let mut threads = Vec::new();
     let mut failure = None;
     for index in 0..shards {
-        match recipe.spawn(index, ready.clone()) {
+        match starter.spawn(index, ready.clone()) {
             Ok(thread) => threads.push(Some(thread)),
             Err(error) => {
                 failure = Some(error);
@@ -560,7 +560,7 @@ pub(crate) type Reloader = Box<dyn FnMut() -> Result<Config, Error> + Send>;
 /// changes on every shard; an invalid configuration is refused whole and
 /// logged. A server that stops by itself (a shard lost for good) returns
 /// its error without waiting for a signal.
-pub(crate) fn serve<S: 'static>(
+pub(crate) fn run_until_signalled<S: 'static>(
     config: &Config,
     app: RouteService<S>,
     mut reload: Option<Reloader>,

@@ -22,7 +22,7 @@ use crate::server::accept;
 use crate::server::shard::{Settings, ShardContext};
 use crate::uring::{Ring, RingConfig};
 
-/// How often a shard stamps its [`Beacon`]: the watchdog's resolution.
+/// How often a shard stamps its [`Vitals`]: the watchdog's resolution.
 const HEARTBEAT: Duration = Duration::from_millis(100);
 
 /// What a shard is given when it starts.
@@ -57,15 +57,15 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     context.access = start
         .access
         .map(|(format, writer, prefix)| AccessLog::new(format, writer, prefix, start.index));
-    context.beacon = Arc::clone(&start.control.beacons[start.index]);
+    context.vitals = Arc::clone(&start.control.beacons[start.index]);
     let control = start.control;
     context.scrape = Some(Arc::new(move || control.metrics_text()));
     let shard = Rc::new(context);
     glommio::spawn_local(Rc::clone(&shard.deadlines).run()).detach();
-    let beacon = Arc::clone(&shard.beacon);
+    let vitals = Arc::clone(&shard.vitals);
     glommio::spawn_local(async move {
         loop {
-            beacon.beat();
+            vitals.beat();
             glommio::timer::sleep(HEARTBEAT).await;
         }
     })
@@ -109,7 +109,7 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
         }
     }
     let restarts = shard
-        .beacon
+        .vitals
         .restarts
         .load(std::sync::atomic::Ordering::Relaxed);
     if restarts > 0 {
@@ -121,7 +121,7 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
         );
     }
     let _ = start.ready.send(Ok(start.index));
-    obey(&shard, start.inbox).await;
+    follow_control(&shard, start.inbox).await;
     let timeout = shard.settings().graceful_timeout;
     stop_accepting(accepting, shard_ring).await;
     drain(&shard, timeout).await
@@ -168,7 +168,7 @@ pub(crate) fn release_after_crash() {
 
 /// Carries out the process's commands until told to stop (or until the
 /// process is gone: the doorbell reads end-of-file).
-async fn obey<S>(shard: &ShardContext<S>, inbox: Inbox) {
+async fn follow_control<S>(shard: &ShardContext<S>, inbox: Inbox) {
     let mut bell = adopt::unix_stream(inbox.bell);
     let mut rings = [0u8; 64];
     loop {

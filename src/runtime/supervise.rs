@@ -2,7 +2,7 @@
 //! anyway (a panic outside a handler, such as in a task a handler spawned)
 //! is seen and started again on the same CPU with the same listening
 //! sockets, which the process keeps open for its whole life. A watchdog
-//! thread reads every shard's [`Beacon`] to report a blocked event loop
+//! thread reads every shard's [`Vitals`] to report a blocked event loop
 //! and feeds the systemd watchdog only while none is.
 
 use std::net::TcpListener;
@@ -58,7 +58,7 @@ pub(crate) enum Event {
 }
 
 /// Everything needed to start shard `index` again.
-pub(crate) struct Recipe<S> {
+pub(crate) struct ShardStarter<S> {
     pub(crate) app: Arc<RouteService<S>>,
     pub(crate) cpus: Vec<usize>,
     /// The listening sockets of each shard, kept open for the process's life.
@@ -74,7 +74,7 @@ pub(crate) struct Recipe<S> {
     pub(crate) events: Sender<Event>,
 }
 
-impl<S: 'static> Recipe<S> {
+impl<S: 'static> ShardStarter<S> {
     /// Starts shard `index` on its own thread; it reports on `ready` once
     /// it listens (or why it could not), and on the events channel when
     /// its thread ends.
@@ -109,7 +109,7 @@ impl<S: 'static> Recipe<S> {
             .io_memory(IO_MEMORY)
             .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(self.blocking_threads));
         let events = self.events.clone();
-        let beacon = Arc::clone(&self.control.beacons[index]);
+        let vitals = Arc::clone(&self.control.beacons[index]);
         let thread = std::thread::Builder::new()
             .name(format!("percore-shard-{index}"))
             .spawn(move || {
@@ -143,7 +143,7 @@ impl<S: 'static> Recipe<S> {
                         }
                     }
                 };
-                beacon.heartbeat.store(0, Ordering::Relaxed);
+                vitals.heartbeat.store(0, Ordering::Relaxed);
                 let _ = events.send(Event::Ended(index, outcome));
             })?;
         Ok(thread)
@@ -161,7 +161,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Runs until told to stop: restarts shards that die, hands reloads on,
 /// then stops every shard and reports how the drain went.
 pub(crate) fn supervise<S: 'static>(
-    mut recipe: Recipe<S>,
+    mut starter: ShardStarter<S>,
     mut threads: Vec<Option<JoinHandle<()>>>,
     events: &Receiver<Event>,
 ) -> Result<(), Error> {
@@ -177,13 +177,13 @@ pub(crate) fn supervise<S: 'static>(
                 // Close our copies first, so a shard's sockets leave the
                 // reuseport group as soon as it stops accepting (and the
                 // kernel can move queued connections to a successor).
-                recipe.listeners.clear();
-                recipe.control.broadcast(|| Command::Stop);
+                starter.listeners.clear();
+                starter.control.broadcast(|| Command::Stop);
             }
             Event::Reload(settings, done) => {
-                recipe.settings = (*settings).clone();
+                starter.settings = (*settings).clone();
                 let (applied, acks) = mpsc::channel();
-                let running = recipe
+                let running = starter
                     .control
                     .broadcast(|| Command::Reload(settings.clone(), applied.clone()));
                 drop(applied);
@@ -213,7 +213,7 @@ pub(crate) fn supervise<S: 'static>(
                             panic: message,
                         });
                     }
-                    Outcome::Panicked(message) if recipe.io == IoPath::Glommio => {
+                    Outcome::Panicked(message) if starter.io == IoPath::Glommio => {
                         // glommio's own reactor keeps a dead shard's sockets
                         // (its tasks are never dropped), so a new shard there
                         // would share the listener with a black hole: exit
@@ -230,9 +230,9 @@ pub(crate) fn supervise<S: 'static>(
                             panic: message,
                         });
                         stopping = true;
-                        recipe.listeners.clear();
-                        recipe.control.broadcast(|| Command::Stop);
-                        recipe.control.fatal();
+                        starter.listeners.clear();
+                        starter.control.broadcast(|| Command::Stop);
+                        starter.control.fatal();
                     }
                     Outcome::Panicked(message) => {
                         tracing::error!(
@@ -240,10 +240,10 @@ pub(crate) fn supervise<S: 'static>(
                             panic = message,
                             "shard died; restarting it"
                         );
-                        recipe.control.beacons[index]
+                        starter.control.beacons[index]
                             .restarts
                             .fetch_add(1, Ordering::Relaxed);
-                        match restart(&recipe, index) {
+                        match restart(&starter, index) {
                             Ok(thread) => {
                                 threads[index] = Some(thread);
                                 running += 1;
@@ -257,7 +257,7 @@ pub(crate) fn supervise<S: 'static>(
             }
         }
     }
-    drop(recipe);
+    drop(starter);
     match (failed, late) {
         (Some(error), _) => Err(error),
         (None, 0) => Ok(()),
@@ -266,9 +266,9 @@ pub(crate) fn supervise<S: 'static>(
 }
 
 /// Starts shard `index` again and waits until it listens.
-fn restart<S: 'static>(recipe: &Recipe<S>, index: usize) -> Result<JoinHandle<()>, Error> {
+fn restart<S: 'static>(starter: &ShardStarter<S>, index: usize) -> Result<JoinHandle<()>, Error> {
     let (ready, ready_rx) = mpsc::channel();
-    let thread = recipe.spawn(index, ready)?;
+    let thread = starter.spawn(index, ready)?;
     match ready_rx.recv_timeout(RESTART_READY) {
         // The shard itself says "shard restarted" before it serves.
         Ok(Ok(_)) => Ok(thread),
@@ -328,10 +328,10 @@ fn watch(control: &Control, stop: &AtomicBool, threshold: &AtomicU64, systemd: O
     let mut last_fed = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(WATCH_EVERY);
-        let now = crate::observe::beacon::now_millis();
+        let now = crate::observe::vitals::now_millis();
         let limit = threshold.load(Ordering::Relaxed);
-        for (shard, beacon) in control.beacons.iter().enumerate() {
-            let beat = beacon.heartbeat.load(Ordering::Relaxed);
+        for (shard, vitals) in control.beacons.iter().enumerate() {
+            let beat = vitals.heartbeat.load(Ordering::Relaxed);
             let silent = if beat == 0 {
                 0
             } else {
@@ -341,8 +341,8 @@ fn watch(control: &Control, stop: &AtomicBool, threshold: &AtomicU64, systemd: O
             match (blocked_since[shard], stalled) {
                 (None, true) => {
                     blocked_since[shard] = Some(beat);
-                    beacon.stalls.fetch_add(1, Ordering::Relaxed);
-                    let route = control.route_name(beacon.route.load(Ordering::Relaxed) as usize);
+                    vitals.stalls.fetch_add(1, Ordering::Relaxed);
+                    let route = control.route_name(vitals.route.load(Ordering::Relaxed) as usize);
                     tracing::error!(
                         shard,
                         blocked_ms = silent,

@@ -31,8 +31,13 @@ pub(crate) async fn accept_loop<S: 'static>(
             Ok(stream) => {
                 let peer = stream.peer_addr().ok();
                 let transport = Transport::Plain(Plain::Stream(Box::new(stream)));
-                glommio::spawn_local(connection::serve(Rc::clone(&shard), transport, peer, role))
-                    .detach();
+                glommio::spawn_local(connection::serve_connection(
+                    Rc::clone(&shard),
+                    transport,
+                    peer,
+                    role,
+                ))
+                .detach();
             }
             Err(error) => {
                 failures.failed(shard.index, &error);
@@ -63,8 +68,13 @@ pub(crate) async fn ring_accept_loop<S: 'static>(
                 // Spawned directly, not wrapped: a wrapper would keep a second
                 // copy of the arguments in every idle connection's task.
                 let transport = Transport::Plain(Plain::Ring(connection));
-                glommio::spawn_local(connection::serve(Rc::clone(&shard), transport, peer, role))
-                    .detach();
+                glommio::spawn_local(connection::serve_connection(
+                    Rc::clone(&shard),
+                    transport,
+                    peer,
+                    role,
+                ))
+                .detach();
             }
             Err(error) => {
                 failures.failed(shard.index, &error);

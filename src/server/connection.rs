@@ -111,7 +111,7 @@ pub(crate) trait Protocol {
 /// The connection is set up before the task starts, so the task holds
 /// only what it uses while the connection lives (every idle connection
 /// holds this future; see the size test in `conn`).
-pub(crate) fn serve<S: 'static>(
+pub(crate) fn serve_connection<S: 'static>(
     shard: Rc<ShardContext<S>>,
     mut transport: Transport,
     peer: Option<SocketAddr>,

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::task::{Poll, Waker};
 
 use crate::config::ConnectionRules;
-use crate::limit::Key;
-use crate::limit::key::ip_key;
 use crate::observe::counters::{Counters, Rejection};
 use crate::observe::log::OncePerSecond;
+use crate::ratelimit::Key;
+use crate::ratelimit::key::ip_key;
 
 /// Open connections of one shard.
 #[derive(Debug, Default)]

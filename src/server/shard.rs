@@ -13,11 +13,11 @@ use super::placed::BlockPool;
 use crate::config::{Config, ConnectionRules, HealthConfig, KeySource};
 use crate::http::date::DateCache;
 use crate::http::parse::Limits;
-use crate::limit::{LimitSettings, Limiter};
 use crate::observe::access::AccessLog;
-use crate::observe::beacon::Beacon;
 use crate::observe::counters::Counters;
 use crate::observe::metrics::{ShardMetrics, Snapshot};
+use crate::observe::vitals::Vitals;
+use crate::ratelimit::{LimitSettings, Limiter};
 use crate::route::service::RouteService;
 use crate::tls::TlsSettings;
 use crate::transport::BufferPool;
@@ -34,7 +34,7 @@ pub(crate) struct Settings {
     pub(crate) limits: Limits,
     pub(crate) rules: ConnectionRules,
     /// Security header lines for every response.
-    pub(crate) fixed_headers: Box<[u8]>,
+    pub(crate) common_headers: Box<[u8]>,
     /// The built-in health routes.
     pub(crate) health: HealthConfig,
     /// The built-in metrics route on the shard's listeners ("" when off or
@@ -49,8 +49,8 @@ pub(crate) struct Settings {
     /// TLS, when HTTPS listeners are configured (set by the caller: loading
     /// certificates reads files).
     pub(crate) tls: Option<TlsSettings>,
-    /// The fixed headers of HTTPS responses (`fixed_headers` and HSTS).
-    pub(crate) tls_fixed_headers: Box<[u8]>,
+    /// The common headers of HTTPS responses (`common_headers` and HSTS).
+    pub(crate) tls_common_headers: Box<[u8]>,
 }
 
 impl Settings {
@@ -59,20 +59,20 @@ impl Settings {
     pub(crate) fn of(config: &Config, shards: usize, steered: bool) -> Self {
         let exact =
             (steered || shards == 1) && config.rate_limit.key_source() == Some(KeySource::Ip);
-        let fixed_headers = config.headers.render();
-        let mut tls_fixed_headers = fixed_headers.clone();
+        let common_headers = config.headers.render();
+        let mut tls_common_headers = common_headers.clone();
         if !config.tls.hsts.is_empty() {
-            tls_fixed_headers.extend_from_slice(
+            tls_common_headers.extend_from_slice(
                 format!("Strict-Transport-Security: {}\r\n", config.tls.hsts).as_bytes(),
             );
         }
         Self {
             rate_limit: LimitSettings::of(&config.rate_limit, shards, exact),
             tls: None,
-            tls_fixed_headers: tls_fixed_headers.into_boxed_slice(),
+            tls_common_headers: tls_common_headers.into_boxed_slice(),
             limits: config.codec_limits(),
             rules: config.connection_rules(),
-            fixed_headers: fixed_headers.into_boxed_slice(),
+            common_headers: common_headers.into_boxed_slice(),
             health: config.health.clone(),
             metrics_path: config.metrics.shard_path().to_owned(),
             metrics_allow: config
@@ -107,7 +107,7 @@ pub(crate) struct ShardContext<S> {
     /// Rate limiting (replaced when a reload changes its settings).
     pub(crate) limiter: RefCell<Limiter>,
     /// What the watchdog reads of this shard.
-    pub(crate) beacon: Arc<Beacon>,
+    pub(crate) vitals: Arc<Vitals>,
     /// Renders every shard's metrics (asking them all by message); `None`
     /// without a server around the shard ([`LocalService`](crate::LocalService)).
     pub(crate) scrape: Option<Scrape>,
@@ -135,7 +135,7 @@ impl<S> ShardContext<S> {
             gate: Gate::default(),
             draining: Cell::new(false),
             access: None,
-            beacon: Arc::default(),
+            vitals: Arc::default(),
             scrape: None,
         }
     }

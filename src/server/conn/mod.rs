@@ -225,7 +225,7 @@ impl<S> Conn<S> {
         }
         self.take_out_buffer();
         self.out.clear();
-        error_writer(&self.shard, &self.settings.fixed_headers, &mut self.out)
+        error_writer(&self.shard, &self.settings.common_headers, &mut self.out)
             .send_error(status, detail);
         let input = &self.buf[self.start..self.filled];
         log_refusal(&self.shard, self.origin.peer, status, self.out.len(), input);
@@ -435,7 +435,7 @@ impl<S> Protocol for Conn<S> {
         );
         self.stream = None;
         self.take_out_buffer();
-        error_writer(&self.shard, &self.settings.fixed_headers, &mut self.out)
+        error_writer(&self.shard, &self.settings.common_headers, &mut self.out)
             .send_error(Status::GATEWAY_TIMEOUT, "the request took too long");
         self.close_after = Some(Close::Quiet);
         self.phase = Phase::Sending;

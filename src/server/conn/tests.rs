@@ -513,7 +513,7 @@ fn an_idle_connection_task_stays_within_its_size_budget() {
     // (under 1 KiB per connection, bench/README.md) rests on it. 776 bytes
     // before the state machine, 768 with it (rustc 1.9x, x86-64).
     const BUDGET: usize = 800;
-    let size = size_of_output(crate::server::connection::serve::<()>);
+    let size = size_of_output(crate::server::connection::serve_connection::<()>);
     assert!(
         size <= BUDGET,
         "the connection future is {size} bytes, over {BUDGET}"

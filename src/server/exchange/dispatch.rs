@@ -13,8 +13,8 @@ use crate::http::parse::{HeaderSpan, Message, Method, Version};
 use crate::http::request::{Request, split_target, target_str};
 use crate::http::status::Status;
 use crate::http::write::{BodyStream, ResponseContext, ResponseWriter, push_decimal};
-use crate::limit::{ClientIdentity, RateLimitHeaders, Refusal};
 use crate::observe::metrics::{METRICS, UNMATCHED};
+use crate::ratelimit::{ClientIdentity, RateLimitHeaders, Refusal};
 use crate::route::router::{Lookup, MAX_PARAMS};
 use crate::server::shard::{Settings, ShardContext};
 
@@ -51,10 +51,10 @@ pub(super) async fn respond<S>(
     let late = RateLimitHeaders::default();
     let mut writer = ResponseWriter::new(out, context)
         .closing_when(&shard.draining)
-        .with_fixed_headers(if origin.tls {
-            &settings.tls_fixed_headers
+        .with_common_headers(if origin.tls {
+            &settings.tls_common_headers
         } else {
-            &settings.fixed_headers
+            &settings.common_headers
         })
         .with_late_headers(&late)
         .with_request_id(request_id);
@@ -132,7 +132,7 @@ async fn route<S>(
     }
     match lookup {
         Lookup::Found(routed, count) => {
-            shard.beacon.started(routed.slot);
+            shard.vitals.started(routed.slot);
             let mut request = Request::new(head_bytes, body, head, headers)
                 .with_params(&params[..count])
                 .with_origin(peer, shard.index);

@@ -77,7 +77,7 @@ pub(crate) fn log_refusal<S>(
 /// carries the shard's security headers, like every other response.
 pub(crate) fn error_writer<'a, S>(
     shard: &ShardContext<S>,
-    fixed_headers: &'a [u8],
+    common_headers: &'a [u8],
     out: &'a mut Vec<u8>,
 ) -> ResponseWriter<'a> {
     let context = ResponseContext {
@@ -86,5 +86,5 @@ pub(crate) fn error_writer<'a, S>(
         keep_alive: false,
         http10: false,
     };
-    ResponseWriter::new(out, context).with_fixed_headers(fixed_headers)
+    ResponseWriter::new(out, context).with_common_headers(common_headers)
 }

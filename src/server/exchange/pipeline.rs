@@ -82,7 +82,7 @@ async fn answer_all<S>(
             Err(error) => {
                 shard.counters.count(error.into());
                 let before = out.len();
-                error_writer(shard, &settings.fixed_headers, out)
+                error_writer(shard, &settings.common_headers, out)
                     .send_error(error.status(), error.detail());
                 log_refusal(
                     shard,

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 /// and another thread reads now and then (on x86-64 a relaxed store is an
 /// ordinary `mov`; nothing is read-modify-written on the request path).
 #[derive(Debug, Default)]
-pub(crate) struct Beacon {
+pub(crate) struct Vitals {
     /// Milliseconds since the Unix epoch when the loop last turned; 0 when
     /// the shard is not running.
     pub(crate) heartbeat: AtomicU64,
@@ -20,7 +20,7 @@ pub(crate) struct Beacon {
     pub(crate) restarts: AtomicU64,
 }
 
-impl Beacon {
+impl Vitals {
     /// Stamps the heartbeat with now.
     pub(crate) fn beat(&self) {
         self.heartbeat.store(now_millis(), Ordering::Relaxed);
