@@ -171,15 +171,7 @@ fn an_early_refusal_is_read_whole_and_ends_with_a_fin_on_glommio_streams() {
 
 /// `percore serve` under an open-files limit of `limit`, once it listens;
 /// its standard error lines so far, and the rest as they come.
-fn percore_with_nofile(
-    limit: u64,
-) -> (
-    std::process::Child,
-    SocketAddr,
-    Vec<String>,
-    impl Iterator<Item = String>,
-) {
-    use std::io::BufRead;
+fn percore_with_nofile(limit: u64) -> support::Spawned<impl Iterator<Item = String>> {
     use std::os::unix::process::CommandExt;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_percore"));
     command
@@ -192,9 +184,7 @@ fn percore_with_nofile(
             "--log-level",
             "info",
         ])
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+        .stdout(std::process::Stdio::null());
     // SAFETY: runs in the forked child before exec and only calls
     // setrlimit (async-signal-safe) with a valid struct.
     unsafe {
@@ -209,20 +199,7 @@ fn percore_with_nofile(
             Ok(())
         })
     };
-    let mut child = command.spawn().unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok);
-    let mut seen = Vec::new();
-    let addr = loop {
-        let line = lines.next().expect("a startup line");
-        if let Some((_, rest)) = line.split_once("listen=[") {
-            break rest.split(']').next().unwrap().parse().unwrap();
-        }
-        assert!(seen.len() < 10, "no startup line: {seen:?}");
-        seen.push(line);
-    };
-    (child, addr, seen, lines)
+    support::spawn_ready(command)
 }
 
 /// Sends a GET and reads the answer: `Some(status)`, or `None` when the
@@ -254,7 +231,14 @@ fn ask(stream: &mut TcpStream) -> Option<u16> {
 #[test]
 fn a_low_descriptor_limit_caps_connections_and_never_leaves_clients_hanging() {
     let started = Instant::now();
-    let (mut child, addr, preamble, lines) = percore_with_nofile(64);
+    let support::Spawned {
+        mut child,
+        addrs,
+        preamble,
+        lines,
+        ..
+    } = percore_with_nofile(64);
+    let addr = addrs[0];
     let caps = preamble
         .iter()
         .find(|l| l.contains("connection caps per shard"))

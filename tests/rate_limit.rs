@@ -73,14 +73,12 @@ fn each_client_address_always_reaches_the_same_shard() {
 fn ipv6_clients_are_steered_too() {
     let mut config = limited(2, vec![policy("default", 1e6, 1_000_000, &[])]);
     config.server.listen = vec!["[::1]:0".parse().unwrap()];
-    let server = match app().start(&config) {
-        Ok(server) => server,
-        Err(error) => {
-            // A host without IPv6 on loopback (some containers) cannot run this.
-            eprintln!("skipped: cannot listen on [::1] ({error})");
-            return;
-        }
-    };
+    let server = app().start(&config).unwrap_or_else(|error| {
+        panic!(
+            "cannot listen on [::1] ({error}): this test needs IPv6 on loopback \
+             (sysctl net.ipv6.conf.lo.disable_ipv6=0; .ci/run sets it)"
+        )
+    });
     let source: IpAddr = "::1".parse().unwrap();
     let expected = shard_of(source, 2, 64).to_string();
     for _ in 0..10 {

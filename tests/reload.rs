@@ -5,7 +5,9 @@
 
 mod support;
 
-use percore::{App, Bytes};
+use std::collections::BTreeSet;
+
+use percore::{App, Bytes, ShardId};
 use support::{Client, addr, get};
 
 fn post(path: &str, body: &[u8]) -> Vec<u8> {
@@ -22,6 +24,7 @@ fn app() -> App {
     App::new()
         .get("/", async || "ok")
         .post("/echo", async |Bytes(body): Bytes| body.len().to_string())
+        .get("/shard", async |ShardId(shard): ShardId| shard.to_string())
 }
 
 #[test]
@@ -43,14 +46,27 @@ fn reload_applies_on_every_shard_and_keeps_open_connections_whole() {
     let kept = server.reload(&next).unwrap();
     assert_eq!(kept, ["server.listen", "server.shards"]);
 
-    // Every new connection (both shards take some) has the new body limit
-    // and headers.
-    for _ in 0..8 {
+    // Every new connection has the new body limit and headers, on both
+    // shards: the kernel spreads new connections over the two listeners,
+    // so 64 connections all landing on one shard has odds of 2^-63.
+    let mut shards = BTreeSet::new();
+    for _ in 0..64 {
         let mut client = Client::connect(addr(&server));
+        let shard = client.request(&get("/shard"));
+        assert_eq!(shard.header("x-frame-options"), Some("SAMEORIGIN"));
+        shards.insert(shard.text().to_owned());
         let reply = client.request(&post("/echo", &[b'x'; 100]));
         assert_eq!(reply.status, 413);
         assert_eq!(reply.header("x-frame-options"), Some("SAMEORIGIN"));
+        if shards.len() == 2 {
+            break;
+        }
     }
+    assert_eq!(
+        shards.len(),
+        2,
+        "both shards took new connections: {shards:?}"
+    );
     // The connection opened before keeps its limits; headers are new.
     let reply = before.request(&post("/echo", &[b'x'; 100]));
     assert_eq!(reply.status, 200);

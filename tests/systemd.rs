@@ -1,5 +1,5 @@
 //! The systemd notification protocol against a real `NOTIFY_SOCKET`:
-//! READY=1 once serving, WATCHDOG=1 while the shards tick, STOPPING=1 on
+//! READY=1 (with the listening addresses) once serving, WATCHDOG=1 while the shards tick, STOPPING=1 on
 //! SIGTERM.
 
 mod support;
@@ -33,7 +33,14 @@ fn ready_watchdog_and_stopping_are_sent() {
             .expect("a notification within the read limit");
         String::from_utf8_lossy(&buf[..len]).into_owned()
     };
-    assert_eq!(next(), "READY=1");
+    let ready = next();
+    let addr = ready
+        .strip_prefix("READY=1\nSTATUS=listening on ")
+        .unwrap_or_else(|| panic!("{ready:?}"));
+    // The address it names is the one it serves on.
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let mut client = support::Client::connect(addr);
+    assert_eq!(client.request(&support::get("/health")).status, 200);
     assert_eq!(next(), "WATCHDOG=1");
     support::sigterm(&child);
     // Watchdog pings may still arrive before STOPPING; bounded by the read limit.

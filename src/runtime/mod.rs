@@ -572,7 +572,9 @@ pub(crate) fn run_until_signalled<S: 'static>(
     let mut server = start(config, app)?;
     let closer = signals.handle();
     server.control.on_fatal(move || closer.close());
-    notify::notify("READY=1");
+    let mut listening = server.addrs.clone();
+    listening.extend(server.admin_addr());
+    notify::notify(&notify::ready(&listening));
     let mut by_signal = false;
     for signal in signals.forever() {
         if signal != SIGHUP {

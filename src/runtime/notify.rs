@@ -1,10 +1,23 @@
 //! systemd's notification protocol (`sd_notify`): `READY=1` once every shard
-//! listens, `STOPPING=1` when draining starts, and `WATCHDOG=1` fed only
+//! listens (with `STATUS=listening on ADDR ADDR…`: the shards' addresses
+//! in the order of the start-up log line — plain, HTTPS, redirect — then
+//! the admin listener's; the stable way for a supervisor or a test to
+//! learn the ports percore bound), `STOPPING=1` when draining starts, and `WATCHDOG=1` fed only
 //! while every shard's event loop keeps ticking (fed by the watchdog in
 //! [`supervise`](super::supervise)). Without `NOTIFY_SOCKET`
 //! (not started by systemd with `Type=notify`) it does nothing.
 
 use std::os::unix::net::UnixDatagram;
+
+/// The readiness message: `READY=1`, then the listening addresses.
+pub(crate) fn ready(addrs: &[std::net::SocketAddr]) -> String {
+    let mut message = String::from("READY=1\nSTATUS=listening on");
+    for addr in addrs {
+        message.push(' ');
+        message.push_str(&addr.to_string());
+    }
+    message
+}
 
 /// Sends `state` to systemd, if it is listening.
 pub(crate) fn notify(state: &str) {

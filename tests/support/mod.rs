@@ -251,59 +251,144 @@ pub fn spawn_percore_on(
 /// A `percore serve` started by [`spawn_percore_args`].
 pub struct Spawned<L> {
     pub child: std::process::Child,
-    /// Every address from the startup line, in order (plain, then HTTPS…).
+    /// Every listening address, in order (plain, then HTTPS…, then admin).
     pub addrs: Vec<SocketAddr>,
-    /// Standard error lines before the startup line.
+    /// Standard error lines logged before it was ready.
     pub preamble: Vec<String>,
-    /// The log lines after it.
+    /// The log lines after those.
     pub lines: L,
+    /// Holds the notification socket's directory.
+    _notify: tempfile::TempDir,
 }
 
 /// `percore serve ARGS --shards 1 --log-level info` with `extra_env`,
-/// standard error piped, once its first shard listens.
+/// standard error piped, once it is ready.
 pub fn spawn_percore_args(
     args: &[&str],
     extra_env: &[(&str, &str)],
 ) -> Spawned<impl Iterator<Item = String> + use<>> {
-    use std::io::BufRead;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_percore"));
     command
         .arg("serve")
         .args(args)
-        .args(["--shards", "1", "--log-level", "info"])
-        .env_remove("RUST_LOG")
-        .stderr(std::process::Stdio::piped());
+        .args(["--shards", "1", "--log-level", "info"]);
     for (name, value) in extra_env {
         command.env(name, value);
     }
+    spawn_ready(command)
+}
+
+/// Spawns `command` (a `percore serve`) with standard error piped and a
+/// systemd notification socket, and waits for its `READY=1`, whose
+/// `STATUS=listening on …` gives the addresses it bound: the stable
+/// channel, not a log line. Panics, with what it logged, if it exits or
+/// stays silent for 30 s.
+pub fn spawn_ready(
+    mut command: std::process::Command,
+) -> Spawned<impl Iterator<Item = String> + use<>> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    command
+        .env_remove("RUST_LOG")
+        .env("NOTIFY_SOCKET", &path)
+        .stderr(std::process::Stdio::piped());
     let mut child = command.spawn().expect("percore starts");
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok);
-    let mut preamble = Vec::new();
-    let startup = loop {
-        let line = lines.next().expect("a startup line");
-        if line.contains("shard listening") {
-            break line;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let mut buf = [0u8; 1024];
+        match socket.recv(&mut buf) {
+            Ok(len) => {
+                let message = String::from_utf8_lossy(&buf[..len]).into_owned();
+                if let Some(status) = message.strip_prefix("READY=1\n") {
+                    break status.to_owned();
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("notification socket: {e}"),
         }
-        assert!(preamble.len() < 10, "no startup line: {preamble:?}");
-        preamble.push(line);
+        let exited = child.try_wait().unwrap();
+        if exited.is_some() || std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let mut logged = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logged);
+            panic!("percore was not ready ({exited:?}); it logged:\n{logged}");
+        }
     };
-    assert!(startup.contains("shard=0"), "{startup}");
-    let listed = startup
-        .split_once("listen=[")
-        .and_then(|(_, rest)| rest.split(']').next())
-        .expect("addresses in the startup line");
-    let addrs = listed
-        .split(", ")
+    let addrs = status
+        .strip_prefix("STATUS=listening on ")
+        .unwrap_or_else(|| panic!("readiness without addresses: {status}"))
+        .split(' ')
         .map(|addr| addr.parse().expect("an address"))
         .collect();
+    // Everything logged before READY=1 is in the pipe already (each line
+    // is written before the notification is sent): take what is there.
+    let mut stderr = child.stderr.take().unwrap();
+    let early = read_available(&mut stderr);
+    let (complete, partial) = match early.iter().rposition(|&b| b == b'\n') {
+        Some(end) => early.split_at(end + 1),
+        None => (&early[..0], &early[..]),
+    };
+    let preamble = String::from_utf8_lossy(complete)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let lines = std::io::BufReader::new(std::io::Read::chain(
+        std::io::Cursor::new(partial.to_vec()),
+        stderr,
+    ))
+    .lines()
+    .map_while(Result::ok);
     Spawned {
         child,
         addrs,
         preamble,
         lines,
+        _notify: dir,
     }
+}
+
+/// What a pipe holds now, without waiting for more.
+fn read_available(stderr: &mut std::process::ChildStderr) -> Vec<u8> {
+    set_nonblocking(stderr, true);
+    let mut early = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match std::io::Read::read(stderr, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => early.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    set_nonblocking(stderr, false);
+    early
+}
+
+/// Switches our end of a pipe to non-blocking reads, or back.
+#[allow(unsafe_code, reason = "fcntl on our own pipe end")]
+fn set_nonblocking(pipe: &std::process::ChildStderr, on: bool) {
+    use std::os::fd::AsRawFd;
+    let fd = pipe.as_raw_fd();
+    // SAFETY: F_GETFL on a descriptor we own; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    assert!(flags >= 0, "fcntl F_GETFL");
+    let flags = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: F_SETFL with an integer flag set on a descriptor we own.
+    let set = unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+    assert_eq!(set, 0, "fcntl F_SETFL");
 }
 
 /// Sends SIGTERM to `child`.
