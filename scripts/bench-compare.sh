@@ -239,14 +239,41 @@ if [ "${ONLY:-}" = tls ]; then
 fi
 
 # idle_rounds SERVER...: RSS growth per idle keep-alive connection, two
-# rounds, each server freshly started.
+# rounds, each server freshly started: connections opened one at a time,
+# then all at once (a burst: RSS per connection while they idle, and RSS
+# left over the baseline once they have closed and the pools had time to
+# trim).
 idle_rounds() {
   echo "== idle keep-alive memory, $IDLE_CONNECTIONS connections, fresh servers" >&2
   for round in 1 2; do
     for server in "$@"; do
       stop "$server"
       start "$server"
-      echo "idle|$server|$(python3 scripts/idle_connections.py "${port[$server]}" "$IDLE_CONNECTIONS" "${pid[$server]}")|0" >> "$results"
+      echo "idle, one at a time: bytes/conn|$server|$(python3 scripts/idle_connections.py "${port[$server]}" "$IDLE_CONNECTIONS" "${pid[$server]}")|0" >> "$results"
+      tail -1 "$results" >&2
+      stop "$server"
+      start "$server"
+      read -r per_conn trimmed left base < <(python3 scripts/idle_connections.py --burst "${port[$server]}" "$IDLE_CONNECTIONS" "${pid[$server]}")
+      echo "idle after a burst: bytes/conn|$server|$per_conn|0" >> "$results"
+      echo "idle after a burst, 12 s on: bytes/conn|$server|$trimmed|0" >> "$results"
+      echo "idle after a burst, all closed: KiB over baseline|$server|$left|0" >> "$results"
+      echo "idle baseline RSS: KiB|$server|$base|0" >> "$results"
+      tail -4 "$results" >&2
+    done
+  done
+}
+
+# idle_tls_rounds SERVER...: the same one-at-a-time figure over TLS.
+idle_tls_rounds() {
+  echo "== idle TLS keep-alive memory, $IDLE_CONNECTIONS connections, fresh servers" >&2
+  local process
+  for round in 1 2; do
+    for server in "$@"; do
+      process=$server
+      [ "$server" = nginx-tls ] && process=nginx  # one nginx serves both
+      stop "$process"
+      start "$process"
+      echo "idle TLS, one at a time: bytes/conn|$server|$(python3 scripts/idle_connections.py --tls "${port[$server]}" "$IDLE_CONNECTIONS" "${pid[$server]}")|0" >> "$results"
       tail -1 "$results" >&2
     done
   done
@@ -259,6 +286,7 @@ if [ "${ONLY:-}" = baseline ]; then
   scenario "json keep-alive, 64 connections" 64 /json "" nginx percore percore-base
   scenario "https keep-alive, 64 connections" 64 /plaintext "" nginx-tls percore-tls percore-base-tls
   idle_rounds percore percore-base
+  idle_tls_rounds percore-tls percore-base-tls
   python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
   exit 0
 fi
@@ -304,5 +332,6 @@ PY
 done
 
 idle_rounds nginx percore percore-glommio
+idle_tls_rounds nginx-tls percore-tls
 
 python3 scripts/bench_table.py "$results" | tee target/bench-compare.md

@@ -17,7 +17,7 @@ for name, server, value, cpu in rows:
 print("| scenario | server | req/s median (min–max) | ratio | CPU µs/req | ratio |")
 print("|---|---|---|---|---|---|")
 for name, servers in scenarios.items():
-    if name.startswith("latency") or name == "idle":
+    if name.startswith("latency") or name.startswith("idle"):
         continue
     base = None
     for server, samples in servers.items():
@@ -39,10 +39,12 @@ for name, servers in scenarios.items():
         p50, p99, p999 = (statistics.median(t[i] for t in triples) for i in range(3))
         print(f"| {name} | {server} | {p50:.0f} | {p99:.0f} | {p999:.0f} |")
 
-if "idle" in scenarios:
+idle = [name for name in scenarios if name.startswith("idle")]
+if idle:
     print()
-    print("| idle keep-alive | server | RSS growth, bytes per connection (median, min–max) |")
+    print("| idle memory | server | median (min–max) |")
     print("|---|---|---|")
-    for server, samples in scenarios["idle"].items():
-        growth = summary([float(v) for v, _ in samples])
-        print(f"| {sys.argv[0] and 'idle'} | {server} | {growth[0]:.0f} ({growth[1]:.0f}–{growth[2]:.0f}) |")
+    for name in idle:
+        for server, samples in scenarios[name].items():
+            growth = summary([float(v) for v, _ in samples])
+            print(f"| {name} | {server} | {growth[0]:.0f} ({growth[1]:.0f}–{growth[2]:.0f}) |")

@@ -3,8 +3,12 @@
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::parse::Method;
+use std::sync::Arc;
+
 use crate::route::handler::Handler;
-use crate::route::service::RouteService;
+use crate::route::layer::Layer;
+use crate::route::router::Router;
+use crate::route::service::{RouteService, SharedHandler, share};
 use crate::runtime::{self, Server};
 
 /// An application: routes to handlers, plus a factory that builds each
@@ -26,6 +30,200 @@ use crate::runtime::{self, Server};
 /// ```
 pub struct App<S = ()> {
     service: RouteService<S>,
+    /// Routes, inserted with their final layers when the app is frozen.
+    root: Scope<S>,
+    fallback: Option<SharedHandler<S>>,
+    /// Every pattern and method routed so far, to report a conflict where
+    /// the route is added.
+    claimed: Router<()>,
+}
+
+/// A group of routes under a path prefix with their own layers, nested
+/// into an [`App`] (or another scope) with [`App::nest`]:
+///
+/// ```
+/// use percore::{App, LocalService, Scope, from_fn};
+///
+/// let api = Scope::new()
+///     .get("/users", async || "users")
+///     .get("", async || "the api")
+///     .layer(from_fn(async |request, response, next: percore::Next<'_>| {
+///         next.run(request, response).await;
+///         response.insert_header("X-Api", b"1");
+///     }));
+/// let app = App::new().get("/", async || "home").nest("/api", api);
+/// let mut service = LocalService::new(app);
+/// let mut out = Vec::new();
+/// futures_lite::future::block_on(service.serve(b"GET /api/users HTTP/1.1\r\nHost: x\r\n\r\n", &mut out));
+/// let text = String::from_utf8_lossy(&out);
+/// assert!(text.contains("X-Api: 1") && text.ends_with("users"));
+/// ```
+pub struct Scope<S = ()> {
+    routes: Vec<Pending<S>>,
+    /// In the order added; the last is the outermost.
+    layers: Vec<Layer<S>>,
+}
+
+/// A route not yet in the table.
+struct Pending<S> {
+    method: Method,
+    pattern: String,
+    handler: SharedHandler<S>,
+    /// Outermost first.
+    layers: Vec<Layer<S>>,
+}
+
+impl<S> std::fmt::Debug for Scope<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field("routes", &self.routes.len())
+            .field("layers", &self.layers.len())
+            .finish()
+    }
+}
+
+impl<S> Default for Scope<S> {
+    fn default() -> Self {
+        Self {
+            routes: Vec::new(),
+            layers: Vec::new(),
+        }
+    }
+}
+
+/// Every method [`any`](Scope::any) routes (`HEAD` comes with `GET`).
+const ANY: [Method; 6] = [
+    Method::Get,
+    Method::Post,
+    Method::Put,
+    Method::Patch,
+    Method::Delete,
+    Method::Options,
+];
+
+/// The method shortcuts, the same on [`App`] and [`Scope`].
+macro_rules! method_shortcuts {
+    () => {
+        /// Routes `GET` (and `HEAD`) requests for `pattern`.
+        #[must_use]
+        pub fn get<H: Handler<S, Args>, Args: 'static>(self, pattern: &str, handler: H) -> Self {
+            self.route(Method::Get, pattern, handler)
+        }
+
+        /// Routes `POST` requests for `pattern`.
+        #[must_use]
+        pub fn post<H: Handler<S, Args>, Args: 'static>(self, pattern: &str, handler: H) -> Self {
+            self.route(Method::Post, pattern, handler)
+        }
+
+        /// Routes `PUT` requests for `pattern`.
+        #[must_use]
+        pub fn put<H: Handler<S, Args>, Args: 'static>(self, pattern: &str, handler: H) -> Self {
+            self.route(Method::Put, pattern, handler)
+        }
+
+        /// Routes `PATCH` requests for `pattern`.
+        #[must_use]
+        pub fn patch<H: Handler<S, Args>, Args: 'static>(self, pattern: &str, handler: H) -> Self {
+            self.route(Method::Patch, pattern, handler)
+        }
+
+        /// Routes `DELETE` requests for `pattern`.
+        #[must_use]
+        pub fn delete<H: Handler<S, Args>, Args: 'static>(self, pattern: &str, handler: H) -> Self {
+            self.route(Method::Delete, pattern, handler)
+        }
+
+        /// Routes `OPTIONS` requests for `pattern`.
+        #[must_use]
+        pub fn options<H: Handler<S, Args>, Args: 'static>(
+            self,
+            pattern: &str,
+            handler: H,
+        ) -> Self {
+            self.route(Method::Options, pattern, handler)
+        }
+
+        /// Routes `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE` and
+        /// `OPTIONS` requests for `pattern` to one handler.
+        #[must_use]
+        pub fn any<H: Handler<S, Args>, Args: 'static>(
+            mut self,
+            pattern: &str,
+            handler: H,
+        ) -> Self {
+            let handler = share(handler);
+            for method in ANY {
+                self = self.route_shared(method, pattern, Arc::clone(&handler));
+            }
+            self
+        }
+    };
+}
+
+impl<S: 'static> Scope<S> {
+    /// An empty group.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Routes `method` requests for `pattern` (relative to the prefix the
+    /// group is nested under; `""` is the prefix itself) to `handler`.
+    #[must_use]
+    pub fn route<H: Handler<S, Args>, Args: 'static>(
+        self,
+        method: Method,
+        pattern: &str,
+        handler: H,
+    ) -> Self {
+        self.route_shared(method, pattern, share(handler))
+    }
+
+    fn route_shared(mut self, method: Method, pattern: &str, handler: SharedHandler<S>) -> Self {
+        self.routes.push(Pending {
+            method,
+            pattern: pattern.to_owned(),
+            handler,
+            layers: Vec::new(),
+        });
+        self
+    }
+
+    method_shortcuts!();
+
+    /// Wraps every route of the group, whenever added, in `layer`; the
+    /// last layer added is the outermost.
+    #[must_use]
+    pub fn layer(mut self, layer: Layer<S>) -> Self {
+        self.layers.push(layer);
+        self
+    }
+
+    /// Adds `scope`'s routes under `prefix`, inside `scope`'s layers.
+    #[must_use]
+    pub fn nest(mut self, prefix: &str, scope: Scope<S>) -> Self {
+        self.routes.extend(scope.under(prefix));
+        self
+    }
+
+    /// The group's routes under `prefix`, its own layers outside each
+    /// route's.
+    fn under(self, prefix: &str) -> impl Iterator<Item = Pending<S>> {
+        let outer: Vec<Layer<S>> = self.layers.into_iter().rev().collect();
+        let prefix = prefix.trim_end_matches('/').to_owned();
+        self.routes.into_iter().map(move |mut route| {
+            route.pattern = match (prefix.as_str(), route.pattern.as_str()) {
+                ("", "") => "/".to_owned(),
+                (prefix, "") => prefix.to_owned(),
+                (prefix, pattern) => format!("{prefix}{pattern}"),
+            };
+            let mut layers = outer.clone();
+            layers.append(&mut route.layers);
+            route.layers = layers;
+            route
+        })
+    }
 }
 
 impl<S> std::fmt::Debug for App<S> {
@@ -34,9 +232,26 @@ impl<S> std::fmt::Debug for App<S> {
     }
 }
 
-impl<S> From<App<S>> for RouteService<S> {
+impl<S: 'static> From<App<S>> for RouteService<S> {
+    /// Freezes the app: every route goes into the table inside the app's
+    /// layers and its groups'.
     fn from(app: App<S>) -> Self {
-        app.service
+        let App {
+            mut service,
+            root,
+            fallback,
+            ..
+        } = app;
+        let app_layers: Vec<Layer<S>> = root.layers.iter().rev().cloned().collect();
+        for route in root.under("") {
+            let layers = route.layers.into_boxed_slice();
+            let routed = service.route(route.method, &route.pattern, route.handler, layers);
+            debug_assert!(routed.is_ok(), "checked when added");
+        }
+        if let Some(handler) = fallback {
+            service.set_fallback(handler, app_layers.into());
+        }
+        service
     }
 }
 
@@ -61,6 +276,9 @@ impl<S: 'static> App<S> {
     pub fn with_state(factory: impl Fn() -> S + Send + Sync + 'static) -> Self {
         Self {
             service: RouteService::new(factory),
+            root: Scope::new(),
+            fallback: None,
+            claimed: Router::new(),
         }
     }
 
@@ -71,45 +289,66 @@ impl<S: 'static> App<S> {
     /// programming error, reported at startup.
     #[must_use]
     pub fn route<H: Handler<S, Args>, Args: 'static>(
-        mut self,
+        self,
         method: Method,
         pattern: &str,
         handler: H,
     ) -> Self {
-        if let Err(error) = self.service.route(method, pattern, handler) {
-            panic!("{error}");
-        }
+        self.route_shared(method, pattern, share(handler))
+    }
+
+    fn route_shared(mut self, method: Method, pattern: &str, handler: SharedHandler<S>) -> Self {
+        self.claim(method, pattern);
+        self.root = self.root.route_shared(method, pattern, handler);
         self
     }
 
-    /// Routes `GET` (and `HEAD`) requests for `pattern`.
-    #[must_use]
-    pub fn get<H: Handler<S, Args>, Args: 'static>(self, pattern: &str, handler: H) -> Self {
-        self.route(Method::Get, pattern, handler)
+    /// Records a route, panicking on a malformed or taken one.
+    fn claim(&mut self, method: Method, pattern: &str) {
+        if let Err(error) = self.claimed.insert(method, pattern, ()) {
+            panic!("{error}");
+        }
     }
 
-    /// Routes `POST` requests for `pattern`.
+    method_shortcuts!();
+
+    /// Adds `scope`'s routes under `prefix` (`"/api"`), inside the
+    /// scope's layers.
+    ///
+    /// # Panics
+    /// When a route of the scope is malformed or already routed.
     #[must_use]
-    pub fn post<H: Handler<S, Args>, Args: 'static>(self, pattern: &str, handler: H) -> Self {
-        self.route(Method::Post, pattern, handler)
+    pub fn nest(mut self, prefix: &str, scope: Scope<S>) -> Self {
+        let routes: Vec<Pending<S>> = scope.under(prefix).collect();
+        for route in &routes {
+            self.claim(route.method, &route.pattern);
+        }
+        self.root.routes.extend(routes);
+        self
     }
 
-    /// Routes `PUT` requests for `pattern`.
+    /// Builds a group under `prefix` with `build` and nests it:
+    /// `app.scope("/api", |api| api.get("/users", users).layer(auth))`.
     #[must_use]
-    pub fn put<H: Handler<S, Args>, Args: 'static>(self, pattern: &str, handler: H) -> Self {
-        self.route(Method::Put, pattern, handler)
+    pub fn scope(self, prefix: &str, build: impl FnOnce(Scope<S>) -> Scope<S>) -> Self {
+        self.nest(prefix, build(Scope::new()))
     }
 
-    /// Routes `PATCH` requests for `pattern`.
+    /// Wraps every route of the app, whenever added (and the fallback), in
+    /// `layer`; the last layer added is the outermost, outside every
+    /// group's.
     #[must_use]
-    pub fn patch<H: Handler<S, Args>, Args: 'static>(self, pattern: &str, handler: H) -> Self {
-        self.route(Method::Patch, pattern, handler)
+    pub fn layer(mut self, layer: Layer<S>) -> Self {
+        self.root.layers.push(layer);
+        self
     }
 
-    /// Routes `DELETE` requests for `pattern`.
+    /// Answers requests no route matches with `handler` (inside the app's
+    /// layers) instead of the JSON 404.
     #[must_use]
-    pub fn delete<H: Handler<S, Args>, Args: 'static>(self, pattern: &str, handler: H) -> Self {
-        self.route(Method::Delete, pattern, handler)
+    pub fn fallback<H: Handler<S, Args>, Args: 'static>(mut self, handler: H) -> Self {
+        self.fallback = Some(share(handler));
+        self
     }
 
     /// Adds a readiness check named `name`: the readiness route
@@ -132,7 +371,7 @@ impl<S: 'static> App<S> {
     /// # Errors
     /// Startup failures: bad CPUs, an address in use, `io_uring` refused.
     pub fn start(self, config: &Config) -> Result<Server, Error> {
-        runtime::start(config, self.service)
+        runtime::start(config, self.into())
     }
 
     /// Serves until SIGINT or SIGTERM, then stops.
@@ -144,7 +383,7 @@ impl<S: 'static> App<S> {
         reason = "lets callers write .serve(Config::default())"
     )]
     pub fn serve(self, config: Config) -> Result<(), Error> {
-        runtime::run_until_signalled(&config, self.service, None)
+        runtime::run_until_signalled(&config, self.into(), None)
     }
 
     /// Serves like [`serve`](Self::serve); on SIGHUP, `reload` reads the
@@ -164,6 +403,6 @@ impl<S: 'static> App<S> {
         config: Config,
         reload: impl FnMut() -> Result<Config, Error> + Send + 'static,
     ) -> Result<(), Error> {
-        runtime::run_until_signalled(&config, self.service, Some(Box::new(reload)))
+        runtime::run_until_signalled(&config, self.into(), Some(Box::new(reload)))
     }
 }

@@ -170,3 +170,29 @@ fn a_rate_limit_key_costs_under_a_hundred_bytes() {
     assert_eq!(table.len(), 100_000);
     assert!(per_key < 100.0, "{per_key} bytes per key");
 }
+
+#[test]
+fn a_chain_of_no_op_layers_allocates_nothing_per_request() {
+    use percore::{Next, Request, ResponseWriter, from_fn};
+    let pass = || {
+        from_fn(
+            async |request: &mut Request<'_>, response: &mut ResponseWriter<'_>, next: Next<'_>| {
+                next.run(request, response).await;
+            },
+        )
+    };
+    let app = percore::reference::app()
+        .layer(pass())
+        .layer(pass())
+        .layer(pass());
+    let mut service = LocalService::new(app);
+    let request = b"GET /plaintext HTTP/1.1\r\nHost: bench\r\n\r\n";
+    let mut out = Vec::with_capacity(4096);
+    serve_each(&mut service, request, 10, &mut out);
+    assert!(out.ends_with(b"Hello, World!"));
+    let counted = allocations(|| serve_each(&mut service, request, 1000, &mut out));
+    assert_eq!(
+        counted, 0,
+        "allocations for 1000 requests through three layers"
+    );
+}

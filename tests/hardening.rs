@@ -282,3 +282,58 @@ fn a_low_descriptor_limit_caps_connections_and_never_leaves_clients_hanging() {
         "{refusal_lines} refusal lines in {seconds} s"
     );
 }
+
+/// The shard's pooled bytes, as `/metrics` reports them.
+fn pooled_bytes(server: &Server) -> u64 {
+    let text = support::Client::connect(addr(server))
+        .request(&support::get("/metrics"))
+        .text()
+        .to_owned();
+    support::sample(&text, r#"percore_pooled_bytes{shard="0"}"#)
+}
+
+#[test]
+fn the_pools_give_a_burst_back() {
+    let server = support::start(percore::reference::app(), 1);
+    let baseline = pooled_bytes(&server);
+    // 300 clients each send half a request head, so each connection holds
+    // its buffers at once; then they all finish, are answered and leave.
+    let mut clients: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr(&server)).unwrap();
+            stream.write_all(b"GET /plaintext HTTP/1.1\r\n").unwrap();
+            stream
+        })
+        .collect();
+    for stream in &mut clients {
+        stream
+            .write_all(b"Host: a\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    for mut stream in clients {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).unwrap();
+        assert!(reply.ends_with(b"Hello, World!"));
+    }
+    let after_burst = pooled_bytes(&server);
+    assert!(
+        after_burst > baseline + (256 << 10),
+        "the burst left {after_burst} bytes pooled (from {baseline}): it did not hold buffers at once"
+    );
+    // Two trims (5 s apart) free what no connection takes meanwhile;
+    // watched for at most 30 s.
+    let started = Instant::now();
+    let mut now = after_burst;
+    while now > 64 << 10 && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(250));
+        now = pooled_bytes(&server);
+    }
+    assert!(
+        now <= 64 << 10,
+        "still {now} bytes pooled after 30 s (from {after_burst} after the burst)"
+    );
+    server.stop().unwrap();
+}

@@ -49,6 +49,11 @@ pub struct ResponseWriter<'a> {
     late: Option<&'a dyn LateHeaders>,
     /// The status actually written, once written.
     sent: Option<Status>,
+    /// Where header lines can still be inserted into the written head
+    /// (before `Content-Length` or the blank line).
+    headers_end: usize,
+    /// Header lines added before the head was written (by a layer).
+    pending: Vec<u8>,
 }
 
 /// Header lines decided after a response writer was made (the rate
@@ -83,6 +88,8 @@ impl<'a> ResponseWriter<'a> {
             request_id: &[],
             late: None,
             sent: None,
+            headers_end: 0,
+            pending: Vec::new(),
         }
     }
 
@@ -125,6 +132,49 @@ impl<'a> ResponseWriter<'a> {
     /// Overrides the status of the response written next (for `(Status, T)`).
     pub fn set_status(&mut self, status: Status) {
         self.status = Some(status);
+    }
+
+    /// Adds a header field to the response: to the head already written
+    /// (a layer after [`Next::run`](crate::Next::run)), or to the head
+    /// written next. A field that could break the framing is dropped, as
+    /// in every header.
+    pub fn insert_header(&mut self, name: &str, value: &[u8]) {
+        if self.written {
+            // Appended, then rotated into place: no allocation.
+            let end = self.out.len();
+            push_header(self.out, name, value);
+            let added = self.out.len() - end;
+            self.out[self.headers_end..].rotate_right(added);
+            self.headers_end += added;
+        } else {
+            push_header(&mut self.pending, name, value);
+        }
+    }
+
+    /// Changes the status: of the response written next, or of the one
+    /// already written (its status line is rewritten; its headers and body
+    /// stay as written).
+    pub fn replace_status(&mut self, status: Status) {
+        if !self.written {
+            self.status = Some(status);
+            return;
+        }
+        let head = &self.out[self.start..];
+        let Some(line_end) = head.windows(2).position(|w| w == b"\r\n") else {
+            return;
+        };
+        let reason = status.reason().as_bytes();
+        let mut line = [0u8; 64];
+        let len = 13 + reason.len().min(64 - 13);
+        line[..9].copy_from_slice(b"HTTP/1.1 ");
+        line[9..12].copy_from_slice(&status.digits());
+        line[12] = b' ';
+        line[13..len].copy_from_slice(&reason[..len - 13]);
+        let range = self.start..self.start + line_end;
+        let old = range.len();
+        self.out.splice(range, line[..len].iter().copied());
+        self.headers_end = self.headers_end + len - old;
+        self.sent = Some(status);
     }
 
     /// Discards what this writer wrote, so another response can be written
@@ -178,6 +228,7 @@ impl<'a> ResponseWriter<'a> {
         self.written = true;
         let start = self.out.len();
         self.head(status, content_type, headers);
+        self.headers_end = self.out.len();
         if !status.allows_body() {
             self.out.extend_from_slice(b"\r\n");
             return;
@@ -229,6 +280,7 @@ impl<'a> ResponseWriter<'a> {
             self.out
                 .extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
+        self.headers_end = self.out.len();
         self.out.extend_from_slice(b"\r\n");
         if status.allows_body() && !self.context.head_request {
             self.stream = Some(stream);
@@ -273,6 +325,7 @@ impl<'a> ResponseWriter<'a> {
         for (name, value) in headers {
             push_header(out, name, value);
         }
+        out.extend_from_slice(&self.pending);
         if !keep_alive {
             out.extend_from_slice(b"Connection: close\r\n");
         } else if self.context.http10 {

@@ -153,6 +153,8 @@ pub(crate) struct Snapshot {
     pub(crate) rate_limited_dry_run: u64,
     pub(crate) limit_keys: u64,
     pub(crate) limit_evictions: u64,
+    /// Bytes of spare buffers and blocks the shard's pools hold (about).
+    pub(crate) pooled_bytes: u64,
 }
 
 /// What the process knows of a shard beyond its own counts.
@@ -193,7 +195,7 @@ pub(crate) fn render(routes: &[RouteLabel], shards: &[Scraped]) -> String {
     );
     render_requests(&mut out, routes, &answered);
     render_latency(&mut out, &answered);
-    let per_shard: [PerShard<Snapshot>; 8] = [
+    let per_shard: [PerShard<Snapshot>; 9] = [
         (
             "percore_connections_open",
             "gauge",
@@ -241,6 +243,12 @@ pub(crate) fn render(routes: &[RouteLabel], shards: &[Scraped]) -> String {
             "counter",
             "Keys dropped to make room in a full rate-limit table.",
             |s| s.limit_evictions,
+        ),
+        (
+            "percore_pooled_bytes",
+            "gauge",
+            "Bytes of spare connection buffers and work blocks the shard keeps for reuse (trimmed to the working set every few seconds).",
+            |s| s.pooled_bytes,
         ),
     ];
     for metric in per_shard {

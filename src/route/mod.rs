@@ -4,6 +4,8 @@
 pub(crate) mod extract;
 pub(crate) mod handler;
 pub(crate) mod json;
+pub(crate) mod layer;
 mod path;
+pub(crate) mod pooled;
 pub(crate) mod router;
 pub(crate) mod service;

@@ -5,17 +5,32 @@
 use std::sync::Arc;
 
 use super::handler::{Erased, ErasedHandler, Handler};
-use super::router::Router;
+use super::layer::Layer;
+use super::router::{Lookup, MAX_PARAMS, Router};
+use crate::config::{Config, Problem};
 use crate::http::parse::Method;
-use crate::observe::metrics::{FIRST_APP_ROUTE, RouteLabel};
+use crate::observe::metrics::{FIRST_APP_ROUTE, RouteLabel, UNMATCHED};
 
 /// The route table of a handler, as every shard reads it.
 pub(crate) type Routes<S> = Router<Routed<S>>;
 
-/// A routed handler and its slot in the metrics.
+/// A routed handler, the layers around it (outermost first), and its
+/// slot in the metrics.
 pub(crate) struct Routed<S> {
     pub(crate) slot: usize,
-    pub(crate) handler: Box<dyn ErasedHandler<S>>,
+    pub(crate) handler: Arc<dyn ErasedHandler<S>>,
+    pub(crate) layers: Box<[Layer<S>]>,
+}
+
+/// A handler with its types erased, as routes share it (`any` routes one
+/// handler for every method).
+pub(crate) type SharedHandler<S> = Arc<dyn ErasedHandler<S>>;
+
+/// Erases `handler`'s argument types.
+pub(crate) fn share<S: 'static, H: Handler<S, Args>, Args: 'static>(
+    handler: H,
+) -> SharedHandler<S> {
+    Arc::new(Erased::new(handler))
 }
 
 /// A readiness check: given the shard's state, whether this shard can serve.
@@ -31,6 +46,8 @@ pub struct RouteService<S> {
     labels: Vec<RouteLabel>,
     pub(crate) state: Arc<dyn Fn() -> S + Send + Sync>,
     pub(crate) readiness: Vec<(String, ReadinessCheck<S>)>,
+    /// Answers requests no route matches (else a JSON 404).
+    pub(crate) fallback: Option<Routed<S>>,
 }
 
 impl<S> std::fmt::Debug for RouteService<S> {
@@ -49,25 +66,26 @@ impl<S> RouteService<S> {
             labels: Vec::new(),
             state: Arc::new(factory),
             readiness: Vec::new(),
+            fallback: None,
         }
     }
 
-    /// Routes `method` requests for `pattern` to `handler`.
+    /// Routes `method` requests for `pattern` to `handler` inside
+    /// `layers` (outermost first).
     ///
     /// # Errors
     /// When the pattern is malformed or already routed for this method.
-    pub(crate) fn route<H: Handler<S, Args>, Args: 'static>(
+    pub(crate) fn route(
         &mut self,
         method: Method,
         pattern: &str,
-        handler: H,
-    ) -> Result<(), String>
-    where
-        S: 'static,
-    {
+        handler: SharedHandler<S>,
+        layers: Box<[Layer<S>]>,
+    ) -> Result<(), String> {
         let routed = Routed {
             slot: FIRST_APP_ROUTE + self.labels.len(),
-            handler: Box::new(Erased::new(handler)),
+            handler,
+            layers,
         };
         self.routes
             .insert(method, pattern, routed)
@@ -77,6 +95,58 @@ impl<S> RouteService<S> {
             route: pattern.to_owned(),
         });
         Ok(())
+    }
+
+    /// Answers what no route matches with `handler` inside `layers`.
+    pub(crate) fn set_fallback(&mut self, handler: SharedHandler<S>, layers: Box<[Layer<S>]>) {
+        self.fallback = Some(Routed {
+            slot: UNMATCHED,
+            handler,
+            layers,
+        });
+    }
+
+    /// The built-in paths of `config` served on the shards' listeners that
+    /// a route of this service also claims: each would be shadowed, so
+    /// percore refuses to start (or reload) with them.
+    pub(crate) fn builtin_conflicts(&self, config: &Config) -> Vec<Problem> {
+        let metrics_here = config.metrics.listen.is_none();
+        let builtins = [
+            ("health.liveness_path", config.health.liveness_path.as_str()),
+            (
+                "health.readiness_path",
+                config.health.readiness_path.as_str(),
+            ),
+            (
+                "metrics.path",
+                if metrics_here {
+                    config.metrics.path.as_str()
+                } else {
+                    ""
+                },
+            ),
+        ];
+        let mut problems = Vec::new();
+        for (key, path) in builtins {
+            if path.is_empty() {
+                continue;
+            }
+            let mut params = [("", ""); MAX_PARAMS];
+            if !matches!(
+                self.routes.lookup(Method::Get, path, &mut params),
+                Lookup::NotFound
+            ) {
+                problems.push(Problem {
+                    key: key.to_owned(),
+                    message: format!(
+                        "{path} is percore's built-in route, and the app routes it too; \
+                         move the built-in (set {key} to another path, or to \"\" to turn it off) \
+                         or the app's route"
+                    ),
+                });
+            }
+        }
+        problems
     }
 
     /// How many metrics slots the app's requests use.

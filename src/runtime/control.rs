@@ -71,7 +71,7 @@ pub(crate) struct Control {
     /// Called once when the server stops by itself (a shard lost for
     /// good): wakes whoever serves until a signal.
     on_fatal: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-    pub(crate) beacons: Vec<Arc<Vitals>>,
+    pub(crate) vitals: Vec<Arc<Vitals>>,
     pub(crate) routes: Vec<RouteLabel>,
 }
 
@@ -84,7 +84,7 @@ impl Control {
         Self {
             mailboxes: (0..shards).map(|_| Mutex::new(None)).collect(),
             on_fatal: Mutex::new(None),
-            beacons: (0..shards).map(|_| Arc::default()).collect(),
+            vitals: (0..shards).map(|_| Arc::default()).collect(),
             routes,
         }
     }
@@ -146,7 +146,7 @@ impl Control {
         }
         snapshots
             .into_iter()
-            .zip(&self.beacons)
+            .zip(&self.vitals)
             .map(|(snapshot, vitals)| Scraped {
                 snapshot,
                 supervision: Supervision {

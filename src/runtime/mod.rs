@@ -7,6 +7,7 @@ pub(crate) mod control;
 pub(crate) mod cpus;
 pub(crate) mod descriptors;
 pub(crate) mod listener;
+pub(crate) mod memory;
 pub(crate) mod notify;
 pub(crate) mod shard;
 pub(crate) mod steer;
@@ -53,6 +54,18 @@ pub struct Server {
     admin: Option<admin::Admin>,
     /// The access log's writer thread, joined (all lines written) at stop.
     access_writer: Option<JoinHandle<()>>,
+    /// The app's routes that a configuration's built-in paths would shadow.
+    builtins: BuiltinCheck,
+}
+
+/// Which built-in paths of a configuration the app's own routes claim.
+type BuiltinCheck = Box<dyn Fn(&Config) -> Vec<crate::config::Problem> + Send + Sync>;
+
+/// The check of `app`'s routes against a configuration's built-in paths,
+/// kept by the server for reloads.
+fn builtin_check<S: 'static>(app: &Arc<RouteService<S>>) -> BuiltinCheck {
+    let app = Arc::clone(app);
+    Box::new(move |config| app.builtin_conflicts(config))
 }
 
 impl std::fmt::Debug for Server {
@@ -151,7 +164,8 @@ impl Server {
     /// # Errors
     /// When `config` is invalid; nothing changes then.
     pub fn reload(&mut self, config: &Config) -> Result<Vec<&'static str>, Error> {
-        let problems = config.validate();
+        let mut problems = config.validate();
+        problems.extend((self.builtins)(config));
         if !problems.is_empty() {
             return Err(Error::Config(problems));
         }
@@ -264,7 +278,8 @@ impl Drop for Server {
 
 /// Starts every shard; returns once all of them listen.
 pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result<Server, Error> {
-    let problems = config.validate();
+    let mut problems = config.validate();
+    problems.extend(app.builtin_conflicts(config));
     if !problems.is_empty() {
         return Err(Error::Config(problems));
     }
@@ -307,8 +322,10 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
     };
     let (access, access_writer) = access_log(config)?;
     let (events, events_rx) = mpsc::channel();
+    let app = Arc::new(app);
+    let builtins = builtin_check(&app);
     let starter = ShardStarter {
-        app: Arc::new(app),
+        app,
         cpus: cpus.clone(),
         listeners: group.per_shard,
         roles: roles.clone(),
@@ -344,6 +361,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
         watchdog: None,
         admin,
         access_writer,
+        builtins,
     };
     if let Some(error) = failure {
         let _ = server.shutdown();

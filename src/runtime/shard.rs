@@ -25,6 +25,10 @@ use crate::uring::{Ring, RingConfig};
 /// How often a shard stamps its [`Vitals`]: the watchdog's resolution.
 const HEARTBEAT: Duration = Duration::from_millis(100);
 
+/// How often a shard trims its pools to their working set: a burst's
+/// buffers are freed within two of these after it ends.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
 /// What a shard is given when it starts.
 pub(crate) struct ShardStart<S> {
     pub(crate) index: usize,
@@ -57,11 +61,24 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     context.access = start
         .access
         .map(|(format, writer, prefix)| AccessLog::new(format, writer, prefix, start.index));
-    context.vitals = Arc::clone(&start.control.beacons[start.index]);
+    context.vitals = Arc::clone(&start.control.vitals[start.index]);
     let control = start.control;
     context.scrape = Some(Arc::new(move || control.metrics_text()));
     let shard = Rc::new(context);
     glommio::spawn_local(Rc::clone(&shard.deadlines).run()).detach();
+    let trimmed = Rc::downgrade(&shard);
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(TRIM_EVERY).await;
+            let Some(shard) = trimmed.upgrade() else {
+                break;
+            };
+            if shard.trim() > 0 {
+                super::memory::give_back_free_pages();
+            }
+        }
+    })
+    .detach();
     let vitals = Arc::clone(&shard.vitals);
     glommio::spawn_local(async move {
         loop {

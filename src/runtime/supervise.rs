@@ -109,7 +109,7 @@ impl<S: 'static> ShardStarter<S> {
             .io_memory(IO_MEMORY)
             .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(self.blocking_threads));
         let events = self.events.clone();
-        let vitals = Arc::clone(&self.control.beacons[index]);
+        let vitals = Arc::clone(&self.control.vitals[index]);
         let thread = std::thread::Builder::new()
             .name(format!("percore-shard-{index}"))
             .spawn(move || {
@@ -240,7 +240,7 @@ pub(crate) fn supervise<S: 'static>(
                             panic = message,
                             "shard died; restarting it"
                         );
-                        starter.control.beacons[index]
+                        starter.control.vitals[index]
                             .restarts
                             .fetch_add(1, Ordering::Relaxed);
                         match restart(&starter, index) {
@@ -324,13 +324,13 @@ impl Drop for Watchdog {
 }
 
 fn watch(control: &Control, stop: &AtomicBool, threshold: &AtomicU64, systemd: Option<Duration>) {
-    let mut blocked_since: Vec<Option<u64>> = vec![None; control.beacons.len()];
+    let mut blocked_since: Vec<Option<u64>> = vec![None; control.vitals.len()];
     let mut last_fed = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(WATCH_EVERY);
         let now = crate::observe::vitals::now_millis();
         let limit = threshold.load(Ordering::Relaxed);
-        for (shard, vitals) in control.beacons.iter().enumerate() {
+        for (shard, vitals) in control.vitals.iter().enumerate() {
             let beat = vitals.heartbeat.load(Ordering::Relaxed);
             let silent = if beat == 0 {
                 0

@@ -12,7 +12,6 @@ pub(crate) mod deadline;
 pub(crate) mod exchange;
 pub(crate) mod gate;
 pub(crate) mod local;
-pub(crate) mod placed;
 pub(crate) mod shard;
 
 pub use local::LocalService;

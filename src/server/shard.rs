@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use super::deadline::Deadlines;
 use super::gate::Gate;
-use super::placed::BlockPool;
 use crate::config::{Config, ConnectionRules, HealthConfig, KeySource};
 use crate::http::date::DateCache;
 use crate::http::parse::Limits;
@@ -18,6 +17,7 @@ use crate::observe::counters::Counters;
 use crate::observe::metrics::{ShardMetrics, Snapshot};
 use crate::observe::vitals::Vitals;
 use crate::ratelimit::{LimitSettings, Limiter};
+use crate::route::pooled::BlockPool;
 use crate::route::service::RouteService;
 use crate::tls::TlsSettings;
 use crate::transport::BufferPool;
@@ -140,6 +140,12 @@ impl<S> ShardContext<S> {
         }
     }
 
+    /// Frees the pooled buffers and blocks not needed since the last trim
+    /// (a burst's high-water mark); returns the bytes freed, about.
+    pub(crate) fn trim(&self) -> usize {
+        self.pool.trim() + self.blocks.trim()
+    }
+
     /// The settings in force now.
     pub(crate) fn settings(&self) -> Rc<Settings> {
         Rc::clone(&self.settings.borrow())
@@ -165,6 +171,7 @@ impl<S> ShardContext<S> {
         let limiter = self.limiter.borrow();
         (snapshot.rate_limited, snapshot.rate_limited_dry_run) = limiter.counts();
         (snapshot.limit_keys, snapshot.limit_evictions) = limiter.keys();
+        snapshot.pooled_bytes = (self.pool.pooled_bytes() + self.blocks.pooled_bytes()) as u64;
         snapshot
     }
 }

@@ -1,41 +1,52 @@
 //! Per-shard pools of connection buffers: a connection on the ring path
 //! takes a read and a write buffer while it has work and gives them back
 //! when it goes idle, so idle connections hold no buffers and busy ones do
-//! not allocate.
+//! not allocate. After a burst the pools shrink back to their working set
+//! (`Spare::trim`, called by the shard every few seconds).
 
-use std::cell::RefCell;
+pub(crate) use crate::route::pooled::Spare;
 
 use crate::http::parse::HeaderSpan;
 
 /// Most buffers a pool keeps; more are freed. Busy connections hold theirs,
-/// so this only bounds what a burst leaves behind.
+/// so this only bounds what a burst leaves behind until the next trims.
 const MAX_POOLED: usize = 512;
+
+/// Largest buffer a pool keeps: one grown for a large request is freed
+/// when given back, so the pool does not keep a burst's largest sizes.
+const MAX_KEPT_BYTES: usize = 64 << 10;
 
 /// Size of a fresh read buffer.
 pub(crate) const READ_BUFFER: usize = 4096;
 
 /// A shard's spare buffers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct BufferPool {
-    read: RefCell<Vec<Vec<u8>>>,
-    write: RefCell<Vec<Vec<u8>>>,
-    headers: RefCell<Vec<Vec<HeaderSpan>>>,
+    read: Spare<Vec<u8>>,
+    write: Spare<Vec<u8>>,
+    headers: Spare<Vec<HeaderSpan>>,
+}
+
+impl Default for BufferPool {
+    fn default() -> Self {
+        Self {
+            read: Spare::new(MAX_POOLED),
+            write: Spare::new(MAX_POOLED),
+            headers: Spare::new(MAX_POOLED),
+        }
+    }
 }
 
 impl BufferPool {
     /// A zero-filled read buffer of at least [`READ_BUFFER`] bytes.
     pub(crate) fn take_read(&self) -> Vec<u8> {
-        self.read
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| vec![0; READ_BUFFER])
+        self.read.take().unwrap_or_else(|| vec![0; READ_BUFFER])
     }
 
     /// An empty write buffer.
     pub(crate) fn take_write(&self) -> Vec<u8> {
         self.write
-            .borrow_mut()
-            .pop()
+            .take()
             .unwrap_or_else(|| Vec::with_capacity(READ_BUFFER))
     }
 
@@ -53,8 +64,7 @@ impl BufferPool {
     /// An empty header table.
     pub(crate) fn take_headers(&self) -> Vec<HeaderSpan> {
         self.headers
-            .borrow_mut()
-            .pop()
+            .take()
             .unwrap_or_else(|| Vec::with_capacity(16))
     }
 
@@ -63,13 +73,43 @@ impl BufferPool {
         Self::put(&self.headers, table);
     }
 
-    fn put<T>(pool: &RefCell<Vec<Vec<T>>>, buffer: Vec<T>) {
-        if buffer.capacity() == 0 {
-            return;
+    fn put<T>(pool: &Spare<Vec<T>>, buffer: Vec<T>) {
+        let bytes = buffer.capacity() * size_of::<T>();
+        if bytes != 0 && bytes <= MAX_KEPT_BYTES {
+            pool.put(buffer);
         }
-        let mut pool = pool.borrow_mut();
-        if pool.len() < MAX_POOLED {
-            pool.push(buffer);
-        }
+    }
+
+    /// Frees the buffers not needed since the last trim; returns the bytes
+    /// freed (about).
+    pub(crate) fn trim(&self) -> usize {
+        let header_bytes = 16 * size_of::<HeaderSpan>();
+        (self.read.trim() + self.write.trim()) * READ_BUFFER + self.headers.trim() * header_bytes
+    }
+
+    /// Bytes of the spare buffers (about: fresh sizes).
+    pub(crate) fn pooled_bytes(&self) -> usize {
+        let header_bytes = 16 * size_of::<HeaderSpan>();
+        (self.read.len() + self.write.len()) * READ_BUFFER + self.headers.len() * header_bytes
+    }
+
+    /// Buffers spare now (read, write, header tables).
+    #[cfg(test)]
+    pub(crate) fn spare(&self) -> (usize, usize, usize) {
+        (self.read.len(), self.write.len(), self.headers.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BufferPool;
+
+    #[test]
+    fn buffers_grown_past_the_kept_size_are_not_pooled() {
+        let pool = BufferPool::default();
+        pool.put_read(vec![0; 1 << 20]);
+        pool.put_write(Vec::with_capacity(1 << 20));
+        pool.put_read(pool.take_read());
+        assert_eq!(pool.spare(), (1, 0, 0));
     }
 }

@@ -15,7 +15,9 @@ use crate::http::status::Status;
 use crate::http::write::{BodyStream, ResponseContext, ResponseWriter, push_decimal};
 use crate::observe::metrics::{METRICS, UNMATCHED};
 use crate::ratelimit::{ClientIdentity, RateLimitHeaders, Refusal};
+use crate::route::layer::Next;
 use crate::route::router::{Lookup, MAX_PARAMS};
+use crate::route::service::Routed;
 use crate::server::shard::{Settings, ShardContext};
 
 /// Routes one request and writes its response. Returns whether the
@@ -132,36 +134,10 @@ async fn route<S>(
     }
     match lookup {
         Lookup::Found(routed, count) => {
-            shard.vitals.started(routed.slot);
             let mut request = Request::new(head_bytes, body, head, headers)
                 .with_params(&params[..count])
                 .with_origin(peer, shard.index);
-            let completed = {
-                let mut future =
-                    std::pin::pin!(routed.handler.call(&mut request, &shard.state, writer));
-                futures_lite::future::poll_fn(|cx| {
-                    match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-                        Ok(Poll::Ready(())) => Poll::Ready(true),
-                        Ok(Poll::Pending) => Poll::Pending,
-                        Err(_) => Poll::Ready(false),
-                    }
-                })
-                .await
-            };
-            if !completed {
-                shard.metrics.panicked();
-                let route = shard.app.route_labels()[routed.slot].route.clone();
-                tracing::error!(
-                    shard = shard.index,
-                    route,
-                    path,
-                    "handler panicked; answered 500"
-                );
-                writer.reset();
-                writer.send_error(Status::INTERNAL_SERVER_ERROR, "Internal Server Error");
-            } else if !writer.is_written() {
-                writer.send_error(Status::INTERNAL_SERVER_ERROR, "handler wrote no response");
-            }
+            call(shard, routed, &mut request, writer).await;
             routed.slot
         }
         Lookup::MethodNotAllowed(methods) => {
@@ -187,7 +163,13 @@ async fn route<S>(
             UNMATCHED
         }
         Lookup::NotFound => {
-            writer.send_error(Status::NOT_FOUND, "Not Found");
+            if let Some(fallback) = &shard.app.fallback {
+                let mut request =
+                    Request::new(head_bytes, body, head, headers).with_origin(peer, shard.index);
+                call(shard, fallback, &mut request, writer).await;
+            } else {
+                writer.send_error(Status::NOT_FOUND, "Not Found");
+            }
             UNMATCHED
         }
     }
@@ -218,4 +200,46 @@ fn too_many_requests(writer: &mut ResponseWriter<'_>, refusal: &Refusal) {
             Ok::<(), ()>(())
         },
     );
+}
+
+/// Runs a routed handler inside its layers; a panic anywhere in the chain
+/// becomes a 500 (what was written is discarded).
+async fn call<S>(
+    shard: &ShardContext<S>,
+    routed: &Routed<S>,
+    request: &mut Request<'_>,
+    writer: &mut ResponseWriter<'_>,
+) {
+    shard.vitals.started(routed.slot);
+    let completed = {
+        let chain = Next::new(
+            &routed.layers,
+            &*routed.handler,
+            &shard.state,
+            &shard.blocks,
+        );
+        let mut future = std::pin::pin!(chain.run(request, writer));
+        futures_lite::future::poll_fn(|cx| {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                Ok(Poll::Ready(())) => Poll::Ready(true),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(_) => Poll::Ready(false),
+            }
+        })
+        .await
+    };
+    if !completed {
+        shard.metrics.panicked();
+        let route = shard.app.route_labels()[routed.slot].route.clone();
+        tracing::error!(
+            shard = shard.index,
+            route,
+            path = request.path(),
+            "handler panicked; answered 500"
+        );
+        writer.reset();
+        writer.send_error(Status::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    } else if !writer.is_written() {
+        writer.send_error(Status::INTERNAL_SERVER_ERROR, "handler wrote no response");
+    }
 }

@@ -1,14 +1,17 @@
-//! Running a connection's request work in a pooled heap block.
+//! Per-shard pools of reused memory ([`Spare`], trimmed to the working
+//! set), and futures placed in pooled heap blocks.
 //!
 //! The future that decodes, routes, calls the handler and encodes is large
 //! (the handler's inline future, the router's parameters, the writer). Kept
 //! inside each connection's task it would make every idle connection pay for
 //! it. Instead it is placed in a block taken from a per-shard pool for as
 //! long as it runs: an idle connection stays small and a busy one does not
-//! allocate.
+//! allocate. Each middleware layer's future is placed the same way
+//! ([`BlockPool::place_dyn`], type-erased), so a chain of layers allocates
+//! nothing per request either.
 #![allow(unsafe_code, reason = "placing a future in reused raw memory")]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -20,31 +23,133 @@ const BLOCK_BYTES: usize = 4096;
 /// Most blocks a pool keeps.
 const MAX_POOLED: usize = 256;
 
+/// Spare items kept for reuse, trimmed to the working set: what stayed
+/// spare through a whole window between two trims was not needed, and the
+/// next trim frees it. A burst's high-water mark is gone two trims after
+/// the burst.
+#[derive(Debug)]
+pub(crate) struct Spare<T> {
+    items: RefCell<Vec<T>>,
+    /// The fewest items spare at any moment since the last trim.
+    low: Cell<usize>,
+    max: usize,
+}
+
+impl<T> Spare<T> {
+    /// An empty pool that keeps at most `max` items.
+    pub(crate) const fn new(max: usize) -> Self {
+        Self {
+            items: RefCell::new(Vec::new()),
+            low: Cell::new(0),
+            max,
+        }
+    }
+
+    /// A spare item, if there is one.
+    pub(crate) fn take(&self) -> Option<T> {
+        let mut items = self.items.borrow_mut();
+        let item = items.pop();
+        self.low.set(self.low.get().min(items.len()));
+        item
+    }
+
+    /// Keeps `item` for reuse, or drops it when the pool is full.
+    pub(crate) fn put(&self, item: T) {
+        let mut items = self.items.borrow_mut();
+        if items.len() < self.max {
+            items.push(item);
+        }
+    }
+
+    /// Frees the items no one took since the last trim (the oldest: the
+    /// pool is a stack); returns how many.
+    pub(crate) fn trim(&self) -> usize {
+        let mut items = self.items.borrow_mut();
+        let unused = self.low.get().min(items.len());
+        items.drain(..unused);
+        if items.capacity() > 4 * items.len().max(16) {
+            items.shrink_to_fit();
+        }
+        self.low.set(items.len());
+        unused
+    }
+
+    /// Items spare now.
+    pub(crate) fn len(&self) -> usize {
+        self.items.borrow().len()
+    }
+}
+
 #[repr(C, align(64))]
 pub(crate) struct Block([MaybeUninit<u8>; BLOCK_BYTES]);
 
-/// A shard's spare blocks.
-#[derive(Default)]
+/// A shard's spare blocks, trimmed to the working set like the buffers.
 pub(crate) struct BlockPool {
-    free: RefCell<Vec<Box<Block>>>,
+    free: Spare<Box<Block>>,
+}
+
+impl Default for BlockPool {
+    fn default() -> Self {
+        Self {
+            free: Spare::new(MAX_POOLED),
+        }
+    }
 }
 
 impl std::fmt::Debug for BlockPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlockPool")
-            .field("free", &self.free.borrow().len())
+            .field("free", &self.free.len())
             .finish()
     }
 }
 
 impl BlockPool {
+    /// Bytes of the spare blocks.
+    pub(crate) fn pooled_bytes(&self) -> usize {
+        self.free.len() * BLOCK_BYTES
+    }
+
+    /// Frees the blocks not needed since the last trim; returns the bytes
+    /// freed.
+    pub(crate) fn trim(&self) -> usize {
+        self.free.trim() * BLOCK_BYTES
+    }
+
     /// Moves `future` into a pooled block; the returned future runs it and
     /// gives the block back when done or dropped.
     pub(crate) fn place<F: Future>(&self, future: F) -> Placed<'_, F> {
-        if size_of::<F>() > BLOCK_BYTES || align_of::<F>() > align_of::<Block>() {
-            return Placed::Boxed(Box::pin(future));
+        match self.write_in_block(future) {
+            Ok((slot, block)) => Placed::Pooled {
+                slot,
+                block: Some(block),
+                pool: self,
+            },
+            Err(future) => Placed::Boxed(Box::pin(future)),
         }
-        let mut block = self.free.borrow_mut().pop().unwrap_or_else(|| {
+    }
+
+    /// Like [`place`](Self::place), with the future's type erased: how a
+    /// middleware layer's future is held by the layer outside it, at a
+    /// fixed size whatever the layer.
+    pub(crate) fn place_dyn<'p, F: Future<Output = ()> + 'p>(&'p self, future: F) -> PlacedDyn<'p> {
+        match self.write_in_block(future) {
+            Ok((slot, block)) => Placed::Pooled {
+                slot: slot as *mut (dyn Future<Output = ()> + 'p),
+                block: Some(block),
+                pool: self,
+            },
+            Err(future) => Placed::Boxed(Box::pin(future)),
+        }
+    }
+
+    /// Writes `future` into a block from the pool (or a new one); gives it
+    /// back when it is too large or too aligned for a block.
+    fn write_in_block<F>(&self, future: F) -> Result<(*mut F, Box<Block>), F> {
+        if size_of::<F>() > BLOCK_BYTES || align_of::<F>() > align_of::<Block>() {
+            return Err(future);
+        }
+        let mut block = self.free.take().unwrap_or_else(|| {
             // SAFETY: a block is an array of `MaybeUninit<u8>`, for which
             // uninitialised memory is a valid value.
             unsafe { Box::<Block>::new_uninit().assume_init() }
@@ -53,16 +158,15 @@ impl BlockPool {
         // SAFETY: the block is large and aligned enough for `F` (checked
         // above) and holds no live value.
         unsafe { slot.write(future) };
-        Placed::Pooled {
-            slot,
-            block: Some(block),
-            pool: self,
-        }
+        Ok((slot, block))
     }
 }
 
+/// A placed future whose type is erased.
+pub(crate) type PlacedDyn<'p> = Placed<'p, dyn Future<Output = ()> + 'p>;
+
 /// A future running inside a pooled block (or boxed, when too large).
-pub(crate) enum Placed<'p, F: Future> {
+pub(crate) enum Placed<'p, F: Future + ?Sized> {
     /// In a pooled block; `slot` points into `block`.
     Pooled {
         slot: *mut F,
@@ -73,7 +177,7 @@ pub(crate) enum Placed<'p, F: Future> {
     Boxed(Pin<Box<F>>),
 }
 
-impl<F: Future> Future for Placed<'_, F> {
+impl<F: Future + ?Sized> Future for Placed<'_, F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -99,7 +203,7 @@ impl<F: Future> Future for Placed<'_, F> {
     }
 }
 
-impl<F: Future> Placed<'_, F> {
+impl<F: Future + ?Sized> Placed<'_, F> {
     /// Drops the future in place and returns its block to the pool.
     fn release(&mut self) {
         if let Placed::Pooled { slot, block, pool } = self
@@ -108,15 +212,12 @@ impl<F: Future> Placed<'_, F> {
             // SAFETY: `slot` holds a live `F` (the block is still ours);
             // it is dropped exactly once, here, before the block is reused.
             unsafe { std::ptr::drop_in_place(*slot) };
-            let mut free = pool.free.borrow_mut();
-            if free.len() < MAX_POOLED {
-                free.push(block);
-            }
+            pool.free.put(block);
         }
     }
 }
 
-impl<F: Future> Drop for Placed<'_, F> {
+impl<F: Future + ?Sized> Drop for Placed<'_, F> {
     fn drop(&mut self) {
         self.release();
     }
@@ -127,7 +228,7 @@ mod tests {
     use std::cell::Cell;
     use std::rc::Rc;
 
-    use super::{BlockPool, Placed};
+    use super::{BlockPool, Placed, Spare};
 
     /// Counts its drops.
     struct Guard(Rc<Cell<u32>>);
@@ -136,6 +237,26 @@ mod tests {
         fn drop(&mut self) {
             self.0.set(self.0.get() + 1);
         }
+    }
+
+    #[test]
+    fn a_trim_frees_what_stayed_spare_through_the_window() {
+        let pool = Spare::new(100);
+        for n in 0..10 {
+            pool.put(n);
+        }
+        // The first window began empty: everything was needed once.
+        assert_eq!(pool.trim(), 0);
+        // Only three are taken (and given back) in the next window.
+        let taken: Vec<_> = (0..3).filter_map(|_| pool.take()).collect();
+        for n in taken {
+            pool.put(n);
+        }
+        assert_eq!(pool.trim(), 7);
+        assert_eq!(pool.len(), 3);
+        // Idle through a whole window: the rest goes too.
+        assert_eq!(pool.trim(), 3);
+        assert_eq!(pool.len(), 0);
     }
 
     #[test]
@@ -152,7 +273,7 @@ mod tests {
             assert!(matches!(placed, Placed::Pooled { .. }));
             assert_eq!(futures_lite::future::block_on(placed), 7);
             assert_eq!(drops.get(), round);
-            assert_eq!(pool.free.borrow().len(), 1);
+            assert_eq!(pool.free.len(), 1);
         }
     }
 
@@ -167,7 +288,7 @@ mod tests {
         });
         drop(placed);
         assert_eq!(drops.get(), 1);
-        assert_eq!(pool.free.borrow().len(), 1);
+        assert_eq!(pool.free.len(), 1);
     }
 
     #[test]
