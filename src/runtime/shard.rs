@@ -29,6 +29,10 @@ const HEARTBEAT: Duration = Duration::from_millis(100);
 /// buffers are freed within two of these after it ends.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 
+/// Connections closed between two trims that make the allocator give its
+/// free pages back even when the pools freed nothing.
+const CLOSED_TO_TRIM: usize = 256;
+
 /// What a shard is given when it starts.
 pub(crate) struct ShardStart<S> {
     pub(crate) index: usize,
@@ -68,14 +72,20 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     glommio::spawn_local(Rc::clone(&shard.deadlines).run()).detach();
     let trimmed = Rc::downgrade(&shard);
     glommio::spawn_local(async move {
+        // Connections open at the last trim: when many have closed since,
+        // their memory is free in the allocator, pools or not.
+        let mut open_before = 0;
         loop {
             glommio::timer::sleep(TRIM_EVERY).await;
             let Some(shard) = trimmed.upgrade() else {
                 break;
             };
-            if shard.trim() > 0 {
+            let open = shard.gate.open_connections();
+            let many_closed = open + CLOSED_TO_TRIM <= open_before;
+            if shard.trim() > 0 || many_closed {
                 super::memory::give_back_free_pages();
             }
+            open_before = open;
         }
     })
     .detach();
