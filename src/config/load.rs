@@ -185,6 +185,16 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("PERCORE_METRICS_PATH", "metrics.path", EnvKind::Text),
     ("PERCORE_METRICS_LISTEN", "metrics.listen", EnvKind::Text),
     ("PERCORE_METRICS_ALLOW", "metrics.allow", EnvKind::List),
+    (
+        "PERCORE_CORS_ALLOW_ORIGINS",
+        "cors.allow_origins",
+        EnvKind::List,
+    ),
+    (
+        "PERCORE_CORS_ALLOW_CREDENTIALS",
+        "cors.allow_credentials",
+        EnvKind::Bool,
+    ),
     ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),
     ("PERCORE_ACCESS_LOG", "log.access", EnvKind::Text),
     ("PERCORE_ACCESS_LOG_FILE", "log.access_file", EnvKind::Text),

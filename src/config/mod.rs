@@ -28,6 +28,8 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     /// Security headers added to every response.
     pub headers: HeadersConfig,
+    /// Cross-origin requests (CORS).
+    pub cors: CorsConfig,
     /// Health routes.
     pub health: HealthConfig,
     /// The Prometheus metrics route.
@@ -526,6 +528,97 @@ impl MetricsConfig {
     }
 }
 
+/// `[cors]`: cross-origin requests, by the Fetch standard's CORS protocol,
+/// answered before routing: a preflight (`OPTIONS` with
+/// `Access-Control-Request-Method`) from an allowed origin gets 204 with
+/// the allowed methods and headers, without a route of its own; every
+/// other response to an allowed origin carries `Access-Control-Allow-Origin`.
+/// Off while `allow_origins` is empty.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CorsConfig {
+    /// Origins allowed, exactly as browsers send them
+    /// (`https://app.example`, `http://localhost:3000`), or `["*"]` for any.
+    pub allow_origins: Vec<String>,
+    /// Methods a preflight allows.
+    pub allow_methods: Vec<String>,
+    /// Request headers a preflight allows (`["*"]`: whatever is asked,
+    /// unless credentials are allowed).
+    pub allow_headers: Vec<String>,
+    /// Response headers scripts may read (`Access-Control-Expose-Headers`).
+    pub expose_headers: Vec<String>,
+    /// Whether cookies and authorization go with cross-origin requests
+    /// (`Access-Control-Allow-Credentials: true`); not with `*` origins.
+    pub allow_credentials: bool,
+    /// How long a browser may cache a preflight's answer, in seconds.
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allow_origins: Vec::new(),
+            allow_methods: ["GET", "HEAD", "POST"].map(String::from).to_vec(),
+            allow_headers: ["content-type", "authorization"].map(String::from).to_vec(),
+            expose_headers: Vec::new(),
+            allow_credentials: false,
+            max_age_secs: 600,
+        }
+    }
+}
+
+impl CorsConfig {
+    fn problems(&self, check: &mut impl FnMut(bool, &str, &str)) {
+        let any = self.allow_origins.iter().any(|origin| origin == "*");
+        check(
+            !any || self.allow_origins.len() == 1,
+            "cors.allow_origins",
+            "\"*\" allows every origin and must be the only entry",
+        );
+        check(
+            !(any && self.allow_credentials),
+            "cors.allow_credentials",
+            "cannot be true with cors.allow_origins = [\"*\"] (browsers refuse it); list the origins",
+        );
+        for origin in self.allow_origins.iter().filter(|o| *o != "*") {
+            let ok = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                !scheme.is_empty()
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.')
+                    && !rest.is_empty()
+                    && !rest.contains(['/', ' ', '*'])
+            });
+            check(
+                ok,
+                "cors.allow_origins",
+                &format!(
+                    "{origin:?} is not an origin: scheme://host[:port], no path or trailing '/'"
+                ),
+            );
+        }
+        let token = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        for (key, list) in [
+            ("cors.allow_methods", &self.allow_methods),
+            ("cors.allow_headers", &self.allow_headers),
+            ("cors.expose_headers", &self.expose_headers),
+        ] {
+            for item in list {
+                check(token(item), key, &format!("{item:?} is not a token"));
+            }
+        }
+        check(
+            self.max_age_secs <= 86_400,
+            "cors.max_age_secs",
+            "must be at most 86400 (browsers cap it lower)",
+        );
+    }
+}
+
 /// `[headers]`: security headers on every response (empty: not sent).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -729,6 +822,7 @@ impl Config {
         }
         self.rate_limit.problems(&mut check);
         self.metrics.problems(&mut check);
+        self.cors.problems(&mut check);
         self.tls.problems(&mut check);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem::new("log.level", format!("not a log filter: {e}")));

@@ -17,6 +17,7 @@ use crate::observe::counters::Counters;
 use crate::observe::metrics::{ShardMetrics, Snapshot};
 use crate::observe::vitals::Vitals;
 use crate::ratelimit::{LimitSettings, Limiter};
+use crate::route::cors::Cors;
 use crate::route::pooled::BlockPool;
 use crate::route::service::RouteService;
 use crate::tls::TlsSettings;
@@ -44,6 +45,8 @@ pub(crate) struct Settings {
     pub(crate) metrics_allow: Vec<crate::config::Cidr>,
     /// How long open connections may take to finish when the shard stops.
     pub(crate) graceful_timeout: Duration,
+    /// Cross-origin requests, when `[cors]` allows any origin.
+    pub(crate) cors: Option<Cors>,
     /// Rate limiting, as each shard enforces it.
     pub(crate) rate_limit: LimitSettings,
     /// TLS, when HTTPS listeners are configured (set by the caller: loading
@@ -82,6 +85,7 @@ impl Settings {
                 .filter_map(|block| crate::config::Cidr::parse(block).ok())
                 .collect(),
             graceful_timeout: Duration::from_secs(config.server.graceful_timeout_secs),
+            cors: Cors::of(&config.cors),
         }
     }
 }

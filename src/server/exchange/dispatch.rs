@@ -8,6 +8,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 use super::builtin::{health, metrics, to_https};
+use super::header;
 use super::pipeline::RequestContext;
 use crate::http::parse::{HeaderSpan, Message, Method, Version};
 use crate::http::request::{Request, split_target, target_str};
@@ -15,6 +16,7 @@ use crate::http::status::Status;
 use crate::http::write::{BodyStream, ResponseContext, ResponseWriter, push_decimal};
 use crate::observe::metrics::{METRICS, UNMATCHED};
 use crate::ratelimit::{ClientIdentity, RateLimitHeaders, Refusal};
+use crate::route::cors::Verdict;
 use crate::route::layer::Next;
 use crate::route::router::{Lookup, MAX_PARAMS};
 use crate::route::service::Routed;
@@ -60,7 +62,19 @@ pub(super) async fn respond<S>(
         })
         .with_late_headers(&late)
         .with_request_id(request_id);
-    let slot = if let Some(slot) = health(shard, &settings.health, path, &mut writer) {
+    // Cross-origin requests: a preflight is answered here, before any
+    // route; the response to an allowed origin carries the allow fields.
+    let cors = settings.cors.as_ref().and_then(|cors| {
+        let from = header(headers, head_bytes, "origin")?;
+        let preflight = head.method == Method::Options
+            && header(headers, head_bytes, "access-control-request-method").is_some();
+        Some((cors, from, cors.verdict(from, preflight)))
+    });
+    let slot = if let Some((cors, from, Verdict::Preflight)) = cors {
+        let requested = header(headers, head_bytes, "access-control-request-headers");
+        cors.answer_preflight(from, requested, &mut writer);
+        UNMATCHED
+    } else if let Some(slot) = health(shard, &settings.health, path, &mut writer) {
         slot
     } else if let Some(port) = origin.redirect {
         to_https(&mut writer, headers, head_bytes, &head, port);
@@ -93,6 +107,9 @@ pub(super) async fn respond<S>(
         };
         route(shard, request, body, &mut writer).await
     };
+    if let Some((cors, from, Verdict::Allowed)) = cors {
+        cors.decorate(from, &mut writer);
+    }
     let status = writer
         .status_sent()
         .unwrap_or(Status::INTERNAL_SERVER_ERROR);
