@@ -4,8 +4,9 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::app::App;
 use crate::config::Config;
 use crate::error::Error;
 use crate::runtime::cpus::CpuList;
@@ -22,7 +23,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the reference app (the default command).
+    /// Serve the app (the default command).
     Serve(ServeArgs),
     /// Check a configuration file; print every problem with its key.
     CheckConfig {
@@ -65,12 +66,43 @@ struct ServeArgs {
     takeover: bool,
 }
 
-/// Runs the command line `args` (program name first).
+/// Runs the command line `args` (program name first) of the `percore`
+/// binary, which serves the reference app.
 ///
 /// # Errors
 /// Whatever stopped the command; `main` prints it and exits non-zero.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
-    let cli = match Cli::try_parse_from(args) {
+    run_app(args, crate::reference::app)
+}
+
+/// Runs the command line `args` (program name first) with `app` as the
+/// app `serve` serves: every command, flag, `PERCORE_*` variable and
+/// configuration key of the `percore` binary, SIGHUP reload, `--dev-tls`
+/// and `--takeover`, for your own service. `app` is called once, by the
+/// commands that serve.
+///
+/// # Errors
+/// Whatever stopped the command.
+pub fn run_app<S: 'static>(
+    args: impl IntoIterator<Item = OsString>,
+    app: impl FnOnce() -> App<S>,
+) -> Result<(), Error> {
+    let mut args = args.into_iter().peekable();
+    let mut command = Cli::command();
+    if let Some(name) = args
+        .peek()
+        .and_then(|program| std::path::Path::new(program).file_stem())
+        .and_then(|stem| stem.to_str())
+        .filter(|stem| *stem != "percore")
+    {
+        // The binary's own name in help and usage (once per process).
+        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        command = command.name(name).bin_name(name);
+    }
+    let parsed = command
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         // `--help` and `--version` come as errors that go to standard output.
         Err(error) if !error.use_stderr() => {
@@ -81,9 +113,36 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Error> {
     };
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
-        Some(Command::Serve(serve_args)) => serve_command(serve_args),
+        Some(Command::Serve(serve_args)) => serve_command(serve_args, app),
         Some(Command::Doctor(args)) => doctor(args),
-        None => serve_command(cli.serve),
+        None => serve_command(cli.serve, app),
+    }
+}
+
+/// The whole `percore` binary for your own app: runs the process's command
+/// line with [`run_app`]; on an error prints one sentence (prefixed with
+/// the binary's name) and returns its exit status.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     percore::main(|| percore::App::new().get("/", async || "hello"))
+/// }
+/// ```
+pub fn main<S: 'static>(app: impl FnOnce() -> App<S>) -> std::process::ExitCode {
+    let program = std::env::args_os()
+        .next()
+        .and_then(|program| {
+            std::path::Path::new(&program)
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "percore".to_owned());
+    match run_app(std::env::args_os(), app) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{program}: {error}");
+            std::process::ExitCode::from(error.exit_code())
+        }
     }
 }
 
@@ -113,7 +172,7 @@ fn doctor(args: ServeArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn serve_command(args: ServeArgs) -> Result<(), Error> {
+fn serve_command<S: 'static>(args: ServeArgs, app: impl FnOnce() -> App<S>) -> Result<(), Error> {
     let dev = if args.dev_tls {
         let dir = std::env::temp_dir().join(format!("percore-dev-tls-{}", std::process::id()));
         let (certificate, fingerprint) = crate::tls::dev_certificate(&dir)?;
@@ -130,8 +189,7 @@ fn serve_command(args: ServeArgs) -> Result<(), Error> {
         crate::observe::log::pin_filter();
     }
     // SIGHUP reads the same file, environment and flags again.
-    crate::reference::app()
-        .serve_reloading(config, move || Ok(configure(args.clone(), dev.as_ref())?.0))
+    app().serve_reloading(config, move || Ok(configure(args.clone(), dev.as_ref())?.0))
 }
 
 /// The configuration from file, environment and flags (and the development

@@ -132,6 +132,7 @@ pub(crate) mod transport;
 pub(crate) mod uring;
 
 pub use app::{App, Scope};
+pub use cli::main;
 pub use config::Config;
 pub use error::{Error, IoUringRefusal};
 pub use http::parse::{Limits, Method};

@@ -212,3 +212,64 @@ fn a_low_locked_memory_limit_is_one_sentence() {
     );
     assert!(stderr(&output).contains("ulimit -l"));
 }
+
+/// The `hello` example, built by `cargo test` beside the `percore` binary
+/// (a run of this test binary alone, `cargo test --test cli`, does not
+/// build examples: build them first with `cargo build --examples`).
+fn hello_example() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_percore"))
+        .parent()
+        .unwrap()
+        .join("examples");
+    dir.join("hello")
+}
+
+/// Runs `binary` with `args` to its end, or kills it after ten seconds.
+fn run_bounded(binary: &std::path::Path, args: &[&str]) -> Output {
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("{} {args:?} did not end in 10 s", binary.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_app_of_its_own_gets_the_whole_command_line() {
+    let binary = hello_example();
+    assert!(binary.exists(), "{} not built", binary.display());
+    let help = run_bounded(&binary, &["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success(), "{text}");
+    assert!(text.contains("Usage: hello"), "{text}");
+    assert!(
+        text.contains("check-config") && text.contains("doctor"),
+        "{text}"
+    );
+    // A bad flag value: one sentence under the app's own name.
+    let bad = run_bounded(&binary, &["--shards", "0"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.starts_with("hello: "), "{err}");
+    // It serves its own routes, with the built-in ones, and stops on SIGTERM.
+    let mut command = Command::new(&binary);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--shards", "1"]);
+    let mut spawned = support::spawn_ready(command);
+    let mut client = support::Client::connect(spawned.addrs[0]);
+    assert_eq!(
+        client.request(&support::get("/hello/world")).text(),
+        "Hello, world!"
+    );
+    assert_eq!(client.request(&support::get("/health")).status, 200);
+    support::sigterm(&spawned.child);
+    assert!(spawned.child.wait().unwrap().success());
+}
