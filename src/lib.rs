@@ -80,8 +80,10 @@
 //!    metrics on their own listener; [`Server`] is the handle.
 //! 10. `app` ([`App`]): the builder service authors use, frozen into a
 //!     [`RouteService`] that the layers below take.
-//! 11. `doctor` (host checks) and [`reference`](mod@reference) (the app `percore serve`
-//!     runs), then [`cli`], the command line over them.
+//! 11. `doctor` (host checks), [`reference`](mod@reference) (the app `percore serve`
+//!     runs) and `testing` ([`TestClient`]: an app on a real one-shard
+//!     server, requests over a loopback socket), then [`cli`], the command
+//!     line over them ([`main`] for your own binary).
 //!
 //! ## Public surface
 //!
@@ -127,6 +129,7 @@ pub mod reference;
 pub(crate) mod route;
 pub(crate) mod runtime;
 pub(crate) mod server;
+pub(crate) mod testing;
 pub(crate) mod tls;
 pub(crate) mod transport;
 pub(crate) mod uring;
@@ -150,6 +153,7 @@ pub use route::service::RouteService;
 pub use runtime::Server;
 pub use server::LocalService;
 pub use server::blocking::blocking;
+pub use testing::{TestClient, TestRequest, TestResponse};
 
 /// Not part of the API: the codec, router and limiter internals that
 /// percore's own benches and fuzz targets measure. They may change in any

@@ -78,6 +78,11 @@ fn no_socket_outlives_a_send_timeout(io: IoPath) {
     let server = echo_server(|c| {
         c.limits.max_connections = 10;
         c.timeouts.send_secs = 1;
+        // Whether a connection ends in a send timeout or, when the kernel
+        // took its responses whole, waiting for the rest of a request the
+        // client gave up writing, depends on timing: every way ends soon.
+        c.timeouts.body_secs = 2;
+        c.timeouts.keepalive_secs = 2;
         c.server.io = io;
     });
     let addr = addr(&server);
@@ -87,14 +92,9 @@ fn no_socket_outlives_a_send_timeout(io: IoPath) {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    // Each connection the server took ends in a send timeout...
-    eventually("send timeouts", || {
-        server.rejections(Rejection::SendTimeout)
-            + server.rejections(Rejection::ShardConnectionLimit)
-            >= 12
-    });
-    // ...and then holds no socket: nothing ESTABLISHED on the server's
-    // port, though every client still holds its end open.
+    // Every connection ends (most in a send timeout) and then holds no
+    // socket: nothing ESTABLISHED on the server's port, though every
+    // client still holds its end open.
     eventually("no orphaned socket", || established_on(addr.port()) == 0);
     assert!(server.rejections(Rejection::SendTimeout) >= 1);
     drop(clients);

@@ -28,8 +28,9 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     // The builder service authors use.
     &["app"],
-    // Host checks and the reference app, then the command line over them.
-    &["doctor", "reference"],
+    // Host checks, the reference app and the test client, then the command
+    // line over them.
+    &["doctor", "reference", "testing"],
     &["cli"],
 ];
 
