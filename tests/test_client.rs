@@ -97,3 +97,89 @@ fn the_app_runs_on_a_real_shard() {
         );
     });
 }
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Signup {
+    name: String,
+    age: u8,
+}
+
+#[test]
+fn forms_twelve_arguments_and_server_sent_events() {
+    use percore::{Event, Form, LastEventId, Method, ShardId, Sse};
+    use std::time::Duration;
+    let app = App::new()
+        .post("/signup", async |Form(signup): Form<Signup>| {
+            format!("{} is {}", signup.name, signup.age)
+        })
+        .get(
+            "/many",
+            async |_: Method,
+                   _: ShardId,
+                   _: Headers,
+                   _: LastEventId,
+                   _: Method,
+                   _: ShardId,
+                   _: Headers,
+                   _: LastEventId,
+                   _: Method,
+                   _: ShardId,
+                   _: Headers,
+                   LastEventId(last): LastEventId| last.unwrap_or_default(),
+        )
+        .get("/events", async |LastEventId(last): LastEventId| {
+            let start: u32 = last.and_then(|id| id.parse().ok()).unwrap_or(0);
+            let events = futures_lite::stream::iter(
+                (start + 1..=start + 2)
+                    .map(|n| Event::data(format!("tick {n}")).id(&n.to_string())),
+            );
+            // Then quiet for 1.5 s (keep-alive comments every 0.5 s), then the end.
+            let quiet = futures_lite::stream::once_future(async {
+                glommio::timer::sleep(Duration::from_millis(1500)).await;
+                Event::data("bye").event("end")
+            });
+            Sse::new(futures_lite::StreamExt::chain(events, quiet))
+                .keep_alive(Duration::from_millis(500))
+        });
+    let client = TestClient::new(app);
+    block_on(async {
+        let signed = client
+            .post("/signup")
+            .form(&Signup {
+                name: "Ada".into(),
+                age: 36,
+            })
+            .send()
+            .await;
+        assert_eq!(signed.text(), "Ada is 36");
+        let not_a_form = client.post("/signup").json(&1).send().await;
+        assert_eq!(not_a_form.status(), Status::UNSUPPORTED_MEDIA_TYPE);
+        let bad_age = client
+            .post("/signup")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("name=Ada&age=old")
+            .send()
+            .await;
+        assert_eq!(bad_age.status(), Status::BAD_REQUEST);
+        let many = client
+            .get("/many")
+            .header("Last-Event-ID", "12")
+            .send()
+            .await;
+        assert_eq!(many.text(), "12");
+        let events = client
+            .get("/events")
+            .header("Last-Event-ID", "7")
+            .send()
+            .await;
+        assert_eq!(events.header("content-type"), Some("text/event-stream"));
+        assert_eq!(events.header("cache-control"), Some("no-cache"));
+        let text = events.text();
+        assert!(
+            text.starts_with("id: 8\ndata: tick 8\n\nid: 9\ndata: tick 9\n\n"),
+            "{text}"
+        );
+        assert!(text.contains(": keep-alive\n\n"), "{text}");
+        assert!(text.ends_with("event: end\ndata: bye\n\n"), "{text}");
+    });
+}

@@ -1,11 +1,11 @@
 //! Handlers: plain `async fn`s whose arguments are extractors.
 //!
 //! Any `Fn(T1, …, Tn) -> impl Future<Output = impl IntoResponse>` with up to
-//! six [`FromRequest`] arguments is a [`Handler`]. Extraction runs before the
+//! twelve [`FromRequest`] arguments is a [`Handler`]. Extraction runs before the
 //! future is created, so the future owns its arguments and borrows nothing
 //! from the request. Futures need not be `Send`: they run on their shard.
 //! A call returns its future in inline storage (no allocation per request for
-//! futures up to [`INLINE_FUTURE_BYTES`]).
+//! futures up to 256 bytes).
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -74,6 +74,12 @@ handler_for_arity!(T1, T2, T3);
 handler_for_arity!(T1, T2, T3, T4);
 handler_for_arity!(T1, T2, T3, T4, T5);
 handler_for_arity!(T1, T2, T3, T4, T5, T6);
+handler_for_arity!(T1, T2, T3, T4, T5, T6, T7);
+handler_for_arity!(T1, T2, T3, T4, T5, T6, T7, T8);
+handler_for_arity!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
+handler_for_arity!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
+handler_for_arity!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
+handler_for_arity!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
 
 /// A handler with its argument types erased, as the router stores it.
 pub(crate) trait ErasedHandler<S>: Send + Sync {

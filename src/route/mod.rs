@@ -10,3 +10,4 @@ mod path;
 pub(crate) mod pooled;
 pub(crate) mod router;
 pub(crate) mod service;
+pub(crate) mod sse;
