@@ -183,3 +183,70 @@ fn forms_twelve_arguments_and_server_sent_events() {
         assert!(text.ends_with("event: end\ndata: bye\n\n"), "{text}");
     });
 }
+
+#[test]
+fn auth_extractors_challenge_and_a_route_timeout_answers_504() {
+    use percore::{Basic, Bearer, Scope, timeout};
+    use std::time::Duration;
+    let app = App::new()
+        .get("/token", async |Bearer(token): Bearer| token)
+        .get("/user", async |login: Basic| {
+            format!("{}:{}", login.user, login.password)
+        })
+        .nest(
+            "/slow",
+            Scope::new()
+                .get("", async || {
+                    glommio::timer::sleep(Duration::from_secs(5)).await;
+                    "too late"
+                })
+                .get("/quick", async || "in time")
+                .layer(timeout(Duration::from_millis(300))),
+        );
+    let client = TestClient::new(app);
+    block_on(async {
+        let missing = client.get("/token").send().await;
+        assert_eq!(missing.status(), Status::UNAUTHORIZED);
+        assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
+        assert!(
+            missing.text().contains("bearer token"),
+            "{}",
+            missing.text()
+        );
+        let bad = client
+            .get("/token")
+            .header("Authorization", "Bearer a b")
+            .send()
+            .await;
+        assert_eq!(
+            bad.header("www-authenticate"),
+            Some(r#"Bearer error="invalid_request""#)
+        );
+        assert_eq!(
+            client.get("/token").bearer("t0k3n").send().await.text(),
+            "t0k3n"
+        );
+        let basic = client.get("/user").send().await;
+        assert_eq!(basic.status(), Status::UNAUTHORIZED);
+        assert!(
+            basic
+                .header("www-authenticate")
+                .unwrap()
+                .starts_with("Basic realm=")
+        );
+        let user = client
+            .get("/user")
+            .header("Authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+            .send()
+            .await;
+        assert_eq!(user.text(), "Aladdin:open sesame");
+        let slow = client.get("/slow").send().await;
+        assert_eq!(slow.status(), Status::GATEWAY_TIMEOUT);
+        assert!(
+            slow.text().contains("longer than this route allows"),
+            "{}",
+            slow.text()
+        );
+        assert_eq!(client.get("/slow/quick").send().await.text(), "in time");
+    });
+}

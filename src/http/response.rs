@@ -79,13 +79,16 @@ impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
     }
 }
 
-/// An error answered with its status and `{"detail": "..."}`.
+/// An error answered with its status, its header fields, and
+/// `{"detail": "..."}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpError {
     /// The status.
     pub status: Status,
     /// The sentence for the client.
     pub detail: Cow<'static, str>,
+    /// Header fields sent with it (`WWW-Authenticate` on a 401).
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, [u8]>)>,
 }
 
 impl HttpError {
@@ -94,7 +97,19 @@ impl HttpError {
         Self {
             status,
             detail: detail.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header field to the error's response.
+    #[must_use]
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl IntoBytes,
+    ) -> Self {
+        self.headers.push((name.into(), value.into_bytes()));
+        self
     }
 
     /// `400 Bad Request` with `detail`.
@@ -119,6 +134,9 @@ impl std::error::Error for HttpError {}
 
 impl IntoResponse for HttpError {
     fn write_response(self, writer: &mut ResponseWriter<'_>) {
+        for (name, value) in &self.headers {
+            writer.insert_header(name, value);
+        }
         writer.send_error(self.status, &self.detail);
     }
 }

@@ -163,3 +163,33 @@ impl<'a, S> Next<'a, S> {
         }
     }
 }
+
+/// A layer that answers 504 when the rest of the chain takes longer than
+/// `limit` (the handler's future is dropped): a per-route request timeout,
+/// tighter than `timeouts.request_secs` for the whole connection.
+pub fn timeout<S: 'static>(limit: std::time::Duration) -> Layer<S> {
+    from_fn(
+        async move |request: &mut Request<'_>,
+                    response: &mut ResponseWriter<'_>,
+                    next: Next<'_, S>| {
+            let finished = futures_lite::future::or(
+                async {
+                    next.run(request, response).await;
+                    true
+                },
+                async {
+                    glommio::timer::Timer::new(limit).await;
+                    false
+                },
+            )
+            .await;
+            if !finished {
+                response.reset();
+                response.send_error(
+                    crate::http::status::Status::GATEWAY_TIMEOUT,
+                    "the request took longer than this route allows",
+                );
+            }
+        },
+    )
+}

@@ -1,6 +1,7 @@
 //! Routing and handlers: the route table, extractors that turn a request
 //! into typed arguments, and JSON in and out.
 
+pub(crate) mod auth;
 pub(crate) mod cors;
 pub(crate) mod extract;
 pub(crate) mod handler;
