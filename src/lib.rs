@@ -146,7 +146,9 @@ pub use http::write::ResponseWriter;
 pub use observe::counters::Rejection;
 pub use observe::log::init as init_logging;
 pub use route::auth::{Basic, Bearer};
-pub use route::extract::{Bytes, Form, FromRequest, Headers, Path, Peer, Query, ShardId, State};
+pub use route::extract::{
+    Bytes, Form, FromRequest, Headers, Path, Peer, Query, RequestId, ShardId, State,
+};
 pub use route::handler::Handler;
 pub use route::json::Json;
 pub use route::layer::{Layer, LayerFn, Next, from_fn, timeout};

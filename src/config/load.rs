@@ -198,6 +198,7 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),
     ("PERCORE_ACCESS_LOG", "log.access", EnvKind::Text),
     ("PERCORE_ACCESS_LOG_FILE", "log.access_file", EnvKind::Text),
+    ("PERCORE_REQUEST_ID", "log.request_id", EnvKind::Bool),
 ];
 
 /// Variables with the `PERCORE_` prefix that are not configuration keys.

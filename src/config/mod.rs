@@ -671,6 +671,11 @@ pub struct LogConfig {
     /// Where access lines go: a file (appended to), or standard output when
     /// empty.
     pub access_file: String,
+    /// Give every request an ID (the client's `X-Request-ID`, or a new
+    /// one), echo it in the response, let handlers read it (`RequestId`),
+    /// and log every line of the request inside a `request` span with its
+    /// method, route and ID. On whenever the access log is.
+    pub request_id: bool,
 }
 
 impl Default for LogConfig {
@@ -679,6 +684,7 @@ impl Default for LogConfig {
             level: "info".into(),
             access: AccessFormat::Off,
             access_file: String::new(),
+            request_id: false,
         }
     }
 }

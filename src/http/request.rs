@@ -18,6 +18,8 @@ pub struct Request<'a> {
     params: &'a [(&'a str, &'a str)],
     peer: Option<SocketAddr>,
     shard: usize,
+    /// Empty when request IDs are off.
+    id: &'a str,
 }
 
 impl<'a> Request<'a> {
@@ -38,7 +40,23 @@ impl<'a> Request<'a> {
             params: &[],
             peer: None,
             shard: 0,
+            id: "",
         }
+    }
+
+    /// Sets the request's ID (`log.request_id`).
+    #[must_use]
+    pub fn with_request_id(mut self, id: &'a str) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// The request's ID: the client's `X-Request-ID` or a generated one,
+    /// echoed in the response; `None` unless `log.request_id` (or the
+    /// access log) is on.
+    #[must_use]
+    pub fn request_id(&self) -> Option<&'a str> {
+        (!self.id.is_empty()).then_some(self.id)
     }
 
     /// Sets the path parameters the router matched.

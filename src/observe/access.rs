@@ -29,16 +29,50 @@ pub(crate) struct Entry<'a> {
     pub(crate) user_agent: &'a str,
 }
 
+/// A shard's request IDs: the client's `X-Request-ID` when it is usable,
+/// else `PREFIX-SHARD-COUNTER` (the prefix distinguishes this process from
+/// another), unique per process without coordination between shards.
+#[derive(Debug, Default)]
+pub(crate) struct RequestIds {
+    prefix: u32,
+    shard: usize,
+    next: Cell<u64>,
+}
+
+impl RequestIds {
+    /// IDs for `shard` of the process whose IDs start with `prefix`.
+    pub(crate) fn new(prefix: u32, shard: usize) -> Self {
+        Self {
+            prefix,
+            shard,
+            next: Cell::new(0),
+        }
+    }
+
+    /// Writes the request's ID into `room` and returns its length: the
+    /// client's `X-Request-ID` when it is short visible ASCII, else a new one.
+    pub(crate) fn assign(&self, given: Option<&[u8]>, room: &mut [u8; 128]) -> usize {
+        if let Some(given) = given.filter(|id| {
+            !id.is_empty() && id.len() <= room.len() && id.iter().all(u8::is_ascii_graphic)
+        }) {
+            room[..given.len()].copy_from_slice(given);
+            return given.len();
+        }
+        let id = self.next.get();
+        self.next.set(id + 1);
+        let mut cursor = io::Cursor::new(&mut room[..]);
+        let _ = write!(cursor, "{:08x}-{:02x}-{id:012x}", self.prefix, self.shard);
+        usize::try_from(cursor.position()).unwrap_or(0)
+    }
+}
+
 /// A shard's side of the access log.
 #[derive(Debug)]
 pub(crate) struct AccessLog {
     format: AccessFormat,
     lines: RefCell<Vec<u8>>,
     writer: Sender<Vec<u8>>,
-    /// Distinguishes this process's generated request IDs from another's.
-    prefix: u32,
     shard: usize,
-    next_id: Cell<u64>,
     /// When the current second of refusal lines began, and how many were
     /// written and dropped in it.
     refusals: Cell<(Option<std::time::Instant>, u32, u64)>,
@@ -64,19 +98,12 @@ pub(crate) struct Refused<'a> {
 }
 
 impl AccessLog {
-    pub(crate) fn new(
-        format: AccessFormat,
-        writer: Sender<Vec<u8>>,
-        prefix: u32,
-        shard: usize,
-    ) -> Self {
+    pub(crate) fn new(format: AccessFormat, writer: Sender<Vec<u8>>, shard: usize) -> Self {
         Self {
             format,
             lines: RefCell::new(Vec::new()),
             writer,
-            prefix,
             shard,
-            next_id: Cell::new(0),
             refusals: Cell::new((None, 0, 0)),
         }
     }
@@ -130,22 +157,6 @@ impl AccessLog {
             user_agent: "-",
         });
         self.flush();
-    }
-
-    /// Writes the request's ID into `room` and returns its length: the
-    /// client's `X-Request-ID` when it is short visible ASCII, else a new one.
-    pub(crate) fn request_id(&self, given: Option<&[u8]>, room: &mut [u8; 128]) -> usize {
-        if let Some(given) = given.filter(|id| {
-            !id.is_empty() && id.len() <= room.len() && id.iter().all(u8::is_ascii_graphic)
-        }) {
-            room[..given.len()].copy_from_slice(given);
-            return given.len();
-        }
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        let mut cursor = io::Cursor::new(&mut room[..]);
-        let _ = write!(cursor, "{:08x}-{:02x}-{id:012x}", self.prefix, self.shard);
-        usize::try_from(cursor.position()).unwrap_or(0)
     }
 
     /// Adds one line.

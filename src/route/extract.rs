@@ -76,6 +76,25 @@ impl<S, T: DeserializeOwned> FromRequest<S> for Form<T> {
     }
 }
 
+/// The request's ID: the client's `X-Request-ID` (short visible ASCII) or
+/// a generated one, the same the response echoes, the access log records
+/// and the request's tracing span carries. Needs `log.request_id = true`
+/// (or the access log on); without it the request is answered 500 naming
+/// the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl<S> FromRequest<S> for RequestId {
+    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+        request.request_id().map(|id| RequestId(id.to_owned())).ok_or_else(|| {
+            HttpError::new(
+                Status::INTERNAL_SERVER_ERROR,
+                "this handler reads the request ID, but request IDs are off (set log.request_id = true)",
+            )
+        })
+    }
+}
+
 /// A copy of the request's header fields, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Headers(pub Vec<(String, Vec<u8>)>);

@@ -154,6 +154,14 @@ impl<S> RouteService<S> {
         FIRST_APP_ROUTE + self.labels.len()
     }
 
+    /// The pattern of the route in `slot` (`-` for a built-in or the
+    /// fallback).
+    pub(crate) fn route_name(&self, slot: usize) -> &str {
+        slot.checked_sub(FIRST_APP_ROUTE)
+            .and_then(|at| self.labels.get(at))
+            .map_or("-", |label| label.route.as_str())
+    }
+
     /// The metrics label of every slot.
     pub(crate) fn route_labels(&self) -> Vec<RouteLabel> {
         let mut labels = RouteLabel::built_in();

@@ -340,6 +340,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
         },
         blocking_threads: config.server.blocking_threads,
         access,
+        request_id_prefix: request_id_prefix(),
         control: Arc::clone(&control),
         events: events.clone(),
     };
@@ -383,7 +384,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
 /// What each shard's access log needs (format, the writer thread's
 /// channel, the request-ID prefix) and the writer thread, when it is on.
 type AccessParts = (
-    Option<(AccessFormat, mpsc::Sender<Vec<u8>>, u32)>,
+    Option<(AccessFormat, mpsc::Sender<Vec<u8>>)>,
     Option<JoinHandle<()>>,
 );
 
@@ -398,7 +399,7 @@ fn access_log(config: &Config) -> Result<AccessParts, Error> {
             format!("cannot open: {e}"),
         )])
     })?;
-    Ok((Some((format, writer, request_id_prefix())), Some(handle)))
+    Ok((Some((format, writer)), Some(handle)))
 }
 
 /// `config` with each shard's connection cap at most `ceiling` (what the

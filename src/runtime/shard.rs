@@ -15,7 +15,7 @@ use futures_lite::AsyncReadExt;
 use super::adopt;
 use super::control::{Command, Control, Inbox};
 use crate::config::IoPath;
-use crate::observe::access::{AccessFormat, AccessLog};
+use crate::observe::access::{AccessFormat, AccessLog, RequestIds};
 use crate::route::service::RouteService;
 use crate::server::Role;
 use crate::server::accept;
@@ -42,8 +42,10 @@ pub(crate) struct ShardStart<S> {
     pub(crate) io: IoPath,
     pub(crate) ring: RingConfig,
     pub(crate) listeners: Vec<(std::net::TcpListener, Role)>,
-    /// The access log's format, writer and request-ID prefix, when on.
-    pub(crate) access: Option<(AccessFormat, std::sync::mpsc::Sender<Vec<u8>>, u32)>,
+    /// The access log's format and writer, when on.
+    pub(crate) access: Option<(AccessFormat, std::sync::mpsc::Sender<Vec<u8>>)>,
+    /// Distinguishes this process's generated request IDs from another's.
+    pub(crate) request_id_prefix: u32,
     /// Commands from the process (stop, reload, snapshot).
     pub(crate) inbox: Inbox,
     pub(crate) control: Arc<Control>,
@@ -64,7 +66,8 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     let mut context = ShardContext::new(start.index, start.app, start.settings);
     context.access = start
         .access
-        .map(|(format, writer, prefix)| AccessLog::new(format, writer, prefix, start.index));
+        .map(|(format, writer)| AccessLog::new(format, writer, start.index));
+    context.request_ids = RequestIds::new(start.request_id_prefix, start.index);
     context.vitals = Arc::clone(&start.control.vitals[start.index]);
     let control = start.control;
     context.scrape = Some(Arc::new(move || control.metrics_text()));

@@ -69,7 +69,9 @@ pub(crate) struct ShardStarter<S> {
     pub(crate) io: IoPath,
     pub(crate) ring: RingConfig,
     pub(crate) blocking_threads: usize,
-    pub(crate) access: Option<(AccessFormat, Sender<Vec<u8>>, u32)>,
+    pub(crate) access: Option<(AccessFormat, Sender<Vec<u8>>)>,
+    /// Distinguishes this process's generated request IDs from another's.
+    pub(crate) request_id_prefix: u32,
     pub(crate) control: Arc<Control>,
     pub(crate) events: Sender<Event>,
 }
@@ -101,6 +103,7 @@ impl<S: 'static> ShardStarter<S> {
                 .zip(self.roles.iter().copied())
                 .collect(),
             access: self.access.clone(),
+            request_id_prefix: self.request_id_prefix,
             inbox,
             control: Arc::clone(&self.control),
             ready: ready.clone(),

@@ -12,7 +12,7 @@ use super::gate::Gate;
 use crate::config::{Config, ConnectionRules, HealthConfig, KeySource};
 use crate::http::date::DateCache;
 use crate::http::parse::Limits;
-use crate::observe::access::AccessLog;
+use crate::observe::access::{AccessLog, RequestIds};
 use crate::observe::counters::Counters;
 use crate::observe::metrics::{ShardMetrics, Snapshot};
 use crate::observe::vitals::Vitals;
@@ -47,6 +47,9 @@ pub(crate) struct Settings {
     pub(crate) graceful_timeout: Duration,
     /// Cross-origin requests, when `[cors]` allows any origin.
     pub(crate) cors: Option<Cors>,
+    /// Every request gets an ID and a tracing span (`log.request_id`, or
+    /// the access log on).
+    pub(crate) request_ids: bool,
     /// Rate limiting, as each shard enforces it.
     pub(crate) rate_limit: LimitSettings,
     /// TLS, when HTTPS listeners are configured (set by the caller: loading
@@ -86,6 +89,8 @@ impl Settings {
                 .collect(),
             graceful_timeout: Duration::from_secs(config.server.graceful_timeout_secs),
             cors: Cors::of(&config.cors),
+            request_ids: config.log.request_id
+                || config.log.access != crate::config::AccessFormat::Off,
         }
     }
 }
@@ -108,6 +113,8 @@ pub(crate) struct ShardContext<S> {
     pub(crate) draining: Cell<bool>,
     /// The access log, when on.
     pub(crate) access: Option<AccessLog>,
+    /// Where new request IDs come from.
+    pub(crate) request_ids: RequestIds,
     /// Rate limiting (replaced when a reload changes its settings).
     pub(crate) limiter: RefCell<Limiter>,
     /// What the watchdog reads of this shard.
@@ -139,6 +146,7 @@ impl<S> ShardContext<S> {
             gate: Gate::default(),
             draining: Cell::new(false),
             access: None,
+            request_ids: RequestIds::new(0, index),
             vitals: Arc::default(),
             scrape: None,
         }

@@ -104,6 +104,7 @@ pub(super) async fn respond<S>(
             peer,
             now,
             late: &late,
+            request_id: std::str::from_utf8(request_id).unwrap_or_default(),
         };
         route(shard, request, body, &mut writer).await
     };
@@ -131,6 +132,7 @@ async fn route<S>(
         peer,
         now,
         late,
+        request_id,
     } = facts;
     let (path, _) = split_target(target_str(head_bytes, &head));
     let mut params = [("", ""); MAX_PARAMS];
@@ -153,7 +155,8 @@ async fn route<S>(
         Lookup::Found(routed, count) => {
             let mut request = Request::new(head_bytes, body, head, headers)
                 .with_params(&params[..count])
-                .with_origin(peer, shard.index);
+                .with_origin(peer, shard.index)
+                .with_request_id(request_id);
             call(shard, routed, &mut request, writer).await;
             routed.slot
         }
@@ -181,8 +184,9 @@ async fn route<S>(
         }
         Lookup::NotFound => {
             if let Some(fallback) = &shard.app.fallback {
-                let mut request =
-                    Request::new(head_bytes, body, head, headers).with_origin(peer, shard.index);
+                let mut request = Request::new(head_bytes, body, head, headers)
+                    .with_origin(peer, shard.index)
+                    .with_request_id(request_id);
                 call(shard, fallback, &mut request, writer).await;
             } else {
                 writer.send_error(Status::NOT_FOUND, "Not Found");
@@ -200,6 +204,7 @@ struct RoutedRequest<'a> {
     peer: Option<SocketAddr>,
     now: Instant,
     late: &'a RateLimitHeaders,
+    request_id: &'a str,
 }
 
 /// 429 with `Retry-After` (the `RateLimit` fields are already set).
@@ -228,6 +233,17 @@ async fn call<S>(
     writer: &mut ResponseWriter<'_>,
 ) {
     shard.vitals.started(routed.slot);
+    // With request IDs on, every line the handler logs carries the
+    // request's method, route and ID.
+    let span = request.request_id().map(|id| {
+        let route = shard.app.route_name(routed.slot);
+        tracing::info_span!(
+            "request",
+            method = request.method_str(),
+            route,
+            request_id = id
+        )
+    });
     let completed = {
         let chain = Next::new(
             &routed.layers,
@@ -237,6 +253,7 @@ async fn call<S>(
         );
         let mut future = std::pin::pin!(chain.run(request, writer));
         futures_lite::future::poll_fn(|cx| {
+            let _entered = span.as_ref().map(tracing::Span::enter);
             match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
                 Ok(Poll::Ready(())) => Poll::Ready(true),
                 Ok(Poll::Pending) => Poll::Pending,

@@ -103,20 +103,23 @@ async fn answer_all<S>(
                 let message_bytes = &mut input[consumed..end];
                 // The last request a connection may make is answered with close.
                 *budget = budget.saturating_sub(1);
-                let logging = shard.access.as_ref().map(|log| {
+                let mut id = [0u8; 128];
+                let len = if settings.request_ids {
                     let given = header(decoder.headers(), message_bytes, "x-request-id");
-                    let mut id = [0u8; 128];
-                    let len = log.request_id(given, &mut id);
-                    (log, Instant::now(), id, len, out.len())
-                });
+                    shard.request_ids.assign(given, &mut id)
+                } else {
+                    0
+                };
+                let logging = shard
+                    .access
+                    .as_ref()
+                    .map(|log| (log, Instant::now(), out.len()));
                 let facts = RequestContext {
                     origin,
                     now,
                     date,
                     may_continue: *budget > 0,
-                    request_id: logging
-                        .as_ref()
-                        .map_or(&[][..], |(_, _, id, len, _)| &id[..*len]),
+                    request_id: &id[..len],
                 };
                 let (keep_alive, stream, status, slot) = respond(
                     shard,
@@ -130,7 +133,7 @@ async fn answer_all<S>(
                 .await;
                 shard.metrics.request(slot, status);
                 *answered += 1;
-                if let Some((log, started, id, len, before)) = &logging {
+                if let Some((log, started, before)) = &logging {
                     let bytes = &input[consumed..end];
                     let entry = Logged {
                         headers: decoder.headers(),
@@ -140,7 +143,7 @@ async fn answer_all<S>(
                         peer: origin.peer,
                     };
                     let elapsed = started.elapsed();
-                    log.record(&entry.entry(status, out.len() - before, elapsed, &id[..*len]));
+                    log.record(&entry.entry(status, out.len() - before, elapsed, &id[..len]));
                 }
                 consumed = end;
                 if !keep_alive || stream.is_some() {
