@@ -2,34 +2,14 @@
 //! handler, and carried by every log line the handler writes (a `request`
 //! span with method, route and ID).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod support;
 
 use futures_lite::future::block_on;
 use percore::{App, Config, RequestId, Status, TestClient};
 
-/// Log lines, kept for the test to read.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn every_request_has_an_id_its_handler_and_its_log_lines_share() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let captured = support::Captured::install();
     let app = || {
         App::new().get("/who", async |RequestId(id): RequestId| {
             tracing::info!("handling it");
@@ -54,7 +34,7 @@ fn every_request_has_an_id_its_handler_and_its_log_lines_share() {
         let another = client.get("/who").send().await.text();
         assert_ne!(another, id, "IDs are unique");
     });
-    let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logged = captured.text();
     let line = logged
         .lines()
         .find(|line| line.contains("handling it") && line.contains("abc-123"))

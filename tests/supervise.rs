@@ -5,52 +5,14 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use percore::App;
 use support::{Client, addr, get};
 
-/// A sink for this test binary's log lines.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// The binary's one sink (tests run in parallel and share it).
-    fn install() -> Self {
-        static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-        CAPTURED
-            .get_or_init(|| {
-                let captured = Self::default();
-                let sink = captured.clone();
-                tracing_subscriber::fmt()
-                    .with_writer(move || sink.clone())
-                    .with_ansi(false)
-                    .init();
-                captured
-            })
-            .clone()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[test]
 fn a_shard_that_dies_is_restarted_with_its_listener() {
-    let log = Captured::install();
+    let log = support::Captured::install();
     let app = App::new().get("/", async || "ok").get("/crash", async || {
         // A panic in a task the handler spawned is outside the handler's
         // own guard: it takes the shard's thread down.
@@ -98,7 +60,7 @@ fn a_shard_that_dies_is_restarted_with_its_listener() {
 
 #[test]
 fn the_watchdog_reports_a_blocked_event_loop() {
-    let log = Captured::install();
+    let log = support::Captured::install();
     let mut config = support::config();
     config.server.stall_threshold_ms = 300;
     let app = App::new().get("/", async || "ok").get("/block", async || {

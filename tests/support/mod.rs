@@ -445,3 +445,39 @@ impl LogLines {
         }
     }
 }
+
+/// A sink for this test binary's log lines.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The binary's one sink (tests run in parallel and share it).
+    pub fn install() -> Self {
+        static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+        CAPTURED
+            .get_or_init(|| {
+                let captured = Self::default();
+                let sink = captured.clone();
+                tracing_subscriber::fmt()
+                    .with_writer(move || sink.clone())
+                    .with_ansi(false)
+                    .init();
+                captured
+            })
+            .clone()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
