@@ -153,6 +153,7 @@ pub use route::handler::Handler;
 pub use route::json::Json;
 pub use route::layer::{Layer, LayerFn, Next, from_fn, timeout};
 pub use route::service::RouteService;
+pub use route::shutdown::Shutdown;
 pub use route::sse::{Event, LastEventId, Sse};
 pub use runtime::Server;
 pub use server::LocalService;

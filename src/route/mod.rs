@@ -11,4 +11,5 @@ mod path;
 pub(crate) mod pooled;
 pub(crate) mod router;
 pub(crate) mod service;
+pub(crate) mod shutdown;
 pub(crate) mod sse;

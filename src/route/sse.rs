@@ -108,6 +108,7 @@ impl Event {
 pub struct Sse<St> {
     events: St,
     keep_alive: Option<Duration>,
+    until: Option<super::shutdown::Shutdown>,
 }
 
 impl<St> std::fmt::Debug for Sse<St> {
@@ -124,7 +125,16 @@ impl<St: Stream<Item = Event> + 'static> Sse<St> {
         Self {
             events,
             keep_alive: None,
+            until: None,
         }
+    }
+
+    /// Ends the stream when `shutdown` resolves (the shard drains), so the
+    /// client sees a clean end and reconnects to another server.
+    #[must_use]
+    pub fn until(mut self, shutdown: super::shutdown::Shutdown) -> Self {
+        self.until = Some(shutdown);
+        self
     }
 
     /// Sends a comment line when no event came for `every`, so proxies and
@@ -142,6 +152,11 @@ impl<St: Stream<Item = Event> + 'static> IntoResponse for Sse<St> {
             events: Box::pin(self.events),
             keep_alive: self.keep_alive,
             timer: None,
+            until: self.until.map(|shutdown| {
+                let ended: Pin<Box<dyn Future<Output = ()>>> =
+                    Box::pin(async move { shutdown.wait().await });
+                ended
+            }),
         };
         writer.send_stream(
             Status::OK,
@@ -162,12 +177,19 @@ struct Body {
     keep_alive: Option<Duration>,
     /// Armed while waiting for an event; fires the keep-alive comment.
     timer: Option<glommio::timer::Timer>,
+    /// Resolves when the stream must end (the shard drains).
+    until: Option<Pin<Box<dyn Future<Output = ()>>>>,
 }
 
 impl Stream for Body {
     type Item = Vec<u8>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+        if let Some(until) = self.until.as_mut()
+            && until.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(None);
+        }
         match self.events.as_mut().poll_next(cx) {
             Poll::Ready(Some(event)) => {
                 self.timer = None;

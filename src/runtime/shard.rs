@@ -226,6 +226,7 @@ async fn follow_control<S>(shard: &ShardContext<S>, inbox: Inbox) {
 /// them up to `timeout`. Returns whether they all finished.
 async fn drain<S>(shard: &ShardContext<S>, timeout: Duration) -> bool {
     shard.draining.set(true);
+    shard.shutdown.start();
     shard.deadlines.drain();
     let open = shard.gate.open_connections();
     if open > 0 {

@@ -20,6 +20,7 @@ use crate::ratelimit::{LimitSettings, Limiter};
 use crate::route::cors::Cors;
 use crate::route::pooled::BlockPool;
 use crate::route::service::RouteService;
+use crate::route::shutdown::Drain;
 use crate::tls::TlsSettings;
 use crate::transport::BufferPool;
 
@@ -119,6 +120,8 @@ pub(crate) struct ShardContext<S> {
     pub(crate) limiter: RefCell<Limiter>,
     /// What the watchdog reads of this shard.
     pub(crate) vitals: Arc<Vitals>,
+    /// The drain as handlers see it ([`Shutdown`](crate::Shutdown)).
+    pub(crate) shutdown: Rc<Drain>,
     /// Renders every shard's metrics (asking them all by message); `None`
     /// without a server around the shard ([`LocalService`](crate::LocalService)).
     pub(crate) scrape: Option<Scrape>,
@@ -149,6 +152,7 @@ impl<S> ShardContext<S> {
             request_ids: RequestIds::new(0, index),
             vitals: Arc::default(),
             scrape: None,
+            shutdown: Drain::install(),
         }
     }
 

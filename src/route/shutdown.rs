@@ -1,0 +1,119 @@
+//! The shard's drain, as handlers see it: [`Shutdown`] resolves when the
+//! shard starts to stop, so a long response (server-sent events, a slow
+//! stream) can end cleanly instead of being cut at the graceful timeout.
+
+use std::cell::{Cell, RefCell};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use slab::Slab;
+
+use super::extract::FromRequest;
+use crate::http::request::Request;
+use crate::http::response::HttpError;
+
+/// A shard's drain signal: set once, wakes every waiter.
+#[derive(Debug, Default)]
+pub(crate) struct Drain {
+    started: Cell<bool>,
+    /// One entry per waiting future, removed when it is dropped.
+    waiters: RefCell<Slab<Option<Waker>>>,
+}
+
+thread_local! {
+    /// The drain of the shard running on this thread.
+    static CURRENT: RefCell<Option<Rc<Drain>>> = const { RefCell::new(None) };
+}
+
+impl Drain {
+    /// A new signal, installed as this thread's (a shard's thread).
+    pub(crate) fn install() -> Rc<Self> {
+        let drain = Rc::new(Self::default());
+        CURRENT.with(|current| *current.borrow_mut() = Some(Rc::clone(&drain)));
+        drain
+    }
+
+    /// The shard starts to stop: every waiter wakes.
+    pub(crate) fn start(&self) {
+        self.started.set(true);
+        let wakers: Vec<Waker> = self
+            .waiters
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(|(_, waker)| waker.take())
+            .collect();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Resolves when the shard starts to drain (SIGTERM, `Server::stop`, a
+/// reload that stops it). Take it as an extractor and end a long stream on
+/// it — [`Sse::until`](crate::Sse::until) does — so the client sees the
+/// stream end rather than a cut. Without a server around the app
+/// ([`LocalService`](crate::LocalService)) it never resolves.
+#[derive(Clone, Debug)]
+pub struct Shutdown(Option<Rc<Drain>>);
+
+impl Shutdown {
+    /// Whether the drain has begun.
+    #[must_use]
+    pub fn is_started(&self) -> bool {
+        self.0.as_ref().is_some_and(|drain| drain.started.get())
+    }
+
+    /// Waits for the drain to begin.
+    pub async fn wait(&self) {
+        Wait {
+            drain: self.0.as_deref(),
+            key: None,
+        }
+        .await;
+    }
+}
+
+/// The future of [`Shutdown::wait`]: one waker slot, freed when dropped.
+struct Wait<'d> {
+    drain: Option<&'d Drain>,
+    key: Option<usize>,
+}
+
+impl Future for Wait<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(drain) = self.drain else {
+            return Poll::Pending;
+        };
+        if drain.started.get() {
+            return Poll::Ready(());
+        }
+        let mut waiters = drain.waiters.borrow_mut();
+        if let Some(key) = self.key {
+            if let Some(slot) = waiters.get_mut(key)
+                && !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                *slot = Some(cx.waker().clone());
+            }
+        } else {
+            let key = waiters.insert(Some(cx.waker().clone()));
+            drop(waiters);
+            self.key = Some(key);
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if let (Some(drain), Some(key)) = (self.drain, self.key) {
+            drain.waiters.borrow_mut().try_remove(key);
+        }
+    }
+}
+
+impl<S> FromRequest<S> for Shutdown {
+    fn from_request(_: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+        Ok(Shutdown(CURRENT.with(|current| current.borrow().clone())))
+    }
+}
