@@ -33,6 +33,7 @@ pub struct App<S = ()> {
     /// Routes, inserted with their final layers when the app is frozen.
     root: Scope<S>,
     fallback: Option<SharedHandler<S>>,
+    method_not_allowed: Option<SharedHandler<S>>,
     /// Every pattern and method routed so far, to report a conflict where
     /// the route is added.
     claimed: Router<()>,
@@ -240,6 +241,7 @@ impl<S: 'static> From<App<S>> for RouteService<S> {
             mut service,
             root,
             fallback,
+            method_not_allowed,
             ..
         } = app;
         let app_layers: Vec<Layer<S>> = root.layers.iter().rev().cloned().collect();
@@ -247,6 +249,9 @@ impl<S: 'static> From<App<S>> for RouteService<S> {
             let layers = route.layers.into_boxed_slice();
             let routed = service.route(route.method, &route.pattern, route.handler, layers);
             debug_assert!(routed.is_ok(), "checked when added");
+        }
+        if let Some(handler) = method_not_allowed {
+            service.set_method_not_allowed(handler, app_layers.clone().into());
         }
         if let Some(handler) = fallback {
             service.set_fallback(handler, app_layers.into());
@@ -278,6 +283,7 @@ impl<S: 'static> App<S> {
             service: RouteService::new(factory),
             root: Scope::new(),
             fallback: None,
+            method_not_allowed: None,
             claimed: Router::new(),
         }
     }
@@ -340,6 +346,15 @@ impl<S: 'static> App<S> {
     #[must_use]
     pub fn layer(mut self, layer: Layer<S>) -> Self {
         self.root.layers.push(layer);
+        self
+    }
+
+    /// Writes the body of every 405 with `handler` (inside the app's
+    /// layers) instead of the JSON one; the `Allow` field lists the
+    /// path's methods, and the status is 405 unless the handler sets one.
+    #[must_use]
+    pub fn method_not_allowed<H: Handler<S, Args>, Args: 'static>(mut self, handler: H) -> Self {
+        self.method_not_allowed = Some(share(handler));
         self
     }
 

@@ -182,3 +182,17 @@ fn a_route_on_a_built_in_path_is_a_start_up_error_unless_the_built_in_moves() {
     assert!(matches!(server.reload(&next), Err(Error::Config(_))));
     server.stop().unwrap();
 }
+
+#[test]
+fn a_custom_405_body_keeps_the_status_and_allow() {
+    let app = App::new()
+        .get("/only-get", async || "got")
+        .method_not_allowed(async || "use another method, see Allow");
+    let server = start(app, 1);
+    let reply = Client::connect(addr(&server))
+        .request(b"POST /only-get HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET, HEAD"));
+    assert_eq!(reply.text(), "use another method, see Allow");
+    server.stop().unwrap();
+}

@@ -48,6 +48,8 @@ pub struct RouteService<S> {
     pub(crate) readiness: Vec<(String, ReadinessCheck<S>)>,
     /// Answers requests no route matches (else a JSON 404).
     pub(crate) fallback: Option<Routed<S>>,
+    /// Writes the body of a 405 (else `{"detail":"Method Not Allowed"}`).
+    pub(crate) method_not_allowed: Option<Routed<S>>,
 }
 
 impl<S> std::fmt::Debug for RouteService<S> {
@@ -67,6 +69,7 @@ impl<S> RouteService<S> {
             state: Arc::new(factory),
             readiness: Vec::new(),
             fallback: None,
+            method_not_allowed: None,
         }
     }
 
@@ -100,6 +103,19 @@ impl<S> RouteService<S> {
     /// Answers what no route matches with `handler` inside `layers`.
     pub(crate) fn set_fallback(&mut self, handler: SharedHandler<S>, layers: Box<[Layer<S>]>) {
         self.fallback = Some(Routed {
+            slot: UNMATCHED,
+            handler,
+            layers,
+        });
+    }
+
+    /// Writes 405 bodies with `handler` inside `layers`.
+    pub(crate) fn set_method_not_allowed(
+        &mut self,
+        handler: SharedHandler<S>,
+        layers: Box<[Layer<S>]>,
+    ) {
+        self.method_not_allowed = Some(Routed {
             slot: UNMATCHED,
             handler,
             layers,

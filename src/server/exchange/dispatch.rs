@@ -171,6 +171,16 @@ async fn route<S>(
                     allow.push_str(", HEAD");
                 }
             }
+            if let Some(custom) = &shard.app.method_not_allowed {
+                // The app's own body; the status and `Allow` stay the RFC's.
+                let mut request = Request::new(head_bytes, body, head, headers)
+                    .with_origin(peer, shard.index)
+                    .with_request_id(request_id);
+                writer.set_status(Status::METHOD_NOT_ALLOWED);
+                writer.insert_header("Allow", allow.as_bytes());
+                call(shard, custom, &mut request, writer).await;
+                return UNMATCHED;
+            }
             writer.send_with(
                 Status::METHOD_NOT_ALLOWED,
                 Some("application/json"),
