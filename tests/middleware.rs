@@ -196,3 +196,29 @@ fn a_custom_405_body_keeps_the_status_and_allow() {
     assert_eq!(reply.text(), "use another method, see Allow");
     server.stop().unwrap();
 }
+
+#[test]
+fn timer_layers_and_keep_alive_run_without_a_shard_under_local_service() {
+    use percore::{Event, LocalService, Sse, timeout};
+    use std::time::Duration;
+    let app = App::new()
+        .get("/", async || "hi")
+        .get("/sse", async || {
+            Sse::new(futures_lite::stream::iter([Event::data("x")]))
+                .keep_alive(Duration::from_millis(1))
+        })
+        .layer(timeout(Duration::from_secs(1)));
+    let mut service = LocalService::new(app);
+    let mut out = Vec::new();
+    futures_lite::future::block_on(service.serve(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", &mut out));
+    assert!(out.ends_with(b"hi"), "{}", String::from_utf8_lossy(&out));
+    out.clear();
+    futures_lite::future::block_on(
+        service.serve(b"GET /sse HTTP/1.1\r\nHost: t\r\n\r\n", &mut out),
+    );
+    assert!(
+        String::from_utf8_lossy(&out).contains("data: x\n\n"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}

@@ -166,12 +166,17 @@ impl<'a, S> Next<'a, S> {
 
 /// A layer that answers 504 when the rest of the chain takes longer than
 /// `limit` (the handler's future is dropped): a per-route request timeout,
-/// tighter than `timeouts.request_secs` for the whole connection.
+/// tighter than `timeouts.request_secs` for the whole connection. On a
+/// shard only: under [`LocalService`](crate::LocalService), which has no
+/// timers, the chain runs without it.
 pub fn timeout<S: 'static>(limit: std::time::Duration) -> Layer<S> {
     from_fn(
         async move |request: &mut Request<'_>,
                     response: &mut ResponseWriter<'_>,
                     next: Next<'_, S>| {
+            if !super::shutdown::on_shard() {
+                return next.run(request, response).await;
+            }
             let finished = futures_lite::future::or(
                 async {
                     next.run(request, response).await;

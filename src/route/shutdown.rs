@@ -24,6 +24,19 @@ pub(crate) struct Drain {
 thread_local! {
     /// The drain of the shard running on this thread.
     static CURRENT: RefCell<Option<Rc<Drain>>> = const { RefCell::new(None) };
+    /// This thread runs a shard's executor (so its timers work).
+    static ON_SHARD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as a shard's, whose executor has timers.
+pub(crate) fn mark_shard_thread() {
+    ON_SHARD.with(|on| on.set(true));
+}
+
+/// Whether this thread runs a shard's executor: timers (a route timeout,
+/// SSE keep-alive comments) work only there, not under `LocalService`.
+pub(crate) fn on_shard() -> bool {
+    ON_SHARD.with(Cell::get)
 }
 
 impl Drain {

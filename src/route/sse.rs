@@ -138,7 +138,8 @@ impl<St: Stream<Item = Event> + 'static> Sse<St> {
     }
 
     /// Sends a comment line when no event came for `every`, so proxies and
-    /// browsers keep a quiet stream open.
+    /// browsers keep a quiet stream open (on a shard; not under
+    /// [`LocalService`](crate::LocalService), which has no timers).
     #[must_use]
     pub fn keep_alive(mut self, every: Duration) -> Self {
         self.keep_alive = Some(every);
@@ -198,7 +199,7 @@ impl Stream for Body {
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
-        let Some(every) = self.keep_alive else {
+        let Some(every) = self.keep_alive.filter(|_| super::shutdown::on_shard()) else {
             return Poll::Pending;
         };
         let timer = self

@@ -63,6 +63,7 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
         }));
         return true;
     }
+    crate::route::shutdown::mark_shard_thread();
     let mut context = ShardContext::new(start.index, start.app, start.settings);
     context.access = start
         .access
