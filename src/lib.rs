@@ -52,7 +52,10 @@
 //! 5. `ratelimit` (per-shard rate limiting: GCRA over bounded key tables) and
 //!    `route` (`route::router` maps method and path to a handler;
 //!    `route::handler` turns `async fn`s into handlers; `route::extract`
-//!    holds the extractors; `route::json` is JSON with simd-json;
+//!    holds the extractors (`route::auth`: `Bearer`, `Basic`); `route::json`
+//!    is JSON with simd-json; `route::layer` is middleware, whose futures
+//!    live in `route::pooled` blocks; `route::cors`, `route::sse` and
+//!    `route::shutdown` are CORS, server-sent events and the drain signal;
 //!    `route::service` is an app frozen for serving).
 //! 6. `uring` (each shard's own `io_uring`: an owning record per operation;
 //!    multishot accept and receive into provided buffers, batched sends,
