@@ -19,6 +19,24 @@ use crate::uring::Ring;
 /// descriptors does not spin while connections close.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Serves an accepted connection in its own task. The connection's future
+/// is spawned directly, not wrapped: a wrapper would keep a second copy of
+/// the arguments in every idle connection's task.
+fn spawn_connection<S: 'static>(
+    shard: &Rc<ShardContext<S>>,
+    transport: Transport,
+    peer: Option<std::net::SocketAddr>,
+    role: Role,
+) {
+    glommio::spawn_local(connection::serve_connection(
+        Rc::clone(shard),
+        transport,
+        peer,
+        role,
+    ))
+    .detach();
+}
+
 /// Accepts connections forever, serving each in its own task.
 pub(crate) async fn accept_loop<S: 'static>(
     listener: TcpListener,
@@ -31,13 +49,7 @@ pub(crate) async fn accept_loop<S: 'static>(
             Ok(stream) => {
                 let peer = stream.peer_addr().ok();
                 let transport = Transport::Plain(Plain::Stream(Box::new(stream)));
-                glommio::spawn_local(connection::serve_connection(
-                    Rc::clone(&shard),
-                    transport,
-                    peer,
-                    role,
-                ))
-                .detach();
+                spawn_connection(&shard, transport, peer, role);
             }
             Err(error) => {
                 failures.failed(shard.index, &error);
@@ -65,16 +77,8 @@ pub(crate) async fn ring_accept_loop<S: 'static>(
             Ok(socket) => {
                 let peer = peer_of(&socket);
                 let connection = ring.connection(socket);
-                // Spawned directly, not wrapped: a wrapper would keep a second
-                // copy of the arguments in every idle connection's task.
                 let transport = Transport::Plain(Plain::Ring(connection));
-                glommio::spawn_local(connection::serve_connection(
-                    Rc::clone(&shard),
-                    transport,
-                    peer,
-                    role,
-                ))
-                .detach();
+                spawn_connection(&shard, transport, peer, role);
             }
             Err(error) => {
                 failures.failed(shard.index, &error);

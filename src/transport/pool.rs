@@ -16,6 +16,10 @@ const MAX_POOLED: usize = 512;
 /// when given back, so the pool does not keep a burst's largest sizes.
 const MAX_KEPT_BYTES: usize = 64 << 10;
 
+/// Entries of a fresh header table, and its bytes.
+const HEADER_TABLE: usize = 16;
+const HEADER_TABLE_BYTES: usize = HEADER_TABLE * size_of::<HeaderSpan>();
+
 /// Size of a fresh read buffer.
 pub(crate) const READ_BUFFER: usize = 4096;
 
@@ -65,7 +69,7 @@ impl BufferPool {
     pub(crate) fn take_headers(&self) -> Vec<HeaderSpan> {
         self.headers
             .take()
-            .unwrap_or_else(|| Vec::with_capacity(16))
+            .unwrap_or_else(|| Vec::with_capacity(HEADER_TABLE))
     }
 
     /// Keeps a header table for reuse.
@@ -83,14 +87,13 @@ impl BufferPool {
     /// Frees the buffers not needed since the last trim; returns the bytes
     /// freed (about).
     pub(crate) fn trim(&self) -> usize {
-        let header_bytes = 16 * size_of::<HeaderSpan>();
-        (self.read.trim() + self.write.trim()) * READ_BUFFER + self.headers.trim() * header_bytes
+        (self.read.trim() + self.write.trim()) * READ_BUFFER
+            + self.headers.trim() * HEADER_TABLE_BYTES
     }
 
     /// Bytes of the spare buffers (about: fresh sizes).
     pub(crate) fn pooled_bytes(&self) -> usize {
-        let header_bytes = 16 * size_of::<HeaderSpan>();
-        (self.read.len() + self.write.len()) * READ_BUFFER + self.headers.len() * header_bytes
+        (self.read.len() + self.write.len()) * READ_BUFFER + self.headers.len() * HEADER_TABLE_BYTES
     }
 
     /// Buffers spare now (read, write, header tables).

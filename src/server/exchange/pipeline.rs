@@ -103,12 +103,15 @@ async fn answer_all<S>(
                 let message_bytes = &mut input[consumed..end];
                 // The last request a connection may make is answered with close.
                 *budget = budget.saturating_sub(1);
-                let mut id = [0u8; 128];
-                let len = if settings.request_ids {
+                // Only with request IDs on is the room for one filled.
+                let mut room;
+                let id: &[u8] = if settings.request_ids {
+                    room = [0u8; 128];
                     let given = header(decoder.headers(), message_bytes, "x-request-id");
-                    shard.request_ids.assign(given, &mut id)
+                    let len = shard.request_ids.assign(given, &mut room);
+                    &room[..len]
                 } else {
-                    0
+                    &[]
                 };
                 let logging = shard
                     .access
@@ -119,7 +122,7 @@ async fn answer_all<S>(
                     now,
                     date,
                     may_continue: *budget > 0,
-                    request_id: &id[..len],
+                    request_id: id,
                 };
                 let (keep_alive, stream, status, slot) = respond(
                     shard,
@@ -143,7 +146,7 @@ async fn answer_all<S>(
                         peer: origin.peer,
                     };
                     let elapsed = started.elapsed();
-                    log.record(&entry.entry(status, out.len() - before, elapsed, &id[..len]));
+                    log.record(&entry.entry(status, out.len() - before, elapsed, id));
                 }
                 consumed = end;
                 if !keep_alive || stream.is_some() {
