@@ -173,18 +173,8 @@ fn an_early_refusal_is_read_whole_and_ends_with_a_fin_on_glommio_streams() {
 /// its standard error lines so far, and the rest as they come.
 fn percore_with_nofile(limit: u64) -> support::Spawned<impl Iterator<Item = String>> {
     use std::os::unix::process::CommandExt;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_percore"));
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--log-level",
-            "info",
-        ])
-        .stdout(std::process::Stdio::null());
+    let mut command = support::percore_serve(&["--listen", "127.0.0.1:0"]);
+    command.stdout(std::process::Stdio::null());
     // SAFETY: runs in the forked child before exec and only calls
     // setrlimit (async-signal-safe) with a valid struct.
     unsafe {

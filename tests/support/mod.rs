@@ -267,15 +267,21 @@ pub fn spawn_percore_args(
     args: &[&str],
     extra_env: &[(&str, &str)],
 ) -> Spawned<impl Iterator<Item = String> + use<>> {
+    let mut command = percore_serve(args);
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    spawn_ready(command)
+}
+
+/// The command `percore serve ARGS --shards 1 --log-level info`.
+pub fn percore_serve(args: &[&str]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_percore"));
     command
         .arg("serve")
         .args(args)
         .args(["--shards", "1", "--log-level", "info"]);
-    for (name, value) in extra_env {
-        command.env(name, value);
-    }
-    spawn_ready(command)
+    command
 }
 
 /// Spawns `command` (a `percore serve`) with standard error piped and a
