@@ -150,7 +150,7 @@ pub use observe::counters::Rejection;
 pub use observe::log::init as init_logging;
 pub use route::auth::{Basic, Bearer};
 pub use route::extract::{
-    Bytes, Form, FromRequest, Headers, Path, Peer, Query, RequestId, ShardId, State,
+    Bytes, Form, FromRequest, Headers, InputError, Path, Peer, Query, RequestId, ShardId, State,
 };
 pub use route::handler::Handler;
 pub use route::json::Json;
@@ -158,6 +158,7 @@ pub use route::layer::{Layer, LayerFn, Next, from_fn, timeout};
 pub use route::service::RouteService;
 pub use route::shutdown::Shutdown;
 pub use route::sse::{Event, LastEventId, Sse};
+pub use route::validate::{FieldError, Loc, ValidationError};
 pub use runtime::Server;
 pub use server::LocalService;
 pub use server::blocking::blocking;

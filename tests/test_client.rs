@@ -160,7 +160,7 @@ fn forms_twelve_arguments_and_server_sent_events() {
             .body("name=Ada&age=old")
             .send()
             .await;
-        assert_eq!(bad_age.status(), Status::BAD_REQUEST);
+        assert_eq!(bad_age.status(), Status::UNPROCESSABLE_ENTITY);
         let many = client
             .get("/many")
             .header("Last-Event-ID", "12")

@@ -83,6 +83,11 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Integer,
     ),
     (
+        "PERCORE_VALIDATION_STATUS",
+        "limits.validation_status",
+        EnvKind::Integer,
+    ),
+    (
         "PERCORE_HEADER_TIMEOUT_SECS",
         "timeouts.header_secs",
         EnvKind::Integer,

@@ -145,6 +145,9 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Open connections per client IP per shard (0: no cap).
     pub max_connections_per_ip: u32,
+    /// The status of a request whose body, query, path or form does not
+    /// fit its type: 422 (`FastAPI`'s, the default) or 400.
+    pub validation_status: u16,
 }
 
 /// `[timeouts]`: how long each wait may last, in seconds (0: no limit).
@@ -189,6 +192,7 @@ impl Default for LimitsConfig {
             keepalive_requests: 10_000,
             max_connections: 16_384,
             max_connections_per_ip: 0,
+            validation_status: 422,
         }
     }
 }
@@ -789,6 +793,11 @@ impl Config {
             limits.max_connections >= 1,
             "limits.max_connections",
             "must be at least 1",
+        );
+        check(
+            matches!(limits.validation_status, 400 | 422),
+            "limits.validation_status",
+            "must be 422 or 400",
         );
         for (key, value) in [
             ("timeouts.header_secs", self.timeouts.header_secs),

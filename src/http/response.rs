@@ -24,6 +24,11 @@ impl IntoResponse for &'static str {
     }
 }
 
+/// Never built: the rejection of extractors that cannot fail.
+impl IntoResponse for std::convert::Infallible {
+    fn write_response(self, _: &mut ResponseWriter<'_>) {}
+}
+
 impl IntoResponse for String {
     fn write_response(self, writer: &mut ResponseWriter<'_>) {
         writer.send(Status::OK, Some(TEXT), [], self.as_bytes());

@@ -54,6 +54,8 @@ pub struct ResponseWriter<'a> {
     headers_end: usize,
     /// Header lines added before the head was written (by a layer).
     pending: Vec<u8>,
+    /// The status of a request whose fields do not fit their types.
+    validation: Status,
 }
 
 /// Header lines decided after a response writer was made (the rate
@@ -88,6 +90,7 @@ impl<'a> ResponseWriter<'a> {
             request_id: &[],
             late: None,
             sent: None,
+            validation: Status::UNPROCESSABLE_ENTITY,
             headers_end: 0,
             pending: Vec::new(),
         }
@@ -119,6 +122,20 @@ impl<'a> ResponseWriter<'a> {
     pub(crate) fn with_late_headers(mut self, late: &'a dyn LateHeaders) -> Self {
         self.late = Some(late);
         self
+    }
+
+    /// Answers requests whose fields do not fit their types with `status`
+    /// (`422` unless configured: `limits.validation_status`).
+    #[must_use]
+    pub(crate) fn with_validation_status(mut self, status: Status) -> Self {
+        self.validation = status;
+        self
+    }
+
+    /// The status for a request whose fields do not fit their types
+    /// (`422`, or `400` where the service prefers it).
+    pub fn validation_status(&self) -> Status {
+        self.validation
     }
 
     /// Closes the connection after this response if `flag` is set by the

@@ -54,7 +54,9 @@ fn challenge(scheme: &'static str, detail: &'static str) -> HttpError {
 }
 
 impl<S> FromRequest<S> for Bearer {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         let token = credentials(request, "Bearer").ok_or_else(|| {
             challenge(
                 "Bearer",
@@ -73,7 +75,9 @@ impl<S> FromRequest<S> for Bearer {
 }
 
 impl<S> FromRequest<S> for Basic {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         const REALM: &str = r#"Basic realm="percore", charset="UTF-8""#;
         let encoded = credentials(request, "Basic").ok_or_else(|| {
             challenge(

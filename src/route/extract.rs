@@ -1,27 +1,130 @@
 //! Extractors: typed arguments a handler takes from the request.
 //!
-//! Each implements [`FromRequest`]; a rejection is an [`HttpError`] the
-//! client receives as `{"detail": ...}`. Extractors produce owned values, so
-//! handler futures never borrow the connection's buffer.
+//! Each implements [`FromRequest`], which may await (look a token up,
+//! read a cookie's session from a store); its rejection is any
+//! [`IntoResponse`], so it can carry a status, headers and a body. The
+//! built-in ones reject with an [`HttpError`] (`{"detail": "..."}`) or, for
+//! a value that does not fit its type, a [`ValidationError`] listing every
+//! failing field (`422`). Extractors produce owned values, so handler
+//! futures never borrow the connection's buffer.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 
 use serde::de::DeserializeOwned;
 
 use super::path;
+use super::validate::{Loc, Tracked, ValidationError, every_error};
 use crate::http::parse::Method;
 use crate::http::request::Request;
-use crate::http::response::HttpError;
+use crate::http::response::{HttpError, IntoResponse};
 use crate::http::status::Status;
+use crate::http::write::ResponseWriter;
 
 /// A value built from a request (and the shard's state) before the handler
-/// runs.
+/// runs. Implement it with an `async fn`:
+///
+/// ```
+/// use percore::{FromRequest, HttpError, Request, Status};
+///
+/// struct User(String);
+///
+/// impl<S> FromRequest<S> for User {
+///     type Rejection = HttpError;
+///
+///     async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+///         // A real extractor might await a session store here.
+///         match request.header_str("x-user") {
+///             Some(name) => Ok(User(name.to_owned())),
+///             None => Err(HttpError::new(Status::UNAUTHORIZED, "who are you?")),
+///         }
+///     }
+/// }
+/// ```
 pub trait FromRequest<S>: Sized {
+    /// What the client receives instead of the handler's response when the
+    /// value cannot be built.
+    type Rejection: IntoResponse;
+
     /// Builds the value, or rejects the request.
-    ///
-    /// # Errors
-    /// The [`HttpError`] sent to the client instead of calling the handler.
-    fn from_request(request: &mut Request<'_>, state: &S) -> Result<Self, HttpError>;
+    fn from_request(
+        request: &mut Request<'_>,
+        state: &S,
+    ) -> impl Future<Output = Result<Self, Self::Rejection>>;
+}
+
+/// An optional extractor: `None` where `T` would reject the request.
+impl<S, T: FromRequest<S>> FromRequest<S> for Option<T> {
+    type Rejection = Infallible;
+
+    async fn from_request(request: &mut Request<'_>, state: &S) -> Result<Self, Infallible> {
+        Ok(T::from_request(request, state).await.ok())
+    }
+}
+
+/// `T` or its rejection, for a handler that answers the rejection itself.
+impl<S, T: FromRequest<S>> FromRequest<S> for Result<T, T::Rejection> {
+    type Rejection = Infallible;
+
+    async fn from_request(request: &mut Request<'_>, state: &S) -> Result<Self, Infallible> {
+        Ok(T::from_request(request, state).await)
+    }
+}
+
+/// The rejection of the extractors that parse input ([`Json`](crate::Json),
+/// [`Query`], [`Form`], [`Path`]): an [`HttpError`] for a request they
+/// cannot read at all (`415` for the wrong `Content-Type`, `400` for
+/// malformed syntax), a [`ValidationError`] for values that do not fit.
+#[derive(Debug)]
+pub enum InputError {
+    /// The input cannot be read.
+    Http(HttpError),
+    /// The input was read; these fields do not fit their types.
+    Invalid(ValidationError),
+}
+
+impl From<HttpError> for InputError {
+    fn from(error: HttpError) -> Self {
+        InputError::Http(error)
+    }
+}
+
+impl From<ValidationError> for InputError {
+    fn from(error: ValidationError) -> Self {
+        InputError::Invalid(error)
+    }
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputError::Http(error) => error.fmt(f),
+            InputError::Invalid(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
+
+impl IntoResponse for InputError {
+    fn write_response(self, writer: &mut ResponseWriter<'_>) {
+        match self {
+            InputError::Http(error) => error.write_response(writer),
+            InputError::Invalid(error) => error.write_response(writer),
+        }
+    }
+}
+
+/// Deserializes urlencoded `input` into `T`, or lists every field of it
+/// that does not fit, under `source`.
+fn urlencoded<T: DeserializeOwned>(input: &[u8], source: &str) -> Result<T, ValidationError> {
+    serde_urlencoded::from_bytes(input).map_err(|_| {
+        every_error(source, |tracker| {
+            let inner = serde_urlencoded::Deserializer::new(form_urlencoded::parse(input));
+            T::deserialize(Tracked::new(inner, tracker)).map(drop)
+        })
+    })
 }
 
 /// Path parameters, deserialized: `Path<u64>` for one, a tuple for several in
@@ -30,10 +133,28 @@ pub trait FromRequest<S>: Sized {
 pub struct Path<T>(pub T);
 
 impl<S, T: DeserializeOwned> FromRequest<S> for Path<T> {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
-        path::deserialize(request.params())
-            .map(Path)
-            .map_err(|e| HttpError::bad_request(format!("invalid path parameter: {e}")))
+    type Rejection = ValidationError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, ValidationError> {
+        let params = request.params();
+        path::deserialize(params).map(Path).map_err(|_| {
+            let mut invalid = every_error("path", |tracker| {
+                path::deserialize_tracked::<T>(params, tracker)
+            });
+            // Name the parameter: a tuple's position, or the only one.
+            for error in &mut invalid.errors {
+                match error.loc.get(1) {
+                    Some(Loc::Index(i)) => {
+                        if let Some((name, _)) = params.get(*i) {
+                            error.loc[1] = Loc::Key((*name).to_owned());
+                        }
+                    }
+                    None if params.len() == 1 => error.loc.push(Loc::Key(params[0].0.to_owned())),
+                    _ => {}
+                }
+            }
+            invalid
+        })
     }
 }
 
@@ -43,21 +164,23 @@ impl<S, T: DeserializeOwned> FromRequest<S> for Path<T> {
 pub struct Query<T>(pub T);
 
 impl<S, T: DeserializeOwned> FromRequest<S> for Query<T> {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
-        serde_urlencoded::from_str(request.query().unwrap_or(""))
-            .map(Query)
-            .map_err(|e| HttpError::bad_request(format!("invalid query string: {e}")))
+    type Rejection = ValidationError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, ValidationError> {
+        urlencoded(request.query().unwrap_or("").as_bytes(), "query").map(Query)
     }
 }
 
 /// A form body (`application/x-www-form-urlencoded`), deserialized: what
 /// an HTML `<form method="post">` sends. `415` without that
-/// `Content-Type`, `400` naming the field when a value does not fit.
+/// `Content-Type`, `422` naming every field that does not fit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Form<T>(pub T);
 
 impl<S, T: DeserializeOwned> FromRequest<S> for Form<T> {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = InputError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, InputError> {
         let is_form = request.header("content-type").is_some_and(|value| {
             value.split(|&b| b == b';').next().is_some_and(|mime| {
                 mime.trim_ascii()
@@ -68,11 +191,10 @@ impl<S, T: DeserializeOwned> FromRequest<S> for Form<T> {
             return Err(HttpError::new(
                 Status::UNSUPPORTED_MEDIA_TYPE,
                 "expected Content-Type: application/x-www-form-urlencoded",
-            ));
+            )
+            .into());
         }
-        serde_urlencoded::from_bytes(request.body())
-            .map(Form)
-            .map_err(|e| HttpError::bad_request(format!("invalid form: {e}")))
+        Ok(Form(urlencoded(request.body(), "body")?))
     }
 }
 
@@ -85,7 +207,9 @@ impl<S, T: DeserializeOwned> FromRequest<S> for Form<T> {
 pub struct RequestId(pub String);
 
 impl<S> FromRequest<S> for RequestId {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         request.request_id().map(|id| RequestId(id.to_owned())).ok_or_else(|| {
             HttpError::new(
                 Status::INTERNAL_SERVER_ERROR,
@@ -111,7 +235,9 @@ impl Headers {
 }
 
 impl<S> FromRequest<S> for Headers {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         Ok(Headers(
             request
                 .headers()
@@ -126,14 +252,18 @@ impl<S> FromRequest<S> for Headers {
 pub struct Bytes(pub Vec<u8>);
 
 impl<S> FromRequest<S> for Bytes {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         Ok(Bytes(request.body().to_vec()))
     }
 }
 
 /// The request body as UTF-8 text.
 impl<S> FromRequest<S> for String {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         String::from_utf8(request.body().to_vec())
             .map_err(|e| HttpError::bad_request(format!("body is not UTF-8: {e}")))
     }
@@ -144,13 +274,17 @@ impl<S> FromRequest<S> for String {
 pub struct State<S>(pub S);
 
 impl<S: Clone> FromRequest<S> for State<S> {
-    fn from_request(_: &mut Request<'_>, state: &S) -> Result<Self, HttpError> {
+    type Rejection = Infallible;
+
+    async fn from_request(_: &mut Request<'_>, state: &S) -> Result<Self, Infallible> {
         Ok(State(state.clone()))
     }
 }
 
 impl<S> FromRequest<S> for Method {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         Ok(request.method())
     }
 }
@@ -160,7 +294,9 @@ impl<S> FromRequest<S> for Method {
 pub struct Peer(pub SocketAddr);
 
 impl<S> FromRequest<S> for Peer {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         request
             .peer_addr()
             .map(Peer)
@@ -173,7 +309,9 @@ impl<S> FromRequest<S> for Peer {
 pub struct ShardId(pub usize);
 
 impl<S> FromRequest<S> for ShardId {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         Ok(ShardId(request.shard()))
     }
 }

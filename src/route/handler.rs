@@ -1,9 +1,10 @@
 //! Handlers: plain `async fn`s whose arguments are extractors.
 //!
 //! Any `Fn(T1, …, Tn) -> impl Future<Output = impl IntoResponse>` with up to
-//! twelve [`FromRequest`] arguments is a [`Handler`]. Extraction runs before the
-//! future is created, so the future owns its arguments and borrows nothing
-//! from the request. Futures need not be `Send`: they run on their shard.
+//! twelve [`FromRequest`] arguments is a [`Handler`]. Extractors run in
+//! order (each may await) and produce owned values, so the handler's own
+//! future borrows nothing from the request. Futures need not be `Send`:
+//! they run on their shard.
 //! A call returns its future in inline storage (no allocation per request for
 //! futures up to 256 bytes).
 
@@ -29,8 +30,8 @@ pub trait Handler<S, Args>: Clone + Send + Sync + 'static {
     /// extractor rejects the request, the future writes that rejection.
     fn call<'a>(
         &'a self,
-        request: &mut Request<'_>,
-        state: &S,
+        request: &'a mut Request<'_>,
+        state: &'a S,
         writer: &'a mut ResponseWriter<'_>,
     ) -> HandlerFuture<'a>;
 }
@@ -42,26 +43,25 @@ macro_rules! handler_for_arity {
             F: Fn($($arg),*) -> Fut + Clone + Send + Sync + 'static,
             Fut: Future<Output = R> + 'static,
             R: IntoResponse + 'static,
+            S: 'static,
             $($arg: FromRequest<S> + 'static,)*
         {
             #[allow(non_snake_case, unused_variables, reason = "argument names come from the macro")]
             fn call<'a>(
                 &'a self,
-                request: &mut Request<'_>,
-                state: &S,
+                request: &'a mut Request<'_>,
+                state: &'a S,
                 writer: &'a mut ResponseWriter<'_>,
             ) -> HandlerFuture<'a> {
-                $(
-                    let $arg = match $arg::from_request(request, state) {
-                        Ok(value) => value,
-                        Err(rejection) => {
-                            rejection.write_response(writer);
-                            return smallbox!(std::future::ready(()));
-                        }
-                    };
-                )*
-                let future = (self)($($arg),*);
-                smallbox!(async move { future.await.write_response(writer) })
+                smallbox!(async move {
+                    $(
+                        let $arg = match $arg::from_request(request, state).await {
+                            Ok(value) => value,
+                            Err(rejection) => return rejection.write_response(writer),
+                        };
+                    )*
+                    (self)($($arg),*).await.write_response(writer);
+                })
             }
         }
     };
@@ -85,8 +85,8 @@ handler_for_arity!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
 pub(crate) trait ErasedHandler<S>: Send + Sync {
     fn call<'a>(
         &'a self,
-        request: &mut Request<'_>,
-        state: &S,
+        request: &'a mut Request<'_>,
+        state: &'a S,
         writer: &'a mut ResponseWriter<'_>,
     ) -> HandlerFuture<'a>;
 }
@@ -105,11 +105,11 @@ impl<H, Args> Erased<H, Args> {
     }
 }
 
-impl<S, H: Handler<S, Args>, Args: 'static> ErasedHandler<S> for Erased<H, Args> {
+impl<S: 'static, H: Handler<S, Args>, Args: 'static> ErasedHandler<S> for Erased<H, Args> {
     fn call<'a>(
         &'a self,
-        request: &mut Request<'_>,
-        state: &S,
+        request: &'a mut Request<'_>,
+        state: &'a S,
         writer: &'a mut ResponseWriter<'_>,
     ) -> HandlerFuture<'a> {
         self.handler.call(request, state, writer)

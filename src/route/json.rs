@@ -5,7 +5,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::extract::FromRequest;
+use super::extract::{FromRequest, InputError};
+use super::validate::{Tracked, every_error};
 use crate::http::request::Request;
 use crate::http::response::{HttpError, IntoResponse};
 use crate::http::status::Status;
@@ -13,7 +14,8 @@ use crate::http::write::ResponseWriter;
 
 /// A JSON body: as an argument, the request body parsed into `T`
 /// (`415` without a JSON `Content-Type`, `400` saying what and where when
-/// malformed); as a return value, `T` serialized with
+/// the JSON is malformed, `422` listing every field that does not fit
+/// `T`); as a return value, `T` serialized with
 /// `Content-Type: application/json`.
 ///
 /// Parsing rewrites the body in place, so take the body once: either
@@ -22,39 +24,40 @@ use crate::http::write::ResponseWriter;
 pub struct Json<T>(pub T);
 
 impl<S, T: DeserializeOwned> FromRequest<S> for Json<T> {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = InputError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, InputError> {
         if !request.header("content-type").is_some_and(is_json) {
             return Err(HttpError::new(
                 Status::UNSUPPORTED_MEDIA_TYPE,
                 "expected Content-Type: application/json",
-            ));
+            )
+            .into());
         }
         let body = request.body_mut();
         if body.is_empty() {
-            return Err(HttpError::bad_request(
-                "expected a JSON body, got an empty one",
-            ));
+            return Err(HttpError::bad_request("expected a JSON body, got an empty one").into());
         }
         if body.starts_with(b"\xEF\xBB\xBF") {
             return Err(HttpError::bad_request(
                 "invalid JSON: a byte-order mark precedes it (send UTF-8 without one)",
-            ));
+            )
+            .into());
         }
-        // Syntax errors know their byte offset; type errors know their path.
+        // Malformed syntax (found while building the tape) is a 400 with
+        // its byte offset; a value that does not fit `T` is a 422 listing
+        // every such field, found by reading the tape again, tracked.
         let mut deserializer = simd_json::Deserializer::from_slice(body).map_err(|e| {
             HttpError::bad_request(format!("invalid JSON at byte {}: {}", e.index(), what(&e)))
         })?;
-        serde_path_to_error::deserialize(&mut deserializer)
-            .map(Json)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let what = what(e.inner());
-                HttpError::bad_request(if path == "." {
-                    format!("invalid JSON: {what}")
-                } else {
-                    format!("invalid JSON at '{path}': {what}")
-                })
+        match T::deserialize(&mut deserializer) {
+            Ok(value) => Ok(Json(value)),
+            Err(_) => Err(every_error("body", |tracker| {
+                deserializer.restart();
+                T::deserialize(Tracked::new(&mut deserializer, tracker)).map(drop)
             })
+            .into()),
+        }
     }
 }
 
@@ -121,6 +124,7 @@ mod tests {
     use crate::FromRequest;
     use crate::http::parse::{Decoded, Decoder, Limits};
     use crate::http::request::Request;
+    use crate::route::extract::InputError;
 
     #[derive(serde::Deserialize, Debug)]
     struct Item {
@@ -141,9 +145,13 @@ mod tests {
         };
         let (head, body) = message.split_at_mut(parsed.head.len);
         let mut request = Request::new(head, body, parsed.head, decoder.headers());
-        match <Json<Item> as FromRequest<()>>::from_request(&mut request, &()) {
+        let extracted = futures_lite::future::block_on(
+            <Json<Item> as FromRequest<()>>::from_request(&mut request, &()),
+        );
+        match extracted {
             Ok(_) => "accepted".into(),
-            Err(error) => error.detail.into_owned(),
+            Err(InputError::Http(error)) => error.detail.into_owned(),
+            Err(InputError::Invalid(invalid)) => format!("422 {invalid}"),
         }
     }
 
@@ -152,7 +160,7 @@ mod tests {
         assert_eq!(rejection(r#"{"name":"a"}"#), "accepted");
         assert_eq!(
             rejection(r#"{"name":1}"#),
-            "invalid JSON at 'name': expected a string"
+            "422 body.name: Input should be a valid string"
         );
         for (body, says) in [
             (r#"{"name":"a"} x"#, "after the value"),
@@ -164,7 +172,11 @@ mod tests {
             assert!(said.contains(says), "{body}: {said}");
             assert!(!said.contains("Error"), "{body}: {said}");
         }
-        assert_eq!(rejection(r"{}"), "invalid JSON: missing field `name`");
+        assert_eq!(rejection(r"{}"), "422 body.name: Field required");
+        assert_eq!(
+            rejection(r"[]"),
+            "422 body: Input should be a valid dictionary or object"
+        );
         assert!(
             rejection(r#"{"name":"a"#).starts_with("invalid JSON at byte"),
             "{}",

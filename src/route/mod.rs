@@ -13,3 +13,4 @@ pub(crate) mod router;
 pub(crate) mod service;
 pub(crate) mod shutdown;
 pub(crate) mod sse;
+pub(crate) mod validate;

@@ -10,6 +10,8 @@ use serde::de::value::{Error, MapDeserializer, SeqDeserializer};
 use serde::de::{DeserializeOwned, Deserializer, Error as _, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
 
+use super::validate::{Failure, Tracked, Tracker};
+
 /// Deserializes `params` (`(name, raw value)` pairs) into `T`.
 pub(crate) fn deserialize<T: DeserializeOwned>(params: &[(&str, &str)]) -> Result<T, Error> {
     let decoded = params
@@ -17,6 +19,20 @@ pub(crate) fn deserialize<T: DeserializeOwned>(params: &[(&str, &str)]) -> Resul
         .map(|(name, raw)| percent_decode(raw).map(|value| (*name, value)))
         .collect::<Result<Vec<_>, _>>()?;
     T::deserialize(Params(&decoded))
+}
+
+/// Deserializes `params` into `T` through `tracker`, to find every value
+/// that does not fit.
+pub(crate) fn deserialize_tracked<T: DeserializeOwned>(
+    params: &[(&str, &str)],
+    tracker: &Tracker,
+) -> Result<(), Failure> {
+    let decoded = params
+        .iter()
+        .map(|(name, raw)| percent_decode(raw).map(|value| (*name, value)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::custom(e.to_string()))?;
+    T::deserialize(Tracked::new(Params(&decoded), tracker)).map(drop)
 }
 
 /// Decodes `%XX` escapes; the result must be UTF-8.

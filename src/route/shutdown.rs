@@ -126,7 +126,9 @@ impl Drop for Wait<'_> {
 }
 
 impl<S> FromRequest<S> for Shutdown {
-    fn from_request(_: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = HttpError;
+
+    async fn from_request(_: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         Ok(Shutdown(CURRENT.with(|current| current.borrow().clone())))
     }
 }

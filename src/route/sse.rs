@@ -219,7 +219,9 @@ impl Stream for Body {
 pub struct LastEventId(pub Option<String>);
 
 impl<S> FromRequest<S> for LastEventId {
-    fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         Ok(LastEventId(
             request.header_str("last-event-id").map(str::to_owned),
         ))

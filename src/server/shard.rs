@@ -12,6 +12,7 @@ use super::gate::Gate;
 use crate::config::{Config, ConnectionRules, HealthConfig, KeySource};
 use crate::http::date::DateCache;
 use crate::http::parse::Limits;
+use crate::http::status::Status;
 use crate::observe::access::{AccessLog, RequestIds};
 use crate::observe::counters::Counters;
 use crate::observe::metrics::{ShardMetrics, Snapshot};
@@ -51,6 +52,8 @@ pub(crate) struct Settings {
     /// Every request gets an ID and a tracing span (`log.request_id`, or
     /// the access log on).
     pub(crate) request_ids: bool,
+    /// The status of a request whose fields do not fit their types.
+    pub(crate) validation_status: Status,
     /// Rate limiting, as each shard enforces it.
     pub(crate) rate_limit: LimitSettings,
     /// TLS, when HTTPS listeners are configured (set by the caller: loading
@@ -90,6 +93,11 @@ impl Settings {
                 .collect(),
             graceful_timeout: Duration::from_secs(config.server.graceful_timeout_secs),
             cors: Cors::of(&config.cors),
+            validation_status: if config.limits.validation_status == 400 {
+                Status::BAD_REQUEST
+            } else {
+                Status::UNPROCESSABLE_ENTITY
+            },
             request_ids: config.log.request_id
                 || config.log.access != crate::config::AccessFormat::Off,
         }

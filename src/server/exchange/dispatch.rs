@@ -61,7 +61,8 @@ pub(super) async fn respond<S>(
             &settings.common_headers
         })
         .with_late_headers(&late)
-        .with_request_id(request_id);
+        .with_request_id(request_id)
+        .with_validation_status(settings.validation_status);
     // Cross-origin requests: a preflight is answered here, before any
     // route; the response to an allowed origin carries the allow fields.
     let cors = settings.cors.as_ref().and_then(|cors| {
