@@ -140,6 +140,9 @@ pub(crate) mod uring;
 pub use app::{App, Scope};
 pub use cli::main;
 pub use config::Config;
+/// The `cookie` crate, whose [`Cookie`](cookie::Cookie) builder sets a
+/// cookie's attributes for [`Cookies`].
+pub use cookie;
 pub use error::{Error, IoUringRefusal};
 pub use http::parse::{Limits, Method};
 pub use http::request::Request;
@@ -149,6 +152,7 @@ pub use http::write::ResponseWriter;
 pub use observe::counters::Rejection;
 pub use observe::log::init as init_logging;
 pub use route::auth::{Basic, Bearer};
+pub use route::cookies::Cookies;
 pub use route::extract::{
     Bytes, Form, FromRequest, Headers, InputError, Path, Peer, Query, RequestId, ShardId, State,
 };

@@ -200,6 +200,7 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "cors.allow_credentials",
         EnvKind::Bool,
     ),
+    ("PERCORE_COOKIE_KEY", "cookies.key", EnvKind::Text),
     ("PERCORE_LOG_LEVEL", "log.level", EnvKind::Text),
     ("PERCORE_ACCESS_LOG", "log.access", EnvKind::Text),
     ("PERCORE_ACCESS_LOG_FILE", "log.access_file", EnvKind::Text),

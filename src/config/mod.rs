@@ -14,7 +14,7 @@ mod load;
 mod values;
 
 pub use values::{AccessFormat, Cidr, CpuList};
-pub(crate) use values::{KeySource, mapped, mask};
+pub(crate) use values::{KeySource, cookie_key, mapped, mask};
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -30,6 +30,8 @@ pub struct Config {
     pub headers: HeadersConfig,
     /// Cross-origin requests (CORS).
     pub cors: CorsConfig,
+    /// The key of signed and private cookies.
+    pub cookies: CookiesConfig,
     /// Health routes.
     pub health: HealthConfig,
     /// The Prometheus metrics route.
@@ -194,6 +196,27 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 0,
             validation_status: 422,
         }
+    }
+}
+
+/// `[cookies]`: the key that signs and encrypts cookies
+/// ([`Cookies::add_signed`](crate::Cookies::add_signed),
+/// [`Cookies::add_private`](crate::Cookies::add_private)).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CookiesConfig {
+    /// Base64 of at least 32 random bytes (`head -c 32 /dev/urandom |
+    /// base64`); empty: signed and private cookies are off. Prefer
+    /// `PERCORE_COOKIE_KEY` to writing it in the file. Changing it (a
+    /// reload) makes cookies sealed with the old key read as absent.
+    pub key: String,
+}
+
+impl std::fmt::Debug for CookiesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookiesConfig")
+            .field("key", &if self.key.is_empty() { "" } else { "(set)" })
+            .finish()
     }
 }
 
@@ -794,6 +817,11 @@ impl Config {
             "limits.max_connections",
             "must be at least 1",
         );
+        if !self.cookies.key.is_empty()
+            && let Err(fix) = values::cookie_key(&self.cookies.key)
+        {
+            check(false, "cookies.key", fix);
+        }
         check(
             matches!(limits.validation_status, 400 | 422),
             "limits.validation_status",

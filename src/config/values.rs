@@ -162,6 +162,20 @@ pub(crate) fn mask(prefix: u8) -> u128 {
     }
 }
 
+/// The cookie key `text` (base64 of at least 32 bytes) stands for.
+///
+/// # Errors
+/// The fix, when it is not base64 of at least 32 bytes.
+pub(crate) fn cookie_key(text: &str) -> Result<cookie::Key, &'static str> {
+    let bytes = crate::http::base64::decode(text.trim())
+        .ok_or("must be base64 (generate one: head -c 32 /dev/urandom | base64)")?;
+    match bytes.len() {
+        64.. => Ok(cookie::Key::from(&bytes[..64])),
+        32.. => Ok(cookie::Key::derive_from(&bytes)),
+        _ => Err("must be at least 32 bytes once decoded (head -c 32 /dev/urandom | base64)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Cidr, CpuList};

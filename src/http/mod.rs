@@ -1,6 +1,7 @@
 //! The HTTP/1.1 protocol, sans-IO: bytes in, requests out; responses in,
 //! bytes out. Nothing here touches a socket or an executor.
 
+pub(crate) mod base64;
 pub(crate) mod body;
 pub(crate) mod date;
 mod framing;

@@ -20,6 +20,8 @@ pub struct Request<'a> {
     shard: usize,
     /// Empty when request IDs are off.
     id: &'a str,
+    /// Signs and seals cookies, when `cookies.key` is set.
+    cookie_key: Option<&'a cookie::Key>,
 }
 
 impl<'a> Request<'a> {
@@ -41,7 +43,20 @@ impl<'a> Request<'a> {
             peer: None,
             shard: 0,
             id: "",
+            cookie_key: None,
         }
+    }
+
+    /// Sets the key of signed and private cookies (`cookies.key`).
+    #[must_use]
+    pub(crate) fn with_cookie_key(mut self, key: Option<&'a cookie::Key>) -> Self {
+        self.cookie_key = key;
+        self
+    }
+
+    /// The key of signed and private cookies, when configured.
+    pub(crate) fn cookie_key(&self) -> Option<&'a cookie::Key> {
+        self.cookie_key
     }
 
     /// Sets the request's ID (`log.request_id`).

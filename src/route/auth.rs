@@ -85,7 +85,7 @@ impl<S> FromRequest<S> for Basic {
                 "a user and password are required (Authorization: Basic ...)",
             )
         })?;
-        let decoded = decode_base64(encoded)
+        let decoded = crate::http::base64::decode(encoded)
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| {
                 challenge(
@@ -103,60 +103,5 @@ impl<S> FromRequest<S> for Basic {
             user: user.to_owned(),
             password: password.to_owned(),
         })
-    }
-}
-
-/// Standard base64 with padding (RFC 4648 §4); `None` when malformed.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        }))
-    }
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (i, quad) in bytes.chunks(4).enumerate() {
-        let last = i + 1 == bytes.len() / 4;
-        let padding = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if padding > 2 || (padding > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &quad[..4 - padding] {
-            n = (n << 6) | value(c)?;
-        }
-        for _ in 0..padding {
-            n <<= 6;
-        }
-        let [_, a, b, c] = n.to_be_bytes();
-        out.extend_from_slice(&[a, b, c][..3 - padding]);
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decode_base64;
-
-    #[test]
-    fn base64_decodes_with_and_without_padding_and_refuses_junk() {
-        assert_eq!(
-            decode_base64("QWxhZGRpbjpvcGVuIHNlc2FtZQ==").unwrap(),
-            b"Aladdin:open sesame"
-        );
-        assert_eq!(decode_base64("YTpi").unwrap(), b"a:b");
-        assert_eq!(decode_base64("YQ==").unwrap(), b"a");
-        assert_eq!(decode_base64("").unwrap(), b"");
-        for junk in ["YQ=", "Y===", "YQ==YQ==", "Y!Q=", "YQ"] {
-            assert_eq!(decode_base64(junk), None, "{junk}");
-        }
     }
 }

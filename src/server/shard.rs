@@ -54,6 +54,8 @@ pub(crate) struct Settings {
     pub(crate) request_ids: bool,
     /// The status of a request whose fields do not fit their types.
     pub(crate) validation_status: Status,
+    /// The key of signed and private cookies (`cookies.key`).
+    pub(crate) cookie_key: Option<cookie::Key>,
     /// Rate limiting, as each shard enforces it.
     pub(crate) rate_limit: LimitSettings,
     /// TLS, when HTTPS listeners are configured (set by the caller: loading
@@ -93,6 +95,7 @@ impl Settings {
                 .collect(),
             graceful_timeout: Duration::from_secs(config.server.graceful_timeout_secs),
             cors: Cors::of(&config.cors),
+            cookie_key: crate::config::cookie_key(&config.cookies.key).ok(),
             validation_status: if config.limits.validation_status == 400 {
                 Status::BAD_REQUEST
             } else {

@@ -106,6 +106,7 @@ pub(super) async fn respond<S>(
             now,
             late: &late,
             request_id: std::str::from_utf8(request_id).unwrap_or_default(),
+            cookie_key: settings.cookie_key.as_ref(),
         };
         route(shard, request, body, &mut writer).await
     };
@@ -134,6 +135,7 @@ async fn route<S>(
         now,
         late,
         request_id,
+        cookie_key,
     } = facts;
     let (path, _) = split_target(target_str(head_bytes, &head));
     let mut params = [("", ""); MAX_PARAMS];
@@ -157,7 +159,8 @@ async fn route<S>(
             let mut request = Request::new(head_bytes, body, head, headers)
                 .with_params(&params[..count])
                 .with_origin(peer, shard.index)
-                .with_request_id(request_id);
+                .with_request_id(request_id)
+                .with_cookie_key(cookie_key);
             call(shard, routed, &mut request, writer).await;
             routed.slot
         }
@@ -176,7 +179,8 @@ async fn route<S>(
                 // The app's own body; the status and `Allow` stay the RFC's.
                 let mut request = Request::new(head_bytes, body, head, headers)
                     .with_origin(peer, shard.index)
-                    .with_request_id(request_id);
+                    .with_request_id(request_id)
+                    .with_cookie_key(cookie_key);
                 writer.set_status(Status::METHOD_NOT_ALLOWED);
                 writer.insert_header("Allow", allow.as_bytes());
                 call(shard, custom, &mut request, writer).await;
@@ -197,7 +201,8 @@ async fn route<S>(
             if let Some(fallback) = &shard.app.fallback {
                 let mut request = Request::new(head_bytes, body, head, headers)
                     .with_origin(peer, shard.index)
-                    .with_request_id(request_id);
+                    .with_request_id(request_id)
+                    .with_cookie_key(cookie_key);
                 call(shard, fallback, &mut request, writer).await;
             } else {
                 writer.send_error(Status::NOT_FOUND, "Not Found");
@@ -216,6 +221,7 @@ struct RoutedRequest<'a> {
     now: Instant,
     late: &'a RateLimitHeaders,
     request_id: &'a str,
+    cookie_key: Option<&'a cookie::Key>,
 }
 
 /// 429 with `Retry-After` (the `RateLimit` fields are already set).
