@@ -39,13 +39,11 @@ pub(crate) use file::{FileStat, open_beneath, read_at, stat};
 pub(crate) use oneshot::{connect, sleep};
 pub(crate) use socket::{Acceptor, Connection};
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -271,8 +269,25 @@ impl Ring {
     /// Runs the ring until the shard stops: submit, reap, wake tasks; sleep
     /// on the eventfd (through glommio) when there is nothing to do.
     pub(crate) async fn drive(self: Rc<Self>) {
-        let eventfd = eventfd_reader(&self.eventfd);
-        let mut waiting: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
+        // The eventfd is read by a task of its own, which glommio polls
+        // only when its read completes. Polling a pending glommio read
+        // from the driver each time a queued entry woke it would add a
+        // waker to the read's list on every poll (glommio keeps them all
+        // until the read completes), and a long enough run of such wakes
+        // overflows the task's reference count.
+        let signal = Rc::new(Signal::default());
+        let _watcher = glommio::spawn_local({
+            let signal = Rc::clone(&signal);
+            let eventfd = eventfd_reader(&self.eventfd);
+            async move {
+                while eventfd.read_at(0, 8).await.is_ok() {
+                    signal.fired.set(true);
+                    if let Some(driver) = signal.driver.take() {
+                        driver.wake();
+                    }
+                }
+            }
+        });
         let mut idle_since: Option<Instant> = None;
         // The spin adapts between 0 and `self.spin`: it doubles when work
         // came while spinning (or soon after going to sleep, when a spin
@@ -299,18 +314,12 @@ impl Ring {
             spin /= 2;
             let asleep = Instant::now();
             // Sleep until the kernel signals the eventfd or a task queues work.
-            let read = waiting.get_or_insert_with(|| {
-                let eventfd = eventfd.clone();
-                Box::pin(async move {
-                    let _ = eventfd.read_at(0, 8).await;
-                })
-            });
             // The kernel signals the eventfd only while the shard sleeps;
             // work that came before this is seen by the checks below.
             self.inner.borrow_mut().uring.completion().enable_eventfd();
-            let signalled = futures_lite::future::poll_fn(|cx| {
-                if read.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(true);
+            futures_lite::future::poll_fn(|cx| {
+                if signal.fired.replace(false) {
+                    return Poll::Ready(());
                 }
                 let mut inner = self.inner.borrow_mut();
                 let pending = !inner.overflow.is_empty()
@@ -318,9 +327,10 @@ impl Ring {
                     || inner.uring.submission().taskrun()
                     || !inner.uring.completion().is_empty();
                 if pending {
-                    return Poll::Ready(false);
+                    return Poll::Ready(());
                 }
                 inner.driver = Some(cx.waker().clone());
+                signal.driver.replace(Some(cx.waker().clone()));
                 Poll::Pending
             })
             .await;
@@ -328,9 +338,7 @@ impl Ring {
             inner.driver = None;
             inner.uring.completion().disable_eventfd();
             drop(inner);
-            if signalled {
-                waiting = None;
-            }
+            signal.driver.take();
             if asleep.elapsed() < self.spin {
                 spin = grow(spin);
             }
@@ -370,6 +378,15 @@ pub(crate) fn borrow_fd<T: AsRawFd>(owner: &T) -> std::os::fd::BorrowedFd<'_> {
     // SAFETY: `owner` keeps its descriptor open at least as long as it is
     // borrowed, and the result cannot outlive that borrow.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(owner.as_raw_fd()) }
+}
+
+/// The eventfd's news for the sleeping driver.
+#[derive(Default)]
+struct Signal {
+    /// The eventfd was read since the driver last looked.
+    fired: Cell<bool>,
+    /// The driver, while it sleeps.
+    driver: RefCell<Option<Waker>>,
 }
 
 /// A glommio file reading a duplicate of `eventfd`, so that the driver can
