@@ -63,6 +63,8 @@ pub struct Scope<S = ()> {
     routes: Vec<Pending<S>>,
     /// In the order added; the last is the outermost.
     layers: Vec<Layer<S>>,
+    /// The body limit of the group's routes that set none of their own.
+    max_body: Option<u64>,
 }
 
 /// A route not yet in the table.
@@ -72,6 +74,7 @@ struct Pending<S> {
     handler: SharedHandler<S>,
     /// Outermost first.
     layers: Vec<Layer<S>>,
+    max_body: Option<u64>,
 }
 
 impl<S> std::fmt::Debug for Scope<S> {
@@ -79,6 +82,7 @@ impl<S> std::fmt::Debug for Scope<S> {
         f.debug_struct("Scope")
             .field("routes", &self.routes.len())
             .field("layers", &self.layers.len())
+            .field("max_body", &self.max_body)
             .finish()
     }
 }
@@ -88,6 +92,7 @@ impl<S> Default for Scope<S> {
         Self {
             routes: Vec::new(),
             layers: Vec::new(),
+            max_body: None,
         }
     }
 }
@@ -187,6 +192,7 @@ impl<S: 'static> Scope<S> {
             pattern: pattern.to_owned(),
             handler,
             layers: Vec::new(),
+            max_body: None,
         });
         self
     }
@@ -198,6 +204,19 @@ impl<S: 'static> Scope<S> {
     #[must_use]
     pub fn layer(mut self, layer: Layer<S>) -> Self {
         self.layers.push(layer);
+        self
+    }
+
+    /// Limits the bodies of the group's routes to `bytes` (nginx's
+    /// per-location `client_max_body_size`), above or below
+    /// `limits.max_body_bytes`; a group nested inside keeps its own. A
+    /// route that buffers its body holds up to this much in memory; one
+    /// that streams it ([`Body`](crate::Body), [`Multipart`](crate::Multipart))
+    /// holds a piece at a time. Past it: `413`, before the body is read
+    /// when `Content-Length` says so.
+    #[must_use]
+    pub fn max_body_bytes(mut self, bytes: u64) -> Self {
+        self.max_body = Some(bytes);
         self
     }
 
@@ -222,6 +241,7 @@ impl<S: 'static> Scope<S> {
             let mut layers = outer.clone();
             layers.append(&mut route.layers);
             route.layers = layers;
+            route.max_body = route.max_body.or(self.max_body);
             route
         })
     }
@@ -247,7 +267,13 @@ impl<S: 'static> From<App<S>> for RouteService<S> {
         let app_layers: Vec<Layer<S>> = root.layers.iter().rev().cloned().collect();
         for route in root.under("") {
             let layers = route.layers.into_boxed_slice();
-            let routed = service.route(route.method, &route.pattern, route.handler, layers);
+            let routed = service.route(
+                route.method,
+                &route.pattern,
+                route.handler,
+                layers,
+                route.max_body,
+            );
             debug_assert!(routed.is_ok(), "checked when added");
         }
         if let Some(handler) = method_not_allowed {

@@ -144,6 +144,7 @@ pub use config::Config;
 /// cookie's attributes for [`Cookies`].
 pub use cookie;
 pub use error::{Error, IoUringRefusal};
+pub use http::incoming::BodyError;
 pub use http::parse::{Limits, Method};
 pub use http::request::Request;
 pub use http::response::{HttpError, IntoResponse, Response};
@@ -152,6 +153,7 @@ pub use http::write::ResponseWriter;
 pub use observe::counters::Rejection;
 pub use observe::log::init as init_logging;
 pub use route::auth::{Basic, Bearer};
+pub use route::body::{Body, Multipart, MultipartError, MultipartLimits, Part};
 pub use route::cookies::Cookies;
 pub use route::extract::{
     Bytes, Form, FromRequest, Headers, InputError, Path, Peer, Query, RequestId, ShardId, State,

@@ -139,6 +139,21 @@ impl ChunkedDecoder {
         self.read
     }
 
+    /// Decoded body bytes so far (announced sizes included, so a chunk
+    /// larger than a limit is refused before its data arrives).
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// For a body streamed through a window: the caller has taken the
+    /// decoded bytes and removed everything before [`consumed`](Self::consumed),
+    /// so decoding goes on from the window's start.
+    pub fn rebase(&mut self) {
+        self.read = 0;
+        self.write = 0;
+    }
+
     /// Decodes what `message` holds past the last call. Returns `true` once the
     /// last chunk and the trailer section are complete.
     ///

@@ -5,6 +5,7 @@ pub(crate) mod base64;
 pub(crate) mod body;
 pub(crate) mod date;
 mod framing;
+pub(crate) mod incoming;
 pub(crate) mod parse;
 pub(crate) mod request;
 pub(crate) mod response;

@@ -364,6 +364,32 @@ impl Decoder {
         matches!(self.state, State::Body(..))
     }
 
+    /// The head of the request whose body is still arriving, and the
+    /// decoded body bytes so far.
+    #[must_use]
+    pub fn pending(&self) -> Option<(Head, u64)> {
+        match &self.state {
+            State::Body(head, chunked) => {
+                Some((*head, chunked.as_ref().map_or(0, |decoder| decoder.total())))
+            }
+            State::Head => None,
+        }
+    }
+
+    /// Stops decoding the request in progress, whose body someone else
+    /// reads (a streamed body); the header table stays as it is until the
+    /// next head.
+    pub fn hand_over_body(&mut self) {
+        self.state = State::Head;
+        self.continue_due = false;
+    }
+
+    /// The limits in force.
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Decodes the request at the start of `message`. Chunked bodies are
     /// decoded in place, so the bytes after the head may be rewritten.
     ///

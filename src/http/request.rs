@@ -22,6 +22,8 @@ pub struct Request<'a> {
     id: &'a str,
     /// Signs and seals cookies, when `cookies.key` is set.
     cookie_key: Option<&'a cookie::Key>,
+    /// The body while it arrives, for a route that streams it.
+    feed: Option<super::incoming::Feed>,
 }
 
 impl<'a> Request<'a> {
@@ -44,7 +46,20 @@ impl<'a> Request<'a> {
             shard: 0,
             id: "",
             cookie_key: None,
+            feed: None,
         }
+    }
+
+    /// Streams the body through `feed` (it had not arrived with the head).
+    #[must_use]
+    pub(crate) fn with_feed(mut self, feed: Option<super::incoming::Feed>) -> Self {
+        self.feed = feed;
+        self
+    }
+
+    /// The body's stream, once.
+    pub(crate) fn take_feed(&mut self) -> Option<super::incoming::Feed> {
+        self.feed.take()
     }
 
     /// Sets the key of signed and private cookies (`cookies.key`).

@@ -41,6 +41,9 @@ pub struct ResponseWriter<'a> {
     /// When set, the connection closes after this response (a stopping
     /// server); read when the head is written, not when the writer is made.
     closing: Option<&'a Cell<bool>>,
+    /// Set while the request's body is still arriving (a streamed body):
+    /// a response whose head goes out then closes the connection.
+    body_open: Option<&'a Cell<bool>>,
     /// Header lines every response carries (security headers), pre-rendered.
     common: &'a [u8],
     /// Echoed as `X-Request-ID` when set.
@@ -86,6 +89,7 @@ impl<'a> ResponseWriter<'a> {
             written: false,
             stream: None,
             closing: None,
+            body_open: None,
             common: &[],
             request_id: &[],
             late: None,
@@ -143,6 +147,14 @@ impl<'a> ResponseWriter<'a> {
     #[must_use]
     pub fn closing_when(mut self, flag: &'a Cell<bool>) -> Self {
         self.closing = Some(flag);
+        self
+    }
+
+    /// Closes the connection after this response if the request's body is
+    /// still arriving (`open` set) when the response's head is written.
+    #[must_use]
+    pub(crate) fn closing_while_body_open(mut self, open: Option<&'a Cell<bool>>) -> Self {
+        self.body_open = open;
         self
     }
 
@@ -212,7 +224,9 @@ impl<'a> ResponseWriter<'a> {
     /// Whether the connection stays open after this response.
     #[must_use]
     pub fn keep_alive(&self) -> bool {
-        self.context.keep_alive && !self.closing.is_some_and(Cell::get)
+        self.context.keep_alive
+            && !self.closing.is_some_and(Cell::get)
+            && !self.body_open.is_some_and(Cell::get)
     }
 
     /// Writes a response whose body is `body`.

@@ -47,6 +47,11 @@ pub trait FromRequest<S>: Sized {
     /// value cannot be built.
     type Rejection: IntoResponse;
 
+    /// Whether the extractor reads the body while it arrives
+    /// ([`Body`](crate::Body), [`Multipart`](crate::Multipart)): a route
+    /// whose handler takes one is called as soon as the head is complete.
+    const STREAMS_BODY: bool = false;
+
     /// Builds the value, or rejects the request.
     fn from_request(
         request: &mut Request<'_>,
@@ -57,6 +62,7 @@ pub trait FromRequest<S>: Sized {
 /// An optional extractor: `None` where `T` would reject the request.
 impl<S, T: FromRequest<S>> FromRequest<S> for Option<T> {
     type Rejection = Infallible;
+    const STREAMS_BODY: bool = T::STREAMS_BODY;
 
     async fn from_request(request: &mut Request<'_>, state: &S) -> Result<Self, Infallible> {
         Ok(T::from_request(request, state).await.ok())
@@ -66,6 +72,7 @@ impl<S, T: FromRequest<S>> FromRequest<S> for Option<T> {
 /// `T` or its rejection, for a handler that answers the rejection itself.
 impl<S, T: FromRequest<S>> FromRequest<S> for Result<T, T::Rejection> {
     type Rejection = Infallible;
+    const STREAMS_BODY: bool = T::STREAMS_BODY;
 
     async fn from_request(request: &mut Request<'_>, state: &S) -> Result<Self, Infallible> {
         Ok(T::from_request(request, state).await)

@@ -34,6 +34,9 @@ pub trait Handler<S, Args>: Clone + Send + Sync + 'static {
         state: &'a S,
         writer: &'a mut ResponseWriter<'_>,
     ) -> HandlerFuture<'a>;
+
+    /// Whether an argument reads the body while it arrives.
+    fn streams_body(&self) -> bool;
 }
 
 macro_rules! handler_for_arity {
@@ -63,6 +66,10 @@ macro_rules! handler_for_arity {
                     (self)($($arg),*).await.write_response(writer);
                 })
             }
+
+            fn streams_body(&self) -> bool {
+                false $(|| $arg::STREAMS_BODY)*
+            }
         }
     };
 }
@@ -89,6 +96,8 @@ pub(crate) trait ErasedHandler<S>: Send + Sync {
         state: &'a S,
         writer: &'a mut ResponseWriter<'_>,
     ) -> HandlerFuture<'a>;
+
+    fn streams_body(&self) -> bool;
 }
 
 pub(crate) struct Erased<H, Args> {
@@ -113,5 +122,9 @@ impl<S: 'static, H: Handler<S, Args>, Args: 'static> ErasedHandler<S> for Erased
         writer: &'a mut ResponseWriter<'_>,
     ) -> HandlerFuture<'a> {
         self.handler.call(request, state, writer)
+    }
+
+    fn streams_body(&self) -> bool {
+        self.handler.streams_body()
     }
 }

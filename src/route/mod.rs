@@ -2,6 +2,7 @@
 //! into typed arguments, and JSON in and out.
 
 pub(crate) mod auth;
+pub(crate) mod body;
 pub(crate) mod cookies;
 pub(crate) mod cors;
 pub(crate) mod extract;

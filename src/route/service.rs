@@ -20,6 +20,17 @@ pub(crate) struct Routed<S> {
     pub(crate) slot: usize,
     pub(crate) handler: Arc<dyn ErasedHandler<S>>,
     pub(crate) layers: Box<[Layer<S>]>,
+    /// The route's own body limit (else `limits.max_body_bytes`).
+    pub(crate) max_body: Option<u64>,
+}
+
+/// How a route takes its body, decided when its head arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BodyRule {
+    /// Most body bytes.
+    pub(crate) limit: u64,
+    /// The handler reads the body while it arrives.
+    pub(crate) streams: bool,
 }
 
 /// A handler with its types erased, as routes share it (`any` routes one
@@ -48,6 +59,13 @@ pub struct RouteService<S> {
     pub(crate) readiness: Vec<(String, ReadinessCheck<S>)>,
     /// Answers requests no route matches (else a JSON 404).
     pub(crate) fallback: Option<Routed<S>>,
+    /// Whether any route has a body limit of its own or streams its body
+    /// (else no request needs its route's rule before it is complete).
+    pub(crate) body_rules: bool,
+    /// The largest body limit of a route that buffers its body, and of
+    /// any route.
+    largest_buffered: u64,
+    largest: u64,
     /// Writes the body of a 405 (else `{"detail":"Method Not Allowed"}`).
     pub(crate) method_not_allowed: Option<Routed<S>>,
 }
@@ -70,6 +88,9 @@ impl<S> RouteService<S> {
             readiness: Vec::new(),
             fallback: None,
             method_not_allowed: None,
+            body_rules: false,
+            largest_buffered: 0,
+            largest: 0,
         }
     }
 
@@ -84,11 +105,23 @@ impl<S> RouteService<S> {
         pattern: &str,
         handler: SharedHandler<S>,
         layers: Box<[Layer<S>]>,
+        max_body: Option<u64>,
     ) -> Result<(), String> {
+        let streams = handler.streams_body();
+        if streams || max_body.is_some() {
+            self.body_rules = true;
+        }
+        if let Some(limit) = max_body {
+            self.largest = self.largest.max(limit);
+            if !streams {
+                self.largest_buffered = self.largest_buffered.max(limit);
+            }
+        }
         let routed = Routed {
             slot: FIRST_APP_ROUTE + self.labels.len(),
             handler,
             layers,
+            max_body,
         };
         self.routes
             .insert(method, pattern, routed)
@@ -106,6 +139,7 @@ impl<S> RouteService<S> {
             slot: UNMATCHED,
             handler,
             layers,
+            max_body: None,
         });
     }
 
@@ -119,6 +153,7 @@ impl<S> RouteService<S> {
             slot: UNMATCHED,
             handler,
             layers,
+            max_body: None,
         });
     }
 
@@ -163,6 +198,34 @@ impl<S> RouteService<S> {
             }
         }
         problems
+    }
+
+    /// How the route of `method` and `path` takes its body, when `default`
+    /// is `limits.max_body_bytes`.
+    pub(crate) fn body_rule(&self, method: Method, path: &str, default: u64) -> BodyRule {
+        let mut params = [("", ""); MAX_PARAMS];
+        match self.routes.lookup(method, path, &mut params) {
+            Lookup::Found(routed, _) => BodyRule {
+                limit: routed.max_body.unwrap_or(default),
+                streams: routed.handler.streams_body(),
+            },
+            _ => BodyRule {
+                limit: default,
+                streams: false,
+            },
+        }
+    }
+
+    /// The codec limits a connection decodes with: the body limit raised to
+    /// the largest route's (each route's own is checked once its head is
+    /// routed), and the largest body a connection may buffer.
+    pub(crate) fn connection_limits(
+        &self,
+        mut limits: crate::http::parse::Limits,
+    ) -> (crate::http::parse::Limits, u64) {
+        let buffered = limits.max_body_bytes.max(self.largest_buffered);
+        limits.max_body_bytes = limits.max_body_bytes.max(self.largest);
+        (limits, buffered)
     }
 
     /// How many metrics slots the app's requests use.

@@ -19,7 +19,7 @@ use crate::observe::counters::Rejection;
 use crate::route::pooled::BlockPool;
 use crate::server::Role;
 use crate::server::shard::ShardContext;
-use crate::transport::{BufferPool, Io, TlsStream, Transport};
+use crate::transport::{BodyIo, BufferPool, Io, TlsStream, Transport};
 
 /// What a protocol asks of the connection loop next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +85,14 @@ pub(crate) enum Sent {
     Expired,
 }
 
+/// The connection's transport and timers, lent to a protocol's work so a
+/// handler can read a body while it arrives.
+pub(crate) struct Wire<'a, 'd> {
+    pub(crate) io: &'a mut dyn BodyIo,
+    pub(crate) watch: &'a Registered<'d>,
+    pub(crate) pool: &'a BufferPool,
+}
+
 /// A protocol on one connection, as the loop drives it: a state machine
 /// that owns its buffers and says what it needs next.
 pub(crate) trait Protocol {
@@ -94,8 +102,9 @@ pub(crate) trait Protocol {
     fn input(&mut self) -> (&mut Vec<u8>, usize, usize);
     /// The outcome of a [`Step::Read`].
     fn received(&mut self, outcome: Received);
-    /// The work of a [`Step::Work`].
-    fn work(&mut self) -> impl Future<Output = ()>;
+    /// The work of a [`Step::Work`]; with `wire`, the work may read a
+    /// body that arrives while its handler runs.
+    fn work(&mut self, wire: Option<Wire<'_, '_>>) -> impl Future<Output = ()>;
     /// The work ran past its limit (its future has been dropped).
     fn work_expired(&mut self);
     /// The bytes a [`Step::Send`] sends; the loop leaves it empty.
@@ -200,8 +209,9 @@ pub(crate) async fn drive<P: Protocol, T: Io>(
             }
             Step::Work { limit } => {
                 watch.arm(Timer::Working, limit);
+                let wire = Wire { io, watch, pool };
                 let done = watch
-                    .guard(Timer::Working, blocks.place(protocol.work()))
+                    .guard(Timer::Working, blocks.place(protocol.work(Some(wire))))
                     .await;
                 watch.disarm(Timer::Working);
                 if done.is_err() {

@@ -109,7 +109,7 @@ impl<S: 'static> LocalService<S> {
         // per piece of a streamed body.
         let close = loop {
             match self.conn.step() {
-                Step::Work { .. } => self.conn.work().await,
+                Step::Work { .. } => self.conn.work(None).await,
                 Step::Send { .. } => {
                     out.append(self.conn.output());
                     self.conn.sent(Sent::Done);

@@ -263,3 +263,45 @@ fn grow(buf: &mut Vec<u8>, needed: usize, max: usize) -> io::Result<()> {
     buf.resize(size, 0);
     Ok(())
 }
+
+/// The reads and writes a body that arrives while its handler runs needs,
+/// with the transport's type erased (the exchange code is not generic over
+/// it). Each call boxes its future: a streamed body reads in pieces of tens
+/// of KiB, so that is one allocation per piece, never per request.
+pub(crate) trait BodyIo {
+    /// As [`Io::read_into`].
+    fn read_more<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+        filled: usize,
+        max: usize,
+        pool: &'a BufferPool,
+    ) -> std::pin::Pin<Box<dyn Future<Output = io::Result<usize>> + 'a>>;
+
+    /// As [`Io::write_all`].
+    fn write_now<'a>(
+        &'a mut self,
+        out: &'a mut Vec<u8>,
+        pool: &'a BufferPool,
+    ) -> std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + 'a>>;
+}
+
+impl<T: Io> BodyIo for T {
+    fn read_more<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+        filled: usize,
+        max: usize,
+        pool: &'a BufferPool,
+    ) -> std::pin::Pin<Box<dyn Future<Output = io::Result<usize>> + 'a>> {
+        Box::pin(self.read_into(buf, filled, max, pool))
+    }
+
+    fn write_now<'a>(
+        &'a mut self,
+        out: &'a mut Vec<u8>,
+        pool: &'a BufferPool,
+    ) -> std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + 'a>> {
+        Box::pin(self.write_all(out, pool))
+    }
+}

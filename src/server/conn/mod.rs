@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 
-use super::connection::{Close, Protocol, ReadTimer, Received, Sent, Step};
+use super::connection::{Close, Protocol, ReadTimer, Received, Sent, Step, Wire};
 use super::exchange::{Origin, error_writer, log_refusal, serve_buffered};
 use crate::config::ConnectionRules;
 use crate::http::parse::{Decoder, Limits};
@@ -85,6 +85,8 @@ pub(crate) struct Conn<S> {
     /// The transport lets an idle connection give its buffers back.
     returns_buffers: bool,
     decoder: Decoder,
+    /// The read buffer's ceiling (see [`buffer_ceiling`]).
+    ceiling: usize,
     buf: Vec<u8>,
     out: Vec<u8>,
     start: usize,
@@ -98,8 +100,16 @@ impl<S> Conn<S> {
             0 => u32::MAX,
             cap => cap,
         };
+        // Routes with body limits of their own: the decoder takes the
+        // largest, and each request is held to its route's once routed.
+        let (limits, buffered) = shard.app.connection_limits(settings.limits);
+        let ceiling = buffer_ceiling(Limits {
+            max_body_bytes: buffered,
+            ..limits
+        });
         Self {
-            decoder: Decoder::new(settings.limits),
+            decoder: Decoder::new(limits),
+            ceiling,
             shard,
             settings,
             origin,
@@ -274,8 +284,9 @@ impl<S> Conn<S> {
         }
     }
 
-    /// Work: answers every complete request in the buffer.
-    async fn answer(&mut self) {
+    /// Work: answers every complete request in the buffer (and one whose
+    /// route reads its body while it arrives, over `wire`).
+    async fn answer(&mut self, wire: Option<Wire<'_, '_>>) {
         self.prepare();
         let input = &mut self.buf[self.start..self.filled];
         let batch = serve_buffered(
@@ -285,6 +296,7 @@ impl<S> Conn<S> {
             &mut self.out,
             self.origin,
             &mut self.budget,
+            wire,
         )
         .await;
         if batch.consumed > 0 {
@@ -397,8 +409,7 @@ impl<S> Protocol for Conn<S> {
     }
 
     fn input(&mut self) -> (&mut Vec<u8>, usize, usize) {
-        let ceiling = buffer_ceiling(self.settings.limits);
-        (&mut self.buf, self.filled, ceiling)
+        (&mut self.buf, self.filled, self.ceiling)
     }
 
     fn received(&mut self, outcome: Received) {
@@ -416,9 +427,9 @@ impl<S> Protocol for Conn<S> {
         }
     }
 
-    async fn work(&mut self) {
+    async fn work(&mut self, wire: Option<Wire<'_, '_>>) {
         match self.phase {
-            Phase::Handling => self.answer().await,
+            Phase::Handling => self.answer(wire).await,
             Phase::Streaming => self.next_piece().await,
             phase => debug_assert!(false, "work in {phase:?}"),
         }

@@ -2,6 +2,7 @@
 //! rate limiter, the router and the handler (a panic becomes a 500, a
 //! wrong method a 405 with `Allow`).
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::task::Poll;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use super::builtin::{health, metrics, to_https};
 use super::header;
 use super::pipeline::RequestContext;
+use crate::http::incoming::Feed;
 use crate::http::parse::{HeaderSpan, Message, Method, Version};
 use crate::http::request::{Request, split_target, target_str};
 use crate::http::status::Status;
@@ -24,6 +26,9 @@ use crate::server::shard::{Settings, ShardContext};
 
 /// Routes one request and writes its response. Returns whether the
 /// connection stays open, and a body stream if the response has one.
+/// `feed` carries a body that arrives while the handler runs, with the
+/// flag that is set until it has all arrived.
+#[allow(clippy::too_many_arguments, reason = "one call site per kind of body")]
 pub(super) async fn respond<S>(
     shard: &ShardContext<S>,
     settings: &Settings,
@@ -32,6 +37,7 @@ pub(super) async fn respond<S>(
     message: Message,
     out: &mut Vec<u8>,
     facts: RequestContext<'_>,
+    feed: Option<(Feed, &Cell<bool>)>,
 ) -> (bool, Option<(BodyStream, bool)>, Status, usize) {
     let RequestContext {
         origin,
@@ -53,8 +59,10 @@ pub(super) async fn respond<S>(
         http10: head.version == Version::Http10,
     };
     let late = RateLimitHeaders::default();
+    let (feed, body_open) = feed.unzip();
     let mut writer = ResponseWriter::new(out, context)
         .closing_when(&shard.draining)
+        .closing_while_body_open(body_open)
         .with_common_headers(if origin.tls {
             &settings.tls_common_headers
         } else {
@@ -107,6 +115,7 @@ pub(super) async fn respond<S>(
             late: &late,
             request_id: std::str::from_utf8(request_id).unwrap_or_default(),
             cookie_key: settings.cookie_key.as_ref(),
+            feed,
         };
         route(shard, request, body, &mut writer).await
     };
@@ -136,6 +145,7 @@ async fn route<S>(
         late,
         request_id,
         cookie_key,
+        feed,
     } = facts;
     let (path, _) = split_target(target_str(head_bytes, &head));
     let mut params = [("", ""); MAX_PARAMS];
@@ -160,7 +170,8 @@ async fn route<S>(
                 .with_params(&params[..count])
                 .with_origin(peer, shard.index)
                 .with_request_id(request_id)
-                .with_cookie_key(cookie_key);
+                .with_cookie_key(cookie_key)
+                .with_feed(feed);
             call(shard, routed, &mut request, writer).await;
             routed.slot
         }
@@ -222,6 +233,7 @@ struct RoutedRequest<'a> {
     late: &'a RateLimitHeaders,
     request_id: &'a str,
     cookie_key: Option<&'a cookie::Key>,
+    feed: Option<Feed>,
 }
 
 /// 429 with `Retry-After` (the `RateLimit` fields are already set).

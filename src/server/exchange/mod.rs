@@ -8,6 +8,7 @@
 mod builtin;
 mod dispatch;
 mod pipeline;
+mod upload;
 
 use std::net::SocketAddr;
 

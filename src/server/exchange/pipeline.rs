@@ -4,15 +4,20 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use std::cell::Cell;
+
 use super::dispatch::respond;
+use super::upload;
 use super::{Origin, error_writer, header, log_refusal};
 use crate::http::date::DATE_LEN;
-use crate::http::parse::{Decoded, Decoder, HeaderSpan, Version};
-use crate::http::request::target_str;
+use crate::http::incoming;
+use crate::http::parse::{Decoded, Decoder, Framing, HeaderSpan, Message, ParseError, Version};
+use crate::http::request::{split_target, target_str};
 use crate::http::status::Status;
 use crate::http::write::BodyStream;
 use crate::observe::access::{self, Entry};
-use crate::server::shard::ShardContext;
+use crate::server::connection::Wire;
+use crate::server::shard::{Settings, ShardContext};
 
 /// What one pass over the buffer did.
 pub(crate) struct Batch {
@@ -29,7 +34,8 @@ pub(crate) struct Batch {
 
 /// Answers every complete request at the start of `input`, appending the
 /// responses to `out`. Stops early after a request that closes the
-/// connection or streams its body.
+/// connection or streams its body. With `wire`, a request whose route
+/// reads its body while it arrives is answered as soon as its head is in.
 pub(crate) async fn serve_buffered<S>(
     shard: &ShardContext<S>,
     decoder: &mut Decoder,
@@ -37,6 +43,7 @@ pub(crate) async fn serve_buffered<S>(
     out: &mut Vec<u8>,
     origin: Origin,
     budget: &mut u32,
+    wire: Option<Wire<'_, '_>>,
 ) -> Batch {
     let started = Instant::now();
     let mut answered = 0;
@@ -46,8 +53,8 @@ pub(crate) async fn serve_buffered<S>(
         input,
         out,
         (origin, started),
-        budget,
-        &mut answered,
+        (budget, &mut answered),
+        wire,
     )
     .await;
     if answered > 0 {
@@ -63,15 +70,39 @@ async fn answer_all<S>(
     input: &mut [u8],
     out: &mut Vec<u8>,
     (origin, now): (Origin, Instant),
-    budget: &mut u32,
-    answered: &mut u64,
+    (budget, answered): (&mut u32, &mut u64),
+    mut wire: Option<Wire<'_, '_>>,
 ) -> Batch {
     let mut consumed = 0;
     let date = shard.date.now();
     let settings = shard.settings();
+    let at = Exchange {
+        shard,
+        settings: &settings,
+        origin,
+        now,
+        date,
+    };
     loop {
-        match decoder.decode(&mut input[consumed..]) {
+        let outcome = decoder.decode(&mut input[consumed..]);
+        let message = match outcome {
             Ok(Decoded::Partial) => {
+                // A body still arriving: its route may refuse it now, or
+                // read it as it comes.
+                if shard.app.body_rules
+                    && let Some((batch, answered_it)) = Box::pin(at.arriving(
+                        decoder,
+                        &mut input[consumed..],
+                        consumed,
+                        out,
+                        budget,
+                        &mut wire,
+                    ))
+                    .await
+                {
+                    *answered += u64::from(answered_it);
+                    return batch;
+                }
                 return Batch {
                     consumed,
                     close: false,
@@ -79,86 +110,239 @@ async fn answer_all<S>(
                     stream: None,
                 };
             }
-            Err(error) => {
-                shard.counters.count(error.into());
-                let before = out.len();
-                error_writer(shard, &settings.common_headers, out)
-                    .send_error(error.status(), error.detail());
-                log_refusal(
-                    shard,
-                    origin.peer,
-                    error.status(),
-                    out.len() - before,
-                    &input[consumed..],
-                );
-                return Batch {
-                    consumed,
-                    close: true,
-                    refused: true,
-                    stream: None,
-                };
+            Err(error) => return at.refuse(error, out, &input[consumed..], consumed),
+            Ok(Decoded::Complete(message)) => message,
+        };
+        let end = consumed + message.consumed;
+        if shard.app.body_rules && message.body.1 > message.body.0 {
+            let bytes = &input[consumed..end];
+            let (path, _) = split_target(target_str(bytes, &message.head));
+            let rule =
+                shard
+                    .app
+                    .body_rule(message.head.method, path, settings.limits.max_body_bytes);
+            if (message.body.1 - message.body.0) as u64 > rule.limit {
+                return at.refuse(ParseError::BodyTooLarge, out, bytes, consumed);
             }
-            Ok(Decoded::Complete(message)) => {
-                let end = consumed + message.consumed;
-                let message_bytes = &mut input[consumed..end];
-                // The last request a connection may make is answered with close.
-                *budget = budget.saturating_sub(1);
-                // Only with request IDs on is the room for one filled.
-                let mut room;
-                let id: &[u8] = if settings.request_ids {
-                    room = [0u8; 128];
-                    let given = header(decoder.headers(), message_bytes, "x-request-id");
-                    let len = shard.request_ids.assign(given, &mut room);
-                    &room[..len]
-                } else {
-                    &[]
-                };
-                let logging = shard
-                    .access
-                    .as_ref()
-                    .map(|log| (log, Instant::now(), out.len()));
-                let facts = RequestContext {
-                    origin,
-                    now,
-                    date,
-                    may_continue: *budget > 0,
-                    request_id: id,
-                };
-                let (keep_alive, stream, status, slot) = respond(
+        }
+        let (keep_alive, stream, _) = at
+            .answer_one(
+                decoder,
+                &mut input[consumed..end],
+                message,
+                out,
+                budget,
+                None,
+            )
+            .await;
+        *answered += 1;
+        consumed = end;
+        if !keep_alive || stream.is_some() {
+            return Batch {
+                consumed,
+                close: !keep_alive,
+                refused: false,
+                stream,
+            };
+        }
+    }
+}
+
+/// What every exchange of one pass shares.
+struct Exchange<'a, S> {
+    shard: &'a ShardContext<S>,
+    settings: &'a Settings,
+    origin: Origin,
+    now: Instant,
+    date: [u8; DATE_LEN],
+}
+
+/// A body to read while its handler runs.
+struct StreamedBody<'w, 'd> {
+    wire: Wire<'w, 'd>,
+    limit: u64,
+}
+
+impl<S> Exchange<'_, S> {
+    /// A request whose body is still arriving in `input` (`consumed`
+    /// bytes into the pass): refused now when its route's limit says so,
+    /// or answered now, its body read as it comes, when its route streams
+    /// it and `wire` is there. `None` to wait for the rest as usual; else
+    /// the batch and whether a request was answered.
+    async fn arriving(
+        &self,
+        decoder: &mut Decoder,
+        input: &mut [u8],
+        consumed: usize,
+        out: &mut Vec<u8>,
+        budget: &mut u32,
+        wire: &mut Option<Wire<'_, '_>>,
+    ) -> Option<(Batch, bool)> {
+        let (head, so_far) = decoder.pending()?;
+        let (path, _) = split_target(target_str(input, &head));
+        let rule = self
+            .shard
+            .app
+            .body_rule(head.method, path, self.settings.limits.max_body_bytes);
+        let over = match head.framing {
+            Framing::Length(len) => len > rule.limit,
+            _ => so_far > rule.limit,
+        };
+        if over {
+            return Some((
+                self.refuse(ParseError::BodyTooLarge, out, input, consumed),
+                false,
+            ));
+        }
+        if !rule.streams {
+            return None;
+        }
+        let wire = wire.take()?;
+        let message = Message {
+            head,
+            body: (head.len, head.len),
+            consumed: input.len(),
+        };
+        let streamed = StreamedBody {
+            wire,
+            limit: rule.limit,
+        };
+        // The pump reads the body from here on.
+        decoder.hand_over_body();
+        let (keep_alive, stream, finished) = self
+            .answer_one(decoder, input, message, out, budget, Some(streamed))
+            .await;
+        let batch = Batch {
+            consumed: consumed + input.len(),
+            close: !keep_alive,
+            // A body not read to its end may still be arriving.
+            refused: !finished,
+            stream,
+        };
+        Some((batch, true))
+    }
+
+    /// Refuses the request at the start of `bytes` (`consumed` bytes into
+    /// the pass) for `error`; the connection closes.
+    fn refuse(&self, error: ParseError, out: &mut Vec<u8>, bytes: &[u8], consumed: usize) -> Batch {
+        let shard = self.shard;
+        shard.counters.count(error.into());
+        let before = out.len();
+        error_writer(shard, &self.settings.common_headers, out)
+            .send_error(error.status(), error.detail());
+        log_refusal(
+            shard,
+            self.origin.peer,
+            error.status(),
+            out.len() - before,
+            bytes,
+        );
+        Batch {
+            consumed,
+            close: true,
+            refused: true,
+            stream: None,
+        }
+    }
+
+    /// Answers the request in `message_bytes` and logs it. Returns whether
+    /// the connection stays open, the response's body stream, and whether
+    /// a streamed request body was read to its end.
+    async fn answer_one(
+        &self,
+        decoder: &Decoder,
+        message_bytes: &mut [u8],
+        message: Message,
+        out: &mut Vec<u8>,
+        budget: &mut u32,
+        streamed: Option<StreamedBody<'_, '_>>,
+    ) -> (bool, Option<(BodyStream, bool)>, bool) {
+        let (shard, settings) = (self.shard, self.settings);
+        // The last request a connection may make is answered with close.
+        *budget = budget.saturating_sub(1);
+        // Only with request IDs on is the room for one filled.
+        let mut room;
+        let id: &[u8] = if settings.request_ids {
+            room = [0u8; 128];
+            let given = header(decoder.headers(), message_bytes, "x-request-id");
+            let len = shard.request_ids.assign(given, &mut room);
+            &room[..len]
+        } else {
+            &[]
+        };
+        let logging = shard
+            .access
+            .as_ref()
+            .map(|log| (log, Instant::now(), out.len()));
+        let facts = RequestContext {
+            origin: self.origin,
+            now: self.now,
+            date: self.date,
+            may_continue: *budget > 0,
+            request_id: id,
+        };
+        let (head_len, head) = (message.head.len, message.head);
+        let (answer, finished) = match streamed {
+            None => (
+                respond(
                     shard,
-                    &settings,
+                    settings,
                     decoder.headers(),
                     message_bytes,
                     message,
                     out,
                     facts,
+                    None,
                 )
-                .await;
-                shard.metrics.request(slot, status);
-                *answered += 1;
-                if let Some((log, started, before)) = &logging {
-                    let bytes = &input[consumed..end];
-                    let entry = Logged {
-                        headers: decoder.headers(),
-                        bytes,
-                        head: &message.head,
-                        date: &date,
-                        peer: origin.peer,
-                    };
-                    let elapsed = started.elapsed();
-                    log.record(&entry.entry(status, out.len() - before, elapsed, id));
-                }
-                consumed = end;
-                if !keep_alive || stream.is_some() {
-                    return Batch {
-                        consumed,
-                        close: !keep_alive,
-                        refused: false,
-                        stream,
-                    };
-                }
+                .await,
+                true,
+            ),
+            Some(StreamedBody { wire, limit }) => {
+                let open = Cell::new(true);
+                let (sender, feed) = incoming::feed();
+                let arrived = message_bytes[head_len..].to_vec();
+                let pump = upload::pump(
+                    wire,
+                    sender,
+                    arrived,
+                    upload::Shape {
+                        framing: head.framing,
+                        limit,
+                        expects_continue: head.expect_continue,
+                        limits: decoder.limits(),
+                    },
+                    (settings.rules.body, settings.rules.request),
+                    &open,
+                );
+                let respond = respond(
+                    shard,
+                    settings,
+                    decoder.headers(),
+                    &mut message_bytes[..head_len],
+                    message,
+                    out,
+                    facts,
+                    Some((feed, &open)),
+                );
+                // Boxed: rare, and twice the size of the usual answer.
+                let answer = Box::pin(upload::alongside(respond, pump)).await;
+                (answer, !open.get())
             }
+        };
+        let (keep_alive, stream, status, slot) = answer;
+        shard.metrics.request(slot, status);
+        if let Some((log, started, before)) = &logging {
+            let entry = Logged {
+                headers: decoder.headers(),
+                bytes: message_bytes,
+                head: &head,
+                date: &self.date,
+                peer: self.origin.peer,
+            };
+            let elapsed = started.elapsed();
+            log.record(&entry.entry(status, out.len() - before, elapsed, id));
         }
+        (keep_alive && finished, stream, finished)
     }
 }
 
