@@ -149,7 +149,7 @@ pub use http::parse::{Limits, Method};
 pub use http::request::Request;
 pub use http::response::{HttpError, IntoResponse, Response};
 pub use http::status::Status;
-pub use http::write::ResponseWriter;
+pub use http::write::{ResponseWriter, StreamFraming};
 pub use observe::counters::Rejection;
 pub use observe::log::init as init_logging;
 pub use route::auth::{Basic, Bearer};

@@ -44,6 +44,12 @@ fn app() -> App<Rc<Cell<u64>>> {
                 .content_type("text/plain")
                 .stream(futures_lite::stream::iter(pieces))
         })
+        .get("/sized/{claim}", async |Path(claim): Path<u64>| {
+            let pieces = vec![b"first,".to_vec(), b"second".to_vec()];
+            Response::new(Status::OK)
+                .content_type("text/plain")
+                .stream_sized(claim, futures_lite::stream::iter(pieces))
+        })
         .get("/created", async || (Status::CREATED, "made"))
         .get("/panic", panics)
 }
@@ -242,6 +248,37 @@ fn streamed_body_uses_chunked_framing() {
     let reply = client.request(b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     assert_eq!(reply.header("connection"), Some("close"));
     assert_eq!(reply.text(), "first,second");
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_streamed_body_may_declare_its_length() {
+    let server = start(app(), 1);
+    let mut client = Client::connect(addr(&server));
+    let reply = client.request(&get("/sized/12"));
+    assert_eq!(reply.header("content-length"), Some("12"));
+    assert_eq!(reply.header("transfer-encoding"), None);
+    assert_eq!(reply.text(), "first,second");
+    // More than declared: cut at the length; the connection carries on.
+    let reply = client.request(&get("/sized/8"));
+    assert_eq!(reply.text(), "first,se");
+    client.send(b"HEAD /sized/12 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let reply = client.read_reply(true);
+    assert_eq!(reply.header("content-length"), Some("12"));
+    assert_eq!(client.request(&get("/users/3")).text(), "user 3");
+
+    // Fewer than declared: the body is cut off by a close, never padded
+    // or followed by another response.
+    let mut stream = std::net::TcpStream::connect(addr(&server)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    std::io::Write::write_all(&mut stream, &get("/sized/100")).unwrap();
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.contains("Content-Length: 100\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nfirst,second"), "{text}");
     server.stop().unwrap();
 }
 

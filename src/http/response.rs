@@ -192,6 +192,8 @@ pub(crate) enum Body {
     Bytes(Cow<'static, [u8]>),
     /// Bytes produced later, sent with chunked framing.
     Stream(BodyStream),
+    /// Bytes produced later, this many (`Content-Length`).
+    Sized(u64, BodyStream),
 }
 
 impl std::fmt::Debug for Body {
@@ -200,6 +202,7 @@ impl std::fmt::Debug for Body {
             Self::Empty => f.write_str("Empty"),
             Self::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
             Self::Stream(_) => f.write_str("Stream"),
+            Self::Sized(length, _) => write!(f, "Stream({length} bytes)"),
         }
     }
 }
@@ -263,6 +266,21 @@ impl Response {
         self
     }
 
+    /// Sets a body produced by `stream` that is `length` bytes long, sent
+    /// with `Content-Length` (a download whose size is known: a client
+    /// shows progress, and the connection stays open after it). A stream
+    /// that ends short closes the connection, so the client sees the body
+    /// cut off; bytes past `length` are dropped.
+    #[must_use]
+    pub fn stream_sized(
+        mut self,
+        length: u64,
+        stream: impl futures_lite::Stream<Item = Vec<u8>> + 'static,
+    ) -> Self {
+        self.body = Body::Sized(length, Box::pin(stream));
+        self
+    }
+
     /// The status.
     #[must_use]
     pub fn status(&self) -> Status {
@@ -278,6 +296,9 @@ impl IntoResponse for Response {
             Body::Empty => writer.send(self.status, content_type, headers, b""),
             Body::Bytes(bytes) => writer.send(self.status, content_type, headers, &bytes),
             Body::Stream(stream) => writer.send_stream(self.status, content_type, headers, stream),
+            Body::Sized(length, stream) => {
+                writer.send_stream_sized(self.status, content_type, headers, length, stream);
+            }
         }
     }
 }

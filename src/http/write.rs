@@ -59,6 +59,19 @@ pub struct ResponseWriter<'a> {
     pending: Vec<u8>,
     /// The status of a request whose fields do not fit their types.
     validation: Status,
+    /// The declared length of the stream, when it has one.
+    stream_length: Option<u64>,
+}
+
+/// How a streamed response body is delimited on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamFraming {
+    /// Chunked transfer coding.
+    Chunked,
+    /// The end of the body is the end of the connection (HTTP/1.0).
+    UntilClose,
+    /// `Content-Length`: this many bytes are still to send.
+    Length(u64),
 }
 
 /// Header lines decided after a response writer was made (the rate
@@ -95,6 +108,7 @@ impl<'a> ResponseWriter<'a> {
             late: None,
             sent: None,
             validation: Status::UNPROCESSABLE_ENTITY,
+            stream_length: None,
             headers_end: 0,
             pending: Vec::new(),
         }
@@ -318,10 +332,46 @@ impl<'a> ResponseWriter<'a> {
         }
     }
 
-    /// Takes the body stream set by [`send_stream`](Self::send_stream), with
-    /// whether its chunks need chunked framing.
-    pub fn take_stream(&mut self) -> Option<(BodyStream, bool)> {
-        self.stream.take().map(|s| (s, !self.context.http10))
+    /// Writes the head of a response whose body is `stream`, declared to
+    /// be `length` bytes (`Content-Length`): the pieces go out as they are,
+    /// and the connection can carry another request after them. A stream
+    /// that ends short closes the connection (the client sees the body
+    /// cut off); bytes past `length` are not sent.
+    pub fn send_stream_sized<'h>(
+        &mut self,
+        status: Status,
+        content_type: Option<&str>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        length: u64,
+        stream: BodyStream,
+    ) {
+        if self.written {
+            return;
+        }
+        self.written = true;
+        self.head(status, content_type, headers);
+        let mut digits = Vec::with_capacity(20);
+        push_decimal(&mut digits, length);
+        self.out.extend_from_slice(b"Content-Length: ");
+        self.out.extend_from_slice(&digits);
+        self.out.extend_from_slice(b"\r\n");
+        self.headers_end = self.out.len();
+        self.out.extend_from_slice(b"\r\n");
+        if status.allows_body() && !self.context.head_request && length > 0 {
+            self.stream = Some(stream);
+            self.stream_length = Some(length);
+        }
+    }
+
+    /// Takes the body stream set by [`send_stream`](Self::send_stream) or
+    /// [`send_stream_sized`](Self::send_stream_sized), with how it is framed.
+    pub fn take_stream(&mut self) -> Option<(BodyStream, StreamFraming)> {
+        let framing = match self.stream_length.take() {
+            Some(length) => StreamFraming::Length(length),
+            None if self.context.http10 => StreamFraming::UntilClose,
+            None => StreamFraming::Chunked,
+        };
+        self.stream.take().map(|s| (s, framing))
     }
 
     /// Status line, common headers, the caller's headers; no blank line.

@@ -26,7 +26,7 @@ use super::exchange::{Origin, error_writer, log_refusal, serve_buffered};
 use crate::config::ConnectionRules;
 use crate::http::parse::{Decoder, Limits};
 use crate::http::status::Status;
-use crate::http::write::{BodyStream, CONTINUE, LAST_CHUNK, encode_chunk};
+use crate::http::write::{BodyStream, CONTINUE, LAST_CHUNK, StreamFraming, encode_chunk};
 use crate::observe::counters::Rejection;
 use crate::server::shard::{Settings, ShardContext};
 use crate::transport::READ_BUFFER;
@@ -57,11 +57,10 @@ impl Phase {
     }
 }
 
-/// A streamed response body and whether it is sent chunked (else the end
-/// of the body is the end of the connection).
+/// A streamed response body and how it is delimited.
 struct Streamed {
     body: BodyStream,
-    chunked: bool,
+    framing: StreamFraming,
 }
 
 /// One HTTP/1.1 connection.
@@ -315,7 +314,7 @@ impl<S> Conn<S> {
         }
         self.stream = batch
             .stream
-            .map(|(body, chunked)| Streamed { body, chunked });
+            .map(|(body, framing)| Streamed { body, framing });
         self.send_or_continue();
     }
 
@@ -326,19 +325,34 @@ impl<S> Conn<S> {
             return;
         };
         if let Some(piece) = stream.body.next().await {
-            if stream.chunked {
-                encode_chunk(&mut self.out, &piece);
-            } else {
-                self.out.extend_from_slice(&piece);
+            match &mut stream.framing {
+                StreamFraming::Chunked => encode_chunk(&mut self.out, &piece),
+                StreamFraming::UntilClose => self.out.extend_from_slice(&piece),
+                StreamFraming::Length(left) => {
+                    let take = usize::try_from(*left).map_or(piece.len(), |l| l.min(piece.len()));
+                    self.out.extend_from_slice(&piece[..take]);
+                    *left -= take as u64;
+                    if *left == 0 {
+                        if take < piece.len() {
+                            tracing::warn!(
+                                shard = self.shard.index,
+                                "a streamed body gave more bytes than its declared length; the rest was dropped"
+                            );
+                        }
+                        self.stream = None;
+                    }
+                }
             }
             self.phase = Phase::Sending;
             return;
         }
-        if stream.chunked {
-            self.out.extend_from_slice(LAST_CHUNK);
-        } else {
-            // The end of an unframed body is the end of the connection.
-            self.close_after = Some(Close::Quiet);
+        match stream.framing {
+            StreamFraming::Chunked => self.out.extend_from_slice(LAST_CHUNK),
+            // The end of an unframed body is the end of the connection;
+            // a body that ends short of its length is cut off by a close.
+            StreamFraming::UntilClose | StreamFraming::Length(_) => {
+                self.close_after = Some(Close::Quiet);
+            }
         }
         self.stream = None;
         self.send_or_continue();

@@ -15,7 +15,9 @@ use crate::http::incoming::Feed;
 use crate::http::parse::{HeaderSpan, Message, Method, Version};
 use crate::http::request::{Request, split_target, target_str};
 use crate::http::status::Status;
-use crate::http::write::{BodyStream, ResponseContext, ResponseWriter, push_decimal};
+use crate::http::write::{
+    BodyStream, ResponseContext, ResponseWriter, StreamFraming, push_decimal,
+};
 use crate::observe::metrics::{METRICS, UNMATCHED};
 use crate::ratelimit::{ClientIdentity, RateLimitHeaders, Refusal};
 use crate::route::cors::Verdict;
@@ -38,7 +40,7 @@ pub(super) async fn respond<S>(
     out: &mut Vec<u8>,
     facts: RequestContext<'_>,
     feed: Option<(Feed, &Cell<bool>)>,
-) -> (bool, Option<(BodyStream, bool)>, Status, usize) {
+) -> (bool, Option<(BodyStream, StreamFraming)>, Status, usize) {
     let RequestContext {
         origin,
         now,

@@ -14,7 +14,7 @@ use crate::http::incoming;
 use crate::http::parse::{Decoded, Decoder, Framing, HeaderSpan, Message, ParseError, Version};
 use crate::http::request::{split_target, target_str};
 use crate::http::status::Status;
-use crate::http::write::BodyStream;
+use crate::http::write::{BodyStream, StreamFraming};
 use crate::observe::access::{self, Entry};
 use crate::server::connection::Wire;
 use crate::server::shard::{Settings, ShardContext};
@@ -29,7 +29,7 @@ pub(crate) struct Batch {
     /// the peer still sends is unread, so the close lingers.
     pub(crate) refused: bool,
     /// A streamed body to send after the output, and whether it is chunked.
-    pub(crate) stream: Option<(BodyStream, bool)>,
+    pub(crate) stream: Option<(BodyStream, StreamFraming)>,
 }
 
 /// Answers every complete request at the start of `input`, appending the
@@ -256,7 +256,7 @@ impl<S> Exchange<'_, S> {
         out: &mut Vec<u8>,
         budget: &mut u32,
         streamed: Option<StreamedBody<'_, '_>>,
-    ) -> (bool, Option<(BodyStream, bool)>, bool) {
+    ) -> (bool, Option<(BodyStream, StreamFraming)>, bool) {
         let (shard, settings) = (self.shard, self.settings);
         // The last request a connection may make is answered with close.
         *budget = budget.saturating_sub(1);
