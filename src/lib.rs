@@ -162,7 +162,7 @@ pub use route::handler::Handler;
 pub use route::json::Json;
 pub use route::layer::{Layer, LayerFn, Next, from_fn, timeout};
 pub use route::service::RouteService;
-pub use route::shutdown::Shutdown;
+pub use route::shutdown::{Background, Shutdown};
 pub use route::sse::{Event, LastEventId, Sse};
 pub use route::validate::{FieldError, Loc, ValidationError};
 pub use runtime::Server;

@@ -19,6 +19,10 @@ pub(crate) struct Drain {
     started: Cell<bool>,
     /// One entry per waiting future, removed when it is dropped.
     waiters: RefCell<Slab<Option<Waker>>>,
+    /// Background tasks still running ([`Background::run`]).
+    tasks: Cell<usize>,
+    /// The stopping shard, waiting for them to finish.
+    tasks_waiter: RefCell<Option<Waker>>,
 }
 
 thread_local! {
@@ -57,6 +61,91 @@ impl Drain {
             .filter_map(|(_, waker)| waker.take())
             .collect();
         wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Waits until no background task runs.
+    pub(crate) async fn tasks_done(&self) {
+        futures_lite::future::poll_fn(|cx| {
+            if self.tasks.get() == 0 {
+                return Poll::Ready(());
+            }
+            *self.tasks_waiter.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// Background tasks still running.
+    pub(crate) fn tasks(&self) -> usize {
+        self.tasks.get()
+    }
+}
+
+/// Runs work after the response, on the shard that served the request
+/// (`FastAPI`'s `BackgroundTasks`): send the e-mail, write the audit record,
+/// warm a cache. A task starts once the handler's response has been
+/// written and handed to the connection, so the client does not wait for
+/// it; a stopping shard waits for running tasks within
+/// `server.graceful_timeout_secs`. A task that panics is logged and
+/// dropped; the shard lives on.
+///
+/// ```no_run
+/// use percore::{App, Background};
+///
+/// let app = App::new().post("/signup", async |background: Background| {
+///     background.run(async {
+///         // e.g. an outbound call that the client need not wait for
+///     });
+///     "welcome"
+/// });
+/// ```
+///
+/// Off a shard ([`LocalService`](crate::LocalService)), there is no executor
+/// to run them: `run` logs an error and drops the task.
+#[derive(Clone, Debug)]
+pub struct Background(Option<Rc<Drain>>);
+
+impl Background {
+    /// Runs `task` on this shard after the response.
+    pub fn run(&self, task: impl Future<Output = ()> + 'static) {
+        let Some(drain) = self.0.clone().filter(|_| on_shard()) else {
+            tracing::error!("a background task was started off a shard; it was dropped");
+            return;
+        };
+        drain.tasks.set(drain.tasks.get() + 1);
+        let running = Running(drain);
+        glommio::spawn_local(async move {
+            let _running = running;
+            let finished =
+                futures_lite::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(task)).await;
+            if finished.is_err() {
+                tracing::error!("a background task panicked; it was dropped");
+            }
+        })
+        .detach();
+    }
+}
+
+/// Counts a background task while it lives (also when it is cancelled).
+struct Running(Rc<Drain>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let left = self.0.tasks.get() - 1;
+        self.0.tasks.set(left);
+        if left == 0
+            && let Some(waker) = self.0.tasks_waiter.borrow_mut().take()
+        {
+            waker.wake();
+        }
+    }
+}
+
+impl<S> FromRequest<S> for Background {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(_: &mut Request<'_>, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Background(CURRENT.with(|current| current.borrow().clone())))
     }
 }
 

@@ -236,6 +236,11 @@ async fn drain<S>(shard: &ShardContext<S>, timeout: Duration) -> bool {
     let finished = futures_lite::future::or(
         async {
             shard.gate.empty().await;
+            let tasks = shard.shutdown.tasks();
+            if tasks > 0 {
+                tracing::info!(shard = shard.index, tasks, "waiting for background tasks");
+            }
+            shard.shutdown.tasks_done().await;
             true
         },
         async {
