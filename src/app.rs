@@ -314,6 +314,37 @@ impl<S: 'static> App<S> {
         }
     }
 
+    /// Reads the app's own settings, `T`, from the `[app]` table of the
+    /// configuration file, with environment variables named `PREFIX_KEY`
+    /// over it (`NOTES_DATABASE_URL` for `app.database_url`; a double
+    /// underscore nests: `NOTES_POOL__SIZE` for `app.pool.size`). They are
+    /// checked at start, by `check-config` and at every reload, with the
+    /// key path of each problem; handlers read the values in force with
+    /// the [`Settings`](crate::Settings) extractor.
+    ///
+    /// ```no_run
+    /// use percore::{App, Settings};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Notes { title: String, max_notes: u32 }
+    ///
+    /// fn main() -> std::process::ExitCode {
+    ///     percore::main(|| {
+    ///         App::new()
+    ///             .settings::<Notes>("NOTES")
+    ///             .get("/", async |Settings(notes): Settings<Notes>| notes.title.clone())
+    ///     })
+    /// }
+    /// ```
+    #[must_use]
+    pub fn settings<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
+        mut self,
+        prefix: &str,
+    ) -> Self {
+        self.service.settings = Some(crate::config::app_settings::reader::<T>(prefix));
+        self
+    }
+
     /// Routes `method` requests for `pattern` to `handler`.
     ///
     /// # Panics

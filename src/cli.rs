@@ -112,7 +112,7 @@ pub fn run_app<S: 'static>(
         Err(error) => return Err(Error::Usage(error.render().to_string())),
     };
     match cli.command {
-        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::CheckConfig { file }) => check_config(&file, app),
         Some(Command::Serve(serve_args)) => serve_command(serve_args, app),
         Some(Command::Doctor(args)) => doctor(args),
         None => serve_command(cli.serve, app),
@@ -146,8 +146,16 @@ pub fn main<S: 'static>(app: impl FnOnce() -> App<S>) -> std::process::ExitCode 
     }
 }
 
-fn check_config(file: &std::path::Path) -> Result<(), Error> {
+fn check_config<S: 'static>(
+    file: &std::path::Path,
+    app: impl FnOnce() -> App<S>,
+) -> Result<(), Error> {
     let config = Config::load(Some(file), std::iter::empty()).map_err(Error::Config)?;
+    // The app's own verdict: its `[app]` settings, the built-in paths its
+    // routes claim.
+    crate::route::service::RouteService::from(app())
+        .check(&config)
+        .map_err(Error::Config)?;
     println!(
         "{}: ok ({} listen address(es))",
         file.display(),

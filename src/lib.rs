@@ -156,7 +156,8 @@ pub use route::auth::{Basic, Bearer};
 pub use route::body::{Body, Multipart, MultipartError, MultipartLimits, Part};
 pub use route::cookies::Cookies;
 pub use route::extract::{
-    Bytes, Form, FromRequest, Headers, InputError, Path, Peer, Query, RequestId, ShardId, State,
+    Bytes, Form, FromRequest, Headers, InputError, Path, Peer, Query, RequestId, Settings, ShardId,
+    State,
 };
 pub use route::handler::Handler;
 pub use route::json::Json;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::parse::{Limits, MAX_HEADERS_CEILING};
 
+pub(crate) mod app_settings;
 mod load;
 mod values;
 
@@ -42,6 +43,9 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The app's own settings (`App::settings`), as the file gives them;
+    /// variables with the app's prefix override them when they are read.
+    pub app: toml::Table,
 }
 
 /// `[server]`: where to listen and on which CPUs.

@@ -24,6 +24,8 @@ pub struct Request<'a> {
     cookie_key: Option<&'a cookie::Key>,
     /// The body while it arrives, for a route that streams it.
     feed: Option<super::incoming::Feed>,
+    /// The app's `[app]` settings in force.
+    app_settings: Option<&'a std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<'a> Request<'a> {
@@ -47,7 +49,25 @@ impl<'a> Request<'a> {
             id: "",
             cookie_key: None,
             feed: None,
+            app_settings: None,
         }
+    }
+
+    /// Sets the app's settings in force.
+    #[must_use]
+    pub(crate) fn with_app_settings(
+        mut self,
+        settings: Option<&'a std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    ) -> Self {
+        self.app_settings = settings;
+        self
+    }
+
+    /// The app's settings in force, if it reads any.
+    pub(crate) fn app_settings(
+        &self,
+    ) -> Option<&'a std::sync::Arc<dyn std::any::Any + Send + Sync>> {
+        self.app_settings
     }
 
     /// Streams the body through `feed` (it had not arrived with the head).

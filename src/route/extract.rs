@@ -322,3 +322,35 @@ impl<S> FromRequest<S> for ShardId {
         Ok(ShardId(request.shard()))
     }
 }
+
+/// The app's own settings in force (see [`App::settings`](crate::App::settings)),
+/// reloaded with the configuration. Without `App::settings::<T>` the
+/// request is answered 500 naming the call.
+#[derive(Debug)]
+pub struct Settings<T>(pub std::sync::Arc<T>);
+
+impl<T> Clone for Settings<T> {
+    fn clone(&self) -> Self {
+        Settings(std::sync::Arc::clone(&self.0))
+    }
+}
+
+impl<S, T: Send + Sync + 'static> FromRequest<S> for Settings<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
+        request
+            .app_settings()
+            .and_then(|parsed| std::sync::Arc::clone(parsed).downcast::<T>().ok())
+            .map(Settings)
+            .ok_or_else(|| {
+                HttpError::new(
+                    Status::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "this handler reads Settings<{}>, but the app reads no settings of that type (App::settings)",
+                        std::any::type_name::<T>()
+                    ),
+                )
+            })
+    }
+}

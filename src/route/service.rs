@@ -59,6 +59,8 @@ pub struct RouteService<S> {
     pub(crate) readiness: Vec<(String, ReadinessCheck<S>)>,
     /// Answers requests no route matches (else a JSON 404).
     pub(crate) fallback: Option<Routed<S>>,
+    /// How the app reads its `[app]` settings, when it has any.
+    pub(crate) settings: Option<crate::config::app_settings::Reader>,
     /// Whether any route has a body limit of its own or streams its body
     /// (else no request needs its route's rule before it is complete).
     pub(crate) body_rules: bool,
@@ -88,6 +90,7 @@ impl<S> RouteService<S> {
             readiness: Vec::new(),
             fallback: None,
             method_not_allowed: None,
+            settings: None,
             body_rules: false,
             largest_buffered: 0,
             largest: 0,
@@ -226,6 +229,42 @@ impl<S> RouteService<S> {
         let buffered = limits.max_body_bytes.max(self.largest_buffered);
         limits.max_body_bytes = limits.max_body_bytes.max(self.largest);
         (limits, buffered)
+    }
+
+    /// Checks `config` for this app: every problem of the configuration,
+    /// the built-in paths the app's routes would shadow and `[app]`
+    /// settings that do not fit; else the app's parsed settings.
+    ///
+    /// # Errors
+    /// Every problem found.
+    pub(crate) fn check(
+        &self,
+        config: &Config,
+    ) -> Result<Option<crate::config::app_settings::Parsed>, Vec<Problem>> {
+        let mut problems = config.validate();
+        problems.extend(self.builtin_conflicts(config));
+        let parsed = match &self.settings {
+            Some(read) => match read(&config.app) {
+                Ok(parsed) => Some(parsed),
+                Err(mut found) => {
+                    problems.append(&mut found);
+                    None
+                }
+            },
+            None if !config.app.is_empty() => {
+                problems.push(Problem {
+                    key: "app".to_owned(),
+                    message: "this app reads no settings (App::settings), so the [app] table would be ignored; remove it".to_owned(),
+                });
+                None
+            }
+            None => None,
+        };
+        if problems.is_empty() {
+            Ok(parsed)
+        } else {
+            Err(problems)
+        }
     }
 
     /// How many metrics slots the app's requests use.

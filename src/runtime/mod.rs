@@ -54,18 +54,21 @@ pub struct Server {
     admin: Option<admin::Admin>,
     /// The access log's writer thread, joined (all lines written) at stop.
     access_writer: Option<JoinHandle<()>>,
-    /// The app's routes that a configuration's built-in paths would shadow.
-    builtins: BuiltinCheck,
+    /// What the app makes of a configuration: its problems, the built-in
+    /// paths the app's routes would shadow, the app's `[app]` settings.
+    check: AppCheck,
 }
 
-/// Which built-in paths of a configuration the app's own routes claim.
-type BuiltinCheck = Box<dyn Fn(&Config) -> Vec<crate::config::Problem> + Send + Sync>;
+/// The app's verdict on a configuration (see [`RouteService::check`]).
+type AppCheck =
+    Box<dyn Fn(&Config) -> Result<Option<AppSettings>, Vec<crate::config::Problem>> + Send + Sync>;
 
-/// The check of `app`'s routes against a configuration's built-in paths,
-/// kept by the server for reloads.
-fn builtin_check<S: 'static>(app: &Arc<RouteService<S>>) -> BuiltinCheck {
+type AppSettings = crate::config::app_settings::Parsed;
+
+/// The app's check of a configuration, kept by the server for reloads.
+fn app_check<S: 'static>(app: &Arc<RouteService<S>>) -> AppCheck {
     let app = Arc::clone(app);
-    Box::new(move |config| app.builtin_conflicts(config))
+    Box::new(move |config| app.check(config))
 }
 
 impl std::fmt::Debug for Server {
@@ -164,11 +167,7 @@ impl Server {
     /// # Errors
     /// When `config` is invalid; nothing changes then.
     pub fn reload(&mut self, config: &Config) -> Result<Vec<&'static str>, Error> {
-        let mut problems = config.validate();
-        problems.extend((self.builtins)(config));
-        if !problems.is_empty() {
-            return Err(Error::Config(problems));
-        }
+        let app_settings = (self.check)(config).map_err(Error::Config)?;
         let mut kept = Vec::new();
         let mut next = config.clone();
         for &key in RESTART_ONLY_KEYS {
@@ -179,6 +178,7 @@ impl Server {
         let tls = crate::tls::load(&next.tls, &self.ticketer).map_err(Error::Config)?;
         let settings = Settings {
             tls,
+            app: app_settings,
             ..Settings::of(
                 &within_ceiling(&next, self.connection_ceiling),
                 self.cpus.len(),
@@ -278,11 +278,7 @@ impl Drop for Server {
 
 /// Starts every shard; returns once all of them listen.
 pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result<Server, Error> {
-    let mut problems = config.validate();
-    problems.extend(app.builtin_conflicts(config));
-    if !problems.is_empty() {
-        return Err(Error::Config(problems));
-    }
+    let app_settings = app.check(config).map_err(Error::Config)?;
     // Before any executor: glommio panics when the kernel refuses a ring.
     crate::uring::probe().map_err(|(call, error)| Error::IoUringRefused {
         call,
@@ -323,7 +319,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
     let (access, access_writer) = access_log(config)?;
     let (events, events_rx) = mpsc::channel();
     let app = Arc::new(app);
-    let builtins = builtin_check(&app);
+    let check = app_check(&app);
     let starter = ShardStarter {
         app,
         cpus: cpus.clone(),
@@ -331,6 +327,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
         roles: roles.clone(),
         settings: Settings {
             tls,
+            app: app_settings,
             ..Settings::of(config, cpus.len(), steer.is_some())
         },
         io: config.server.io,
@@ -362,7 +359,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
         watchdog: None,
         admin,
         access_writer,
-        builtins,
+        check,
     };
     if let Some(error) = failure {
         let _ = server.shutdown();

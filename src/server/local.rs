@@ -47,7 +47,10 @@ impl<S: 'static> LocalService<S> {
     #[must_use]
     pub fn with_limits(app: impl Into<RouteService<S>>, limits: Limits) -> Self {
         let config = crate::config::Config::default();
+        let app = app.into();
+        let parsed = app.check(&config).ok().flatten();
         let settings = Settings {
+            app: parsed,
             limits,
             rules: ConnectionRules {
                 keepalive_requests: 0,
@@ -67,11 +70,13 @@ impl<S: 'static> LocalService<S> {
         app: impl Into<RouteService<S>>,
         config: &crate::Config,
     ) -> Result<Self, crate::Error> {
-        let problems = config.validate();
-        if !problems.is_empty() {
-            return Err(crate::Error::Config(problems));
-        }
-        Ok(Self::from_settings(app, Settings::of(config, 1, true)))
+        let app = app.into();
+        let parsed = app.check(config).map_err(crate::Error::Config)?;
+        let settings = Settings {
+            app: parsed,
+            ..Settings::of(config, 1, true)
+        };
+        Ok(Self::from_settings(app, settings))
     }
 
     fn from_settings(app: impl Into<RouteService<S>>, settings: Settings) -> Self {

@@ -56,6 +56,9 @@ pub(crate) struct Settings {
     pub(crate) validation_status: Status,
     /// The key of signed and private cookies (`cookies.key`).
     pub(crate) cookie_key: Option<cookie::Key>,
+    /// The app's `[app]` settings, parsed (set by the caller: reading them
+    /// needs the app).
+    pub(crate) app: Option<crate::config::app_settings::Parsed>,
     /// Rate limiting, as each shard enforces it.
     pub(crate) rate_limit: LimitSettings,
     /// TLS, when HTTPS listeners are configured (set by the caller: loading
@@ -95,6 +98,7 @@ impl Settings {
                 .collect(),
             graceful_timeout: Duration::from_secs(config.server.graceful_timeout_secs),
             cors: Cors::of(&config.cors),
+            app: None,
             cookie_key: crate::config::cookie_key(&config.cookies.key).ok(),
             validation_status: if config.limits.validation_status == 400 {
                 Status::BAD_REQUEST

@@ -117,6 +117,7 @@ pub(super) async fn respond<S>(
             late: &late,
             request_id: std::str::from_utf8(request_id).unwrap_or_default(),
             cookie_key: settings.cookie_key.as_ref(),
+            app_settings: settings.app.as_ref(),
             feed,
         };
         route(shard, request, body, &mut writer).await
@@ -147,6 +148,7 @@ async fn route<S>(
         late,
         request_id,
         cookie_key,
+        app_settings,
         feed,
     } = facts;
     let (path, _) = split_target(target_str(head_bytes, &head));
@@ -173,6 +175,7 @@ async fn route<S>(
                 .with_origin(peer, shard.index)
                 .with_request_id(request_id)
                 .with_cookie_key(cookie_key)
+                .with_app_settings(app_settings)
                 .with_feed(feed);
             call(shard, routed, &mut request, writer).await;
             routed.slot
@@ -193,7 +196,8 @@ async fn route<S>(
                 let mut request = Request::new(head_bytes, body, head, headers)
                     .with_origin(peer, shard.index)
                     .with_request_id(request_id)
-                    .with_cookie_key(cookie_key);
+                    .with_cookie_key(cookie_key)
+                    .with_app_settings(app_settings);
                 writer.set_status(Status::METHOD_NOT_ALLOWED);
                 writer.insert_header("Allow", allow.as_bytes());
                 call(shard, custom, &mut request, writer).await;
@@ -215,7 +219,8 @@ async fn route<S>(
                 let mut request = Request::new(head_bytes, body, head, headers)
                     .with_origin(peer, shard.index)
                     .with_request_id(request_id)
-                    .with_cookie_key(cookie_key);
+                    .with_cookie_key(cookie_key)
+                    .with_app_settings(app_settings);
                 call(shard, fallback, &mut request, writer).await;
             } else {
                 writer.send_error(Status::NOT_FOUND, "Not Found");
@@ -235,6 +240,7 @@ struct RoutedRequest<'a> {
     late: &'a RateLimitHeaders,
     request_id: &'a str,
     cookie_key: Option<&'a cookie::Key>,
+    app_settings: Option<&'a crate::config::app_settings::Parsed>,
     feed: Option<Feed>,
 }
 
