@@ -114,6 +114,19 @@ fn deployment_files_match_the_defaults() {
     assert!(docker.contains("--cpuset-cpus") && docker.contains("memlock"));
     assert!(docker.contains("seccomp"));
 
+    // Your own app's image and unit say the same, for a binary of its own.
+    let app_docker = read("tuning/app.Dockerfile");
+    assert!(app_docker.matches("FROM ").count() >= 2, "multi-stage");
+    assert!(app_docker.contains("ARG APP") && app_docker.contains("--\"$KIND\" \"$APP\""));
+    assert!(app_docker.contains(&format!("GET {} HTTP/1.1", defaults.health.liveness_path)));
+    let ignore = read(".dockerignore");
+    assert!(ignore.lines().any(|l| l == "target/"), "{ignore}");
+    let app_unit = read("tuning/app.service");
+    assert!(app_unit.contains("Type=notify") && app_unit.contains("ExecReload=/bin/kill -HUP"));
+    assert!(app_unit.contains("EnvironmentFile="));
+    // The example the unit names exists and reads its secrets from NOTES_*.
+    assert!(read("examples/notes.rs").contains(".settings::<NotesSettings>(\"NOTES\")"));
+
     let k8s = read("tuning/k8s.yaml");
     assert!(k8s.contains(&format!(
         "path: {}, port: http",
