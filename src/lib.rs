@@ -144,6 +144,7 @@ pub use config::Config;
 /// cookie's attributes for [`Cookies`].
 pub use cookie;
 pub use error::{Error, IoUringRefusal};
+pub use http::describe::Operation;
 pub use http::incoming::BodyError;
 pub use http::parse::{Limits, Method};
 pub use http::request::Request;

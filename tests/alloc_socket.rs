@@ -8,8 +8,8 @@
 //! one-client test from sleeping between requests. glommio also re-arms its
 //! preemption timers every 100 ms or so, allocating a few bytes each time:
 //! those depend on time, not requests, so the bound below is one allocation
-//! per hundred requests — a single allocation per request would be 100 times
-//! over it.
+//! per hundred requests plus forty a second of the run — a single
+//! allocation per request would be dozens of times over it.
 
 mod support;
 
@@ -92,6 +92,7 @@ fn plaintext_and_json_over_a_socket_allocate_nothing_per_request() {
             exchange(&mut stream, request, reply);
         }
         ALLOCATIONS.store(0, Ordering::SeqCst);
+        let started = std::time::Instant::now();
         COUNTING.store(true, Ordering::SeqCst);
         for _ in 0..REQUESTS {
             exchange(&mut stream, request, reply);
@@ -99,9 +100,13 @@ fn plaintext_and_json_over_a_socket_allocate_nothing_per_request() {
         COUNTING.store(false, Ordering::SeqCst);
         assert!(reply.ends_with(body));
         let counted = ALLOCATIONS.load(Ordering::SeqCst);
+        // Time-driven allocations (timers; a sleep and wake-up when a busy
+        // machine keeps the client away past the poll) grow with the run's
+        // length, not with requests: allow 40 a second on top.
+        let allowed = REQUESTS / 100 + 40 * (started.elapsed().as_secs() + 1);
         assert!(
-            counted < REQUESTS / 100,
-            "{counted} allocations in {REQUESTS} requests"
+            counted < allowed,
+            "{counted} allocations in {REQUESTS} requests (allowed {allowed})"
         );
     }
     server.stop().unwrap();

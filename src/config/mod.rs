@@ -37,6 +37,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// The Prometheus metrics route.
     pub metrics: MetricsConfig,
+    /// The OpenAPI document and its documentation page.
+    pub openapi: OpenApiConfig,
     /// Rate limiting.
     pub rate_limit: RateLimitConfig,
     /// TLS listeners and certificates.
@@ -492,6 +494,32 @@ impl Default for PolicyConfig {
     }
 }
 
+/// `[openapi]`: the app's OpenAPI 3.1 document, generated from its routes,
+/// and a documentation page over it; built-in routes like the health ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OpenApiConfig {
+    /// Where the document is served (empty: not served).
+    pub path: String,
+    /// Where the documentation page is served (empty: not served).
+    pub docs_path: String,
+    /// The document's `info.title`.
+    pub title: String,
+    /// The document's `info.version`: the API's, not percore's.
+    pub version: String,
+}
+
+impl Default for OpenApiConfig {
+    fn default() -> Self {
+        Self {
+            path: "/openapi.json".into(),
+            docs_path: "/docs".into(),
+            title: "percore service".into(),
+            version: "0.1.0".into(),
+        }
+    }
+}
+
 /// `[metrics]`: the Prometheus text endpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -844,6 +872,8 @@ impl Config {
             ("health.liveness_path", &self.health.liveness_path),
             ("health.readiness_path", &self.health.readiness_path),
             ("metrics.path", &self.metrics.path),
+            ("openapi.path", &self.openapi.path),
+            ("openapi.docs_path", &self.openapi.docs_path),
         ] {
             check(
                 path.is_empty() || path.starts_with('/'),

@@ -4,6 +4,7 @@
 pub(crate) mod base64;
 pub(crate) mod body;
 pub(crate) mod date;
+pub(crate) mod describe;
 mod framing;
 pub(crate) mod incoming;
 pub(crate) mod parse;

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use super::describe::Operation;
 use super::status::Status;
 use super::write::{BodyStream, ResponseWriter};
 
@@ -13,6 +14,32 @@ use super::write::{BodyStream, ResponseWriter};
 pub trait IntoResponse {
     /// Writes this value as one response.
     fn write_response(self, writer: &mut ResponseWriter<'_>);
+
+    /// Adds the responses this type gives to a route's OpenAPI operation
+    /// (once, when the app is frozen). Nothing by default: the route is
+    /// documented as answering some success.
+    fn describe(operation: &mut Operation)
+    where
+        Self: Sized,
+    {
+        let _ = operation;
+    }
+}
+
+fn text(operation: &mut Operation) {
+    operation.response(
+        "200",
+        Some("text/plain"),
+        serde_json::json!({"type": "string"}),
+    );
+}
+
+fn octets(operation: &mut Operation) {
+    operation.response(
+        "200",
+        Some("application/octet-stream"),
+        serde_json::json!({}),
+    );
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -21,6 +48,10 @@ const OCTETS: &str = "application/octet-stream";
 impl IntoResponse for &'static str {
     fn write_response(self, writer: &mut ResponseWriter<'_>) {
         writer.send(Status::OK, Some(TEXT), [], self.as_bytes());
+    }
+
+    fn describe(operation: &mut Operation) {
+        text(operation);
     }
 }
 
@@ -33,11 +64,19 @@ impl IntoResponse for String {
     fn write_response(self, writer: &mut ResponseWriter<'_>) {
         writer.send(Status::OK, Some(TEXT), [], self.as_bytes());
     }
+
+    fn describe(operation: &mut Operation) {
+        text(operation);
+    }
 }
 
 impl IntoResponse for Cow<'static, str> {
     fn write_response(self, writer: &mut ResponseWriter<'_>) {
         writer.send(Status::OK, Some(TEXT), [], self.as_bytes());
+    }
+
+    fn describe(operation: &mut Operation) {
+        text(operation);
     }
 }
 
@@ -45,11 +84,19 @@ impl IntoResponse for &'static [u8] {
     fn write_response(self, writer: &mut ResponseWriter<'_>) {
         writer.send(Status::OK, Some(OCTETS), [], self);
     }
+
+    fn describe(operation: &mut Operation) {
+        octets(operation);
+    }
 }
 
 impl IntoResponse for Vec<u8> {
     fn write_response(self, writer: &mut ResponseWriter<'_>) {
         writer.send(Status::OK, Some(OCTETS), [], &self);
+    }
+
+    fn describe(operation: &mut Operation) {
+        octets(operation);
     }
 }
 
@@ -58,12 +105,20 @@ impl IntoResponse for () {
     fn write_response(self, writer: &mut ResponseWriter<'_>) {
         writer.send(Status::NO_CONTENT, None, [], b"");
     }
+
+    fn describe(operation: &mut Operation) {
+        operation.response("204", None, serde_json::json!({}));
+    }
 }
 
 /// A bare status is that status with an empty body.
 impl IntoResponse for Status {
     fn write_response(self, writer: &mut ResponseWriter<'_>) {
         writer.send(self, None, [], b"");
+    }
+
+    fn describe(operation: &mut Operation) {
+        operation.response("2XX", None, serde_json::json!({}));
     }
 }
 
@@ -73,6 +128,11 @@ impl<T: IntoResponse> IntoResponse for (Status, T) {
         writer.set_status(self.0);
         self.1.write_response(writer);
     }
+
+    fn describe(operation: &mut Operation) {
+        T::describe(operation);
+        operation.any_success_status();
+    }
 }
 
 impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
@@ -81,6 +141,11 @@ impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
             Ok(value) => value.write_response(writer),
             Err(error) => error.write_response(writer),
         }
+    }
+
+    fn describe(operation: &mut Operation) {
+        T::describe(operation);
+        E::describe(operation);
     }
 }
 
@@ -300,5 +365,10 @@ impl IntoResponse for Response {
                 writer.send_stream_sized(self.status, content_type, headers, length, stream);
             }
         }
+    }
+
+    fn describe(operation: &mut Operation) {
+        // Its status and body are chosen at run time.
+        operation.response("2XX", None, serde_json::json!({}));
     }
 }

@@ -56,6 +56,10 @@ fn challenge(scheme: &'static str, detail: &'static str) -> HttpError {
 impl<S> FromRequest<S> for Bearer {
     type Rejection = HttpError;
 
+    fn describe(operation: &mut crate::http::describe::Operation) {
+        operation.security("bearer");
+    }
+
     async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         let token = credentials(request, "Bearer").ok_or_else(|| {
             challenge(
@@ -76,6 +80,10 @@ impl<S> FromRequest<S> for Bearer {
 
 impl<S> FromRequest<S> for Basic {
     type Rejection = HttpError;
+
+    fn describe(operation: &mut crate::http::describe::Operation) {
+        operation.security("basic");
+    }
 
     async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         const REALM: &str = r#"Basic realm="percore", charset="UTF-8""#;

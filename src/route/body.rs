@@ -127,6 +127,10 @@ impl<S> FromRequest<S> for Body {
     type Rejection = Infallible;
     const STREAMS_BODY: bool = true;
 
+    fn describe(operation: &mut crate::http::describe::Operation) {
+        operation.body("application/octet-stream", serde_json::json!({}), false);
+    }
+
     async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, Infallible> {
         let source = if let Some(feed) = request.take_feed() {
             Source::Feed(feed)
@@ -287,6 +291,14 @@ impl Multipart {
 impl<S> FromRequest<S> for Multipart {
     type Rejection = MultipartError;
     const STREAMS_BODY: bool = true;
+
+    fn describe(operation: &mut crate::http::describe::Operation) {
+        operation.body(
+            "multipart/form-data",
+            serde_json::json!({"type": "object"}),
+            true,
+        );
+    }
 
     async fn from_request(request: &mut Request<'_>, state: &S) -> Result<Self, MultipartError> {
         let content_type = request.header_str("content-type").unwrap_or("").to_owned();

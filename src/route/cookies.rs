@@ -147,4 +147,8 @@ impl<T: IntoResponse> IntoResponse for (Cookies, T) {
         }
         self.1.write_response(writer);
     }
+
+    fn describe(operation: &mut crate::http::describe::Operation) {
+        T::describe(operation);
+    }
 }

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::path;
 use super::validate::{Loc, Tracked, ValidationError, every_error};
+use crate::http::describe::Operation;
 use crate::http::parse::Method;
 use crate::http::request::Request;
 use crate::http::response::{HttpError, IntoResponse};
@@ -52,6 +53,13 @@ pub trait FromRequest<S>: Sized {
     /// whose handler takes one is called as soon as the head is complete.
     const STREAMS_BODY: bool = false;
 
+    /// Adds what the extractor reads (a parameter, the body, credentials)
+    /// to its route's OpenAPI operation, once, when the app is frozen.
+    /// Nothing by default.
+    fn describe(operation: &mut Operation) {
+        let _ = operation;
+    }
+
     /// Builds the value, or rejects the request.
     fn from_request(
         request: &mut Request<'_>,
@@ -64,6 +72,10 @@ impl<S, T: FromRequest<S>> FromRequest<S> for Option<T> {
     type Rejection = Infallible;
     const STREAMS_BODY: bool = T::STREAMS_BODY;
 
+    fn describe(operation: &mut Operation) {
+        operation.optional(T::describe);
+    }
+
     async fn from_request(request: &mut Request<'_>, state: &S) -> Result<Self, Infallible> {
         Ok(T::from_request(request, state).await.ok())
     }
@@ -73,6 +85,10 @@ impl<S, T: FromRequest<S>> FromRequest<S> for Option<T> {
 impl<S, T: FromRequest<S>> FromRequest<S> for Result<T, T::Rejection> {
     type Rejection = Infallible;
     const STREAMS_BODY: bool = T::STREAMS_BODY;
+
+    fn describe(operation: &mut Operation) {
+        T::describe(operation);
+    }
 
     async fn from_request(request: &mut Request<'_>, state: &S) -> Result<Self, Infallible> {
         Ok(T::from_request(request, state).await)
@@ -142,6 +158,10 @@ pub struct Path<T>(pub T);
 impl<S, T: DeserializeOwned> FromRequest<S> for Path<T> {
     type Rejection = ValidationError;
 
+    fn describe(operation: &mut Operation) {
+        operation.path_params(super::schema::of::<T>());
+    }
+
     async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, ValidationError> {
         let params = request.params();
         path::deserialize(params).map(Path).map_err(|_| {
@@ -173,6 +193,10 @@ pub struct Query<T>(pub T);
 impl<S, T: DeserializeOwned> FromRequest<S> for Query<T> {
     type Rejection = ValidationError;
 
+    fn describe(operation: &mut Operation) {
+        operation.query_object(&super::schema::of::<T>());
+    }
+
     async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, ValidationError> {
         urlencoded(request.query().unwrap_or("").as_bytes(), "query").map(Query)
     }
@@ -186,6 +210,14 @@ pub struct Form<T>(pub T);
 
 impl<S, T: DeserializeOwned> FromRequest<S> for Form<T> {
     type Rejection = InputError;
+
+    fn describe(operation: &mut Operation) {
+        operation.body(
+            "application/x-www-form-urlencoded",
+            super::schema::of::<T>(),
+            true,
+        );
+    }
 
     async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, InputError> {
         let is_form = request.header("content-type").is_some_and(|value| {

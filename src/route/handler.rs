@@ -14,6 +14,7 @@ use std::marker::PhantomData;
 use smallbox::{SmallBox, smallbox};
 
 use super::extract::FromRequest;
+use crate::http::describe::Operation;
 use crate::http::request::Request;
 use crate::http::response::IntoResponse;
 use crate::http::write::ResponseWriter;
@@ -37,6 +38,10 @@ pub trait Handler<S, Args>: Clone + Send + Sync + 'static {
 
     /// Whether an argument reads the body while it arrives.
     fn streams_body(&self) -> bool;
+
+    /// The route's OpenAPI operation: what the arguments read and the
+    /// return type answers.
+    fn describe(&self, operation: &mut Operation);
 }
 
 macro_rules! handler_for_arity {
@@ -70,6 +75,11 @@ macro_rules! handler_for_arity {
             fn streams_body(&self) -> bool {
                 false $(|| $arg::STREAMS_BODY)*
             }
+
+            fn describe(&self, operation: &mut Operation) {
+                $($arg::describe(operation);)*
+                R::describe(operation);
+            }
         }
     };
 }
@@ -98,6 +108,8 @@ pub(crate) trait ErasedHandler<S>: Send + Sync {
     ) -> HandlerFuture<'a>;
 
     fn streams_body(&self) -> bool;
+
+    fn describe(&self, operation: &mut Operation);
 }
 
 pub(crate) struct Erased<H, Args> {
@@ -126,5 +138,9 @@ impl<S: 'static, H: Handler<S, Args>, Args: 'static> ErasedHandler<S> for Erased
 
     fn streams_body(&self) -> bool {
         self.handler.streams_body()
+    }
+
+    fn describe(&self, operation: &mut Operation) {
+        self.handler.describe(operation);
     }
 }

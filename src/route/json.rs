@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::extract::{FromRequest, InputError};
 use super::validate::{Tracked, every_error};
+use crate::http::describe::Operation;
 use crate::http::request::Request;
 use crate::http::response::{HttpError, IntoResponse};
 use crate::http::status::Status;
@@ -25,6 +26,10 @@ pub struct Json<T>(pub T);
 
 impl<S, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = InputError;
+
+    fn describe(operation: &mut Operation) {
+        operation.body("application/json", super::schema::of::<T>(), true);
+    }
 
     async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, InputError> {
         if !request.header("content-type").is_some_and(is_json) {
@@ -115,6 +120,10 @@ impl<T: Serialize> IntoResponse for Json<T> {
         writer.send_with(Status::OK, Some("application/json"), [], |out| {
             simd_json::serde::to_writer(out, &self.0)
         });
+    }
+
+    fn describe(operation: &mut Operation) {
+        operation.response("200", Some("application/json"), serde_json::json!({}));
     }
 }
 

@@ -24,6 +24,15 @@ pub(crate) struct Routed<S> {
     pub(crate) max_body: Option<u64>,
 }
 
+/// What an app makes of a configuration it accepts.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Accepted {
+    /// Its `[app]` settings, parsed.
+    pub(crate) settings: Option<crate::config::app_settings::Parsed>,
+    /// Its OpenAPI document and page, when served.
+    pub(crate) openapi: Option<Arc<super::openapi::Document>>,
+}
+
 /// How a route takes its body, decided when its head arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BodyRule {
@@ -59,6 +68,8 @@ pub struct RouteService<S> {
     pub(crate) readiness: Vec<(String, ReadinessCheck<S>)>,
     /// Answers requests no route matches (else a JSON 404).
     pub(crate) fallback: Option<Routed<S>>,
+    /// Each route's OpenAPI operation, in the order routed.
+    pub(crate) operations: Vec<(Method, String, crate::http::describe::Operation)>,
     /// How the app reads its `[app]` settings, when it has any.
     pub(crate) settings: Option<crate::config::app_settings::Reader>,
     /// Whether any route has a body limit of its own or streams its body
@@ -90,6 +101,7 @@ impl<S> RouteService<S> {
             readiness: Vec::new(),
             fallback: None,
             method_not_allowed: None,
+            operations: Vec::new(),
             settings: None,
             body_rules: false,
             largest_buffered: 0,
@@ -111,6 +123,10 @@ impl<S> RouteService<S> {
         max_body: Option<u64>,
     ) -> Result<(), String> {
         let streams = handler.streams_body();
+        let mut operation = crate::http::describe::Operation::default();
+        handler.describe(&mut operation);
+        self.operations
+            .push((method, pattern.to_owned(), operation));
         if streams || max_body.is_some() {
             self.body_rules = true;
         }
@@ -179,6 +195,8 @@ impl<S> RouteService<S> {
                     ""
                 },
             ),
+            ("openapi.path", config.openapi.path.as_str()),
+            ("openapi.docs_path", config.openapi.docs_path.as_str()),
         ];
         let mut problems = Vec::new();
         for (key, path) in builtins {
@@ -237,10 +255,7 @@ impl<S> RouteService<S> {
     ///
     /// # Errors
     /// Every problem found.
-    pub(crate) fn check(
-        &self,
-        config: &Config,
-    ) -> Result<Option<crate::config::app_settings::Parsed>, Vec<Problem>> {
+    pub(crate) fn check(&self, config: &Config) -> Result<Accepted, Vec<Problem>> {
         let mut problems = config.validate();
         problems.extend(self.builtin_conflicts(config));
         let parsed = match &self.settings {
@@ -260,11 +275,13 @@ impl<S> RouteService<S> {
             }
             None => None,
         };
-        if problems.is_empty() {
-            Ok(parsed)
-        } else {
-            Err(problems)
+        if !problems.is_empty() {
+            return Err(problems);
         }
+        Ok(Accepted {
+            settings: parsed,
+            openapi: super::openapi::document(&self.operations, config).map(Arc::new),
+        })
     }
 
     /// How many metrics slots the app's requests use.

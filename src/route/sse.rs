@@ -170,6 +170,10 @@ impl<St: Stream<Item = Event> + 'static> IntoResponse for Sse<St> {
             Box::pin(body),
         );
     }
+
+    fn describe(operation: &mut crate::http::describe::Operation) {
+        operation.response("200", Some("text/event-stream"), serde_json::json!({}));
+    }
 }
 
 /// The response body: events as they come, comments while quiet.
@@ -220,6 +224,14 @@ pub struct LastEventId(pub Option<String>);
 
 impl<S> FromRequest<S> for LastEventId {
     type Rejection = HttpError;
+
+    fn describe(operation: &mut crate::http::describe::Operation) {
+        operation.header_param(
+            "Last-Event-ID",
+            serde_json::json!({"type": "string"}),
+            false,
+        );
+    }
 
     async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, HttpError> {
         Ok(LastEventId(

@@ -60,10 +60,11 @@ pub struct Server {
 }
 
 /// The app's verdict on a configuration (see [`RouteService::check`]).
-type AppCheck =
-    Box<dyn Fn(&Config) -> Result<Option<AppSettings>, Vec<crate::config::Problem>> + Send + Sync>;
-
-type AppSettings = crate::config::app_settings::Parsed;
+type AppCheck = Box<
+    dyn Fn(&Config) -> Result<crate::route::service::Accepted, Vec<crate::config::Problem>>
+        + Send
+        + Sync,
+>;
 
 /// The app's check of a configuration, kept by the server for reloads.
 fn app_check<S: 'static>(app: &Arc<RouteService<S>>) -> AppCheck {
@@ -167,7 +168,7 @@ impl Server {
     /// # Errors
     /// When `config` is invalid; nothing changes then.
     pub fn reload(&mut self, config: &Config) -> Result<Vec<&'static str>, Error> {
-        let app_settings = (self.check)(config).map_err(Error::Config)?;
+        let accepted = (self.check)(config).map_err(Error::Config)?;
         let mut kept = Vec::new();
         let mut next = config.clone();
         for &key in RESTART_ONLY_KEYS {
@@ -178,7 +179,8 @@ impl Server {
         let tls = crate::tls::load(&next.tls, &self.ticketer).map_err(Error::Config)?;
         let settings = Settings {
             tls,
-            app: app_settings,
+            app: accepted.settings.clone(),
+            openapi: accepted.openapi.clone(),
             ..Settings::of(
                 &within_ceiling(&next, self.connection_ceiling),
                 self.cpus.len(),
@@ -278,7 +280,7 @@ impl Drop for Server {
 
 /// Starts every shard; returns once all of them listen.
 pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result<Server, Error> {
-    let app_settings = app.check(config).map_err(Error::Config)?;
+    let accepted = app.check(config).map_err(Error::Config)?;
     // Before any executor: glommio panics when the kernel refuses a ring.
     crate::uring::probe().map_err(|(call, error)| Error::IoUringRefused {
         call,
@@ -327,7 +329,8 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
         roles: roles.clone(),
         settings: Settings {
             tls,
-            app: app_settings,
+            app: accepted.settings.clone(),
+            openapi: accepted.openapi.clone(),
             ..Settings::of(config, cpus.len(), steer.is_some())
         },
         io: config.server.io,

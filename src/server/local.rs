@@ -48,9 +48,10 @@ impl<S: 'static> LocalService<S> {
     pub fn with_limits(app: impl Into<RouteService<S>>, limits: Limits) -> Self {
         let config = crate::config::Config::default();
         let app = app.into();
-        let parsed = app.check(&config).ok().flatten();
+        let accepted = app.check(&config).unwrap_or_default();
         let settings = Settings {
-            app: parsed,
+            app: accepted.settings,
+            openapi: accepted.openapi,
             limits,
             rules: ConnectionRules {
                 keepalive_requests: 0,
@@ -71,9 +72,10 @@ impl<S: 'static> LocalService<S> {
         config: &crate::Config,
     ) -> Result<Self, crate::Error> {
         let app = app.into();
-        let parsed = app.check(config).map_err(crate::Error::Config)?;
+        let accepted = app.check(config).map_err(crate::Error::Config)?;
         let settings = Settings {
-            app: parsed,
+            app: accepted.settings,
+            openapi: accepted.openapi,
             ..Settings::of(config, 1, true)
         };
         Ok(Self::from_settings(app, settings))

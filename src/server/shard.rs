@@ -59,6 +59,8 @@ pub(crate) struct Settings {
     /// The app's `[app]` settings, parsed (set by the caller: reading them
     /// needs the app).
     pub(crate) app: Option<crate::config::app_settings::Parsed>,
+    /// The app's OpenAPI document and page, when served.
+    pub(crate) openapi: Option<Arc<crate::route::openapi::Document>>,
     /// Rate limiting, as each shard enforces it.
     pub(crate) rate_limit: LimitSettings,
     /// TLS, when HTTPS listeners are configured (set by the caller: loading
@@ -99,6 +101,7 @@ impl Settings {
             graceful_timeout: Duration::from_secs(config.server.graceful_timeout_secs),
             cors: Cors::of(&config.cors),
             app: None,
+            openapi: None,
             cookie_key: crate::config::cookie_key(&config.cookies.key).ok(),
             validation_status: if config.limits.validation_status == 400 {
                 Status::BAD_REQUEST

@@ -132,3 +132,27 @@ struct Redirected<'a> {
     detail: &'static str,
     location: &'a str,
 }
+
+/// Serves the OpenAPI document or its page when `path` is theirs.
+pub(super) fn openapi(
+    document: Option<&crate::route::openapi::Document>,
+    path: &str,
+    writer: &mut ResponseWriter<'_>,
+) -> bool {
+    let Some(document) = document else {
+        return false;
+    };
+    if path == document.path {
+        writer.send(Status::OK, Some("application/json"), [], &document.json);
+    } else if !document.docs_path.is_empty() && path == document.docs_path {
+        writer.send(
+            Status::OK,
+            Some("text/html; charset=utf-8"),
+            [],
+            &document.html,
+        );
+    } else {
+        return false;
+    }
+    true
+}

@@ -8,7 +8,7 @@ use std::panic::AssertUnwindSafe;
 use std::task::Poll;
 use std::time::Instant;
 
-use super::builtin::{health, metrics, to_https};
+use super::builtin::{health, metrics, openapi, to_https};
 use super::header;
 use super::pipeline::RequestContext;
 use crate::http::incoming::Feed;
@@ -107,6 +107,8 @@ pub(super) async fn respond<S>(
             );
         }
         METRICS
+    } else if openapi(settings.openapi.as_deref(), path, &mut writer) {
+        UNMATCHED
     } else {
         let request = RoutedRequest {
             head_bytes,
