@@ -450,7 +450,7 @@ macro_rules! tracked_methods {
     ($($method:ident => $expect:expr;)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Failure> {
             let tracker = self.tracker;
-            tracker.settle(self.inner.$method(Visit { visitor, tracker, object: false }), $expect)
+            tracker.settle(self.inner.$method(Visit::of(visitor, tracker)), $expect)
         }
     )*};
 }
@@ -492,14 +492,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tracked<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Failure> {
         let tracker = self.tracker;
-        let result = self.inner.deserialize_unit_struct(
-            name,
-            Visit {
-                visitor,
-                tracker,
-                object: false,
-            },
-        );
+        let result = self
+            .inner
+            .deserialize_unit_struct(name, Visit::of(visitor, tracker));
         tracker.settle(result, Expect::Other(Cow::Borrowed("null")))
     }
 
@@ -509,14 +504,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tracked<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Failure> {
         let tracker = self.tracker;
-        let result = self.inner.deserialize_newtype_struct(
-            name,
-            Visit {
-                visitor,
-                tracker,
-                object: false,
-            },
-        );
+        let result = self
+            .inner
+            .deserialize_newtype_struct(name, Visit::of(visitor, tracker));
         tracker.settle(result, Expect::Other(Cow::Borrowed("a value")))
     }
 
@@ -526,14 +516,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tracked<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Failure> {
         let tracker = self.tracker;
-        let result = self.inner.deserialize_tuple(
-            len,
-            Visit {
-                visitor,
-                tracker,
-                object: false,
-            },
-        );
+        let result = self
+            .inner
+            .deserialize_tuple(len, Visit::of(visitor, tracker));
         tracker.settle(result, Expect::List)
     }
 
@@ -544,15 +529,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tracked<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Failure> {
         let tracker = self.tracker;
-        let result = self.inner.deserialize_tuple_struct(
-            name,
-            len,
-            Visit {
-                visitor,
-                tracker,
-                object: false,
-            },
-        );
+        let result = self
+            .inner
+            .deserialize_tuple_struct(name, len, Visit::of(visitor, tracker));
         tracker.settle(result, Expect::List)
     }
 
@@ -563,15 +542,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tracked<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Failure> {
         let tracker = self.tracker;
-        let result = self.inner.deserialize_struct(
-            name,
-            fields,
-            Visit {
-                visitor,
-                tracker,
-                object: true,
-            },
-        );
+        let result = self
+            .inner
+            .deserialize_struct(name, fields, Visit::object(visitor, tracker));
         tracker.settle(result, Expect::Object)
     }
 
@@ -582,15 +555,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tracked<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Failure> {
         let tracker = self.tracker;
-        let result = self.inner.deserialize_enum(
-            name,
-            variants,
-            Visit {
-                visitor,
-                tracker,
-                object: false,
-            },
-        );
+        let result = self
+            .inner
+            .deserialize_enum(name, variants, Visit::of(visitor, tracker));
         tracker.settle(result, Expect::Variants(variants))
     }
 
@@ -615,6 +582,25 @@ macro_rules! visit_scalars {
             self.visitor.$method(value).map_err(|failure| tracker.stash(failure))
         }
     )*};
+}
+
+impl<'t, V> Visit<'t, V> {
+    fn of(visitor: V, tracker: &'t Tracker) -> Self {
+        Self {
+            visitor,
+            tracker,
+            object: false,
+        }
+    }
+
+    /// For a struct: a list is the wrong shape, not fields by position.
+    fn object(visitor: V, tracker: &'t Tracker) -> Self {
+        Self {
+            visitor,
+            tracker,
+            object: true,
+        }
+    }
 }
 
 impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
