@@ -248,3 +248,34 @@ fn multipart_forms_are_read_part_by_part() {
     assert_eq!(code, "415");
     server.stop().unwrap();
 }
+
+#[test]
+fn an_upload_streams_over_https_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = support::pki::Pki::new("uploads");
+    let mut config = support::config();
+    config.tls.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.tls.certificate = vec![pki.leaf("default", &["localhost", "127.0.0.1"])];
+    let server = app(dir.path().to_owned()).start(&config).unwrap();
+    let data = payload(20 << 20);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let url = format!(
+        "https://localhost:{}/files/tls.bin",
+        server.tls_addrs()[0].port()
+    );
+    let resolve = format!("localhost:{}:127.0.0.1", server.tls_addrs()[0].port());
+    let ca = pki.ca_file();
+    let (body, code) = curl(&[
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        "-T",
+        source.to_str().unwrap(),
+        &url,
+    ]);
+    assert_eq!((code.as_str(), body.as_str()), ("200", "20971520"));
+    assert!(std::fs::read(dir.path().join("tls.bin")).unwrap() == data);
+    server.stop().unwrap();
+}
