@@ -355,6 +355,17 @@ impl TestResponse {
 /// Writes `request` and reads one response; `None` when the connection
 /// was closed before any byte of it came (a kept connection the server
 /// had closed: the caller retries on a new one).
+/// One read, retried when a signal interrupts it (a blocking read on a
+/// test thread may be interrupted; that is not an answer).
+fn read_some(stream: &mut TcpStream, chunk: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(chunk) {
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 fn round_trip(
     stream: &mut TcpStream,
     request: &[u8],
@@ -406,7 +417,7 @@ fn round_trip(
                 read_chunked(stream, body)?
             } else if let Some(length) = length {
                 while body.len() < length {
-                    let read = stream.read(&mut chunk)?;
+                    let read = read_some(stream, &mut chunk)?;
                     if read == 0 {
                         return Err(std::io::ErrorKind::UnexpectedEof.into());
                     }
@@ -424,9 +435,19 @@ fn round_trip(
                 body,
             }));
         }
-        let read = match stream.read(&mut chunk) {
+        let read = match read_some(stream, &mut chunk) {
             Ok(read) => read,
-            Err(_) if buf.is_empty() => return Ok(None),
+            // Reset before any byte: the connection was closed (a kept one
+            // is retried on a new connection). A timeout is an error.
+            Err(error)
+                if buf.is_empty()
+                    && !matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
+                return Ok(None);
+            }
             Err(error) => return Err(error),
         };
         if read == 0 {
@@ -445,7 +466,7 @@ fn read_chunked(stream: &mut TcpStream, mut pending: Vec<u8>) -> std::io::Result
     let mut body = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let mut more = |pending: &mut Vec<u8>| -> std::io::Result<()> {
-        let read = stream.read(&mut chunk)?;
+        let read = read_some(stream, &mut chunk)?;
         if read == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }

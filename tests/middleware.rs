@@ -222,3 +222,34 @@ fn timer_layers_and_keep_alive_run_without_a_shard_under_local_service() {
         String::from_utf8_lossy(&out)
     );
 }
+
+#[test]
+fn a_route_timeout_from_the_file_answers_504_and_is_checked() {
+    let app = || {
+        App::new()
+            .get("/stuck/{id}", async || {
+                futures_lite::future::pending::<()>().await;
+                "never"
+            })
+            .get("/quick", async || "quick")
+    };
+    let mut config = percore::Config::default();
+    config.timeouts.routes.insert("/stuck/{id}".into(), 1);
+    let client = percore::TestClient::with_config(app(), config.clone()).unwrap();
+    futures_lite::future::block_on(async {
+        let reply = client.get("/stuck/1").send().await;
+        assert_eq!(reply.status(), Status::GATEWAY_TIMEOUT);
+        assert!(reply.text().contains("timeouts.routes"), "{}", reply.text());
+        assert_eq!(client.get("/quick").send().await.text(), "quick");
+    });
+    // A pattern the app does not route, or a timeout looser than the
+    // server's, is refused with its key.
+    let mut unknown = percore::Config::default();
+    unknown.timeouts.routes.insert("/nowhere".into(), 1);
+    let error = app().start(&unknown).unwrap_err().to_string();
+    assert!(error.contains("timeouts.routes.\"/nowhere\""), "{error}");
+    let mut looser = percore::Config::default();
+    looser.timeouts.routes.insert("/quick".into(), 100);
+    let error = app().start(&looser).unwrap_err().to_string();
+    assert!(error.contains("timeouts.routes.\"/quick\""), "{error}");
+}

@@ -174,6 +174,10 @@ pub struct TimeoutsConfig {
     pub request_secs: u64,
     /// A client that has not taken its response after this is dropped.
     pub send_secs: u64,
+    /// Tighter request timeouts for some routes, by route pattern (any
+    /// method): `"/reports/{id}" = 5`. Each is at most `request_secs`; a
+    /// pattern the app does not route is refused at start and reload.
+    pub routes: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for TimeoutsConfig {
@@ -184,6 +188,7 @@ impl Default for TimeoutsConfig {
             keepalive_secs: 60,
             request_secs: 30,
             send_secs: 30,
+            routes: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -546,6 +551,28 @@ impl Default for MetricsConfig {
     }
 }
 
+impl TimeoutsConfig {
+    fn problems(&self, check: &mut impl FnMut(bool, &str, &str)) {
+        for (key, value) in [
+            ("timeouts.header_secs", self.header_secs),
+            ("timeouts.body_secs", self.body_secs),
+            ("timeouts.keepalive_secs", self.keepalive_secs),
+            ("timeouts.request_secs", self.request_secs),
+            ("timeouts.send_secs", self.send_secs),
+        ] {
+            check(value <= 86_400, key, "must be at most 86400 (a day)");
+        }
+        for (pattern, &secs) in &self.routes {
+            let request = self.request_secs;
+            check(
+                secs >= 1 && (request == 0 || secs <= request),
+                &format!("timeouts.routes.\"{pattern}\""),
+                "must be 1 to timeouts.request_secs (a route's timeout only tightens it)",
+            );
+        }
+    }
+}
+
 impl ServerConfig {
     fn problems(&self, check: &mut impl FnMut(bool, &str, &str)) {
         check(
@@ -859,15 +886,7 @@ impl Config {
             "limits.validation_status",
             "must be 422 or 400",
         );
-        for (key, value) in [
-            ("timeouts.header_secs", self.timeouts.header_secs),
-            ("timeouts.body_secs", self.timeouts.body_secs),
-            ("timeouts.keepalive_secs", self.timeouts.keepalive_secs),
-            ("timeouts.request_secs", self.timeouts.request_secs),
-            ("timeouts.send_secs", self.timeouts.send_secs),
-        ] {
-            check(value <= 86_400, key, "must be at most 86400 (a day)");
-        }
+        self.timeouts.problems(&mut check);
         for (key, path) in [
             ("health.liveness_path", &self.health.liveness_path),
             ("health.readiness_path", &self.health.readiness_path),

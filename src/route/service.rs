@@ -31,6 +31,8 @@ pub(crate) struct Accepted {
     pub(crate) settings: Option<crate::config::app_settings::Parsed>,
     /// Its OpenAPI document and page, when served.
     pub(crate) openapi: Option<Arc<super::openapi::Document>>,
+    /// Each route's own request timeout (`timeouts.routes`), by slot.
+    pub(crate) route_timeouts: Arc<[Option<std::time::Duration>]>,
 }
 
 /// How a route takes its body, decided when its head arrives.
@@ -275,10 +277,28 @@ impl<S> RouteService<S> {
             }
             None => None,
         };
+        let mut route_timeouts = vec![None; self.route_count()];
+        for (pattern, &secs) in &config.timeouts.routes {
+            let mut found = false;
+            for (at, label) in self.labels.iter().enumerate() {
+                if label.route == *pattern {
+                    route_timeouts[FIRST_APP_ROUTE + at] =
+                        Some(std::time::Duration::from_secs(secs));
+                    found = true;
+                }
+            }
+            if !found {
+                problems.push(Problem {
+                    key: format!("timeouts.routes.\"{pattern}\""),
+                    message: "no route of the app has this pattern".to_owned(),
+                });
+            }
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
         Ok(Accepted {
+            route_timeouts: route_timeouts.into(),
             settings: parsed,
             openapi: super::openapi::document(&self.operations, config).map(Arc::new),
         })

@@ -181,6 +181,7 @@ impl Server {
             tls,
             app: accepted.settings.clone(),
             openapi: accepted.openapi.clone(),
+            route_timeouts: Arc::clone(&accepted.route_timeouts),
             ..Settings::of(
                 &within_ceiling(&next, self.connection_ceiling),
                 self.cpus.len(),
@@ -331,6 +332,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
             tls,
             app: accepted.settings.clone(),
             openapi: accepted.openapi.clone(),
+            route_timeouts: Arc::clone(&accepted.route_timeouts),
             ..Settings::of(config, cpus.len(), steer.is_some())
         },
         io: config.server.io,

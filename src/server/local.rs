@@ -52,6 +52,7 @@ impl<S: 'static> LocalService<S> {
         let settings = Settings {
             app: accepted.settings,
             openapi: accepted.openapi,
+            route_timeouts: accepted.route_timeouts,
             limits,
             rules: ConnectionRules {
                 keepalive_requests: 0,
@@ -76,6 +77,7 @@ impl<S: 'static> LocalService<S> {
         let settings = Settings {
             app: accepted.settings,
             openapi: accepted.openapi,
+            route_timeouts: accepted.route_timeouts,
             ..Settings::of(config, 1, true)
         };
         Ok(Self::from_settings(app, settings))

@@ -61,6 +61,8 @@ pub(crate) struct Settings {
     pub(crate) app: Option<crate::config::app_settings::Parsed>,
     /// The app's OpenAPI document and page, when served.
     pub(crate) openapi: Option<Arc<crate::route::openapi::Document>>,
+    /// Each route's own request timeout (`timeouts.routes`), by slot.
+    pub(crate) route_timeouts: Arc<[Option<Duration>]>,
     /// Rate limiting, as each shard enforces it.
     pub(crate) rate_limit: LimitSettings,
     /// TLS, when HTTPS listeners are configured (set by the caller: loading
@@ -102,6 +104,7 @@ impl Settings {
             cors: Cors::of(&config.cors),
             app: None,
             openapi: None,
+            route_timeouts: Arc::default(),
             cookie_key: crate::config::cookie_key(&config.cookies.key).ok(),
             validation_status: if config.limits.validation_status == 400 {
                 Status::BAD_REQUEST

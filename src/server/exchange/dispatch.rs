@@ -120,6 +120,7 @@ pub(super) async fn respond<S>(
             request_id: std::str::from_utf8(request_id).unwrap_or_default(),
             cookie_key: settings.cookie_key.as_ref(),
             app_settings: settings.app.as_ref(),
+            route_timeouts: &settings.route_timeouts,
             feed,
         };
         route(shard, request, body, &mut writer).await
@@ -151,6 +152,7 @@ async fn route<S>(
         request_id,
         cookie_key,
         app_settings,
+        route_timeouts,
         feed,
     } = facts;
     let (path, _) = split_target(target_str(head_bytes, &head));
@@ -179,7 +181,13 @@ async fn route<S>(
                 .with_cookie_key(cookie_key)
                 .with_app_settings(app_settings)
                 .with_feed(feed);
-            call(shard, routed, &mut request, writer).await;
+            let limit = route_timeouts.get(routed.slot).copied().flatten();
+            match limit {
+                Some(limit) => {
+                    Box::pin(call_within(shard, routed, &mut request, writer, limit)).await;
+                }
+                None => call(shard, routed, &mut request, writer).await,
+            }
             routed.slot
         }
         Lookup::MethodNotAllowed(methods) => {
@@ -243,6 +251,7 @@ struct RoutedRequest<'a> {
     request_id: &'a str,
     cookie_key: Option<&'a cookie::Key>,
     app_settings: Option<&'a crate::config::app_settings::Parsed>,
+    route_timeouts: &'a [Option<std::time::Duration>],
     feed: Option<Feed>,
 }
 
@@ -261,6 +270,41 @@ fn too_many_requests(writer: &mut ResponseWriter<'_>, refusal: &Refusal) {
             Ok::<(), ()>(())
         },
     );
+}
+
+/// [`call`] under the route's own request timeout (`timeouts.routes`):
+/// past it, the handler's future is dropped and the answer is a 504.
+async fn call_within<S>(
+    shard: &ShardContext<S>,
+    routed: &Routed<S>,
+    request: &mut Request<'_>,
+    writer: &mut ResponseWriter<'_>,
+    limit: std::time::Duration,
+) {
+    if !crate::route::shutdown::on_shard() {
+        return call(shard, routed, request, writer).await;
+    }
+    let finished = futures_lite::future::or(
+        async {
+            call(shard, routed, request, writer).await;
+            true
+        },
+        async {
+            glommio::timer::Timer::new(limit).await;
+            false
+        },
+    )
+    .await;
+    if !finished {
+        shard
+            .counters
+            .count(crate::observe::counters::Rejection::RequestTimeout);
+        writer.reset();
+        writer.send_error(
+            Status::GATEWAY_TIMEOUT,
+            "the request took longer than this route allows (timeouts.routes)",
+        );
+    }
 }
 
 /// Runs a routed handler inside its layers; a panic anywhere in the chain
