@@ -23,6 +23,8 @@
 #
 # Knobs (environment): ROUNDS=5 DURATION=5 WARMUP=2 SERVER_CPU=1 LOAD_CPU=0
 # IDLE_CONNECTIONS=10000 LATENCY_SECONDS=8 (about 10 minutes in all);
+# ONLY=layers compares the reference app with and without CORS, request IDs
+# and one from_fn layer (examples/layered.rs; about two minutes).
 # ONLY=limiter runs just the rate-limit scenario (about a minute); ONLY=tls
 # just the HTTPS ones (about two). ONLY=baseline BASELINE=path/to/percore
 # puts an older build (percore-base, percore-base-tls) beside this one and
@@ -142,6 +144,10 @@ burst = 1000000
 TOML
       "${on_cpu[@]}" target/release/percore --config "$work/limited.toml" --listen "127.0.0.1:${port[$name]}" \
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
+    percore-layered)
+      PERCORE_CORS_ALLOW_ORIGINS=http://bench.test PERCORE_REQUEST_ID=true \
+        "${on_cpu[@]}" target/release/examples/layered --listen "127.0.0.1:${port[$name]}" \
+               --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
     percore-base) "${on_cpu[@]}" "$BASELINE" --listen "127.0.0.1:${port[$name]}" \
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
     percore-tls|percore-tls-nospin|percore-base-tls)
@@ -189,6 +195,8 @@ run_wrk() {
   local scheme=http
   [[ $name == *-tls* ]] && scheme=https
   local args=(-t1 -c"$connections" -d"${seconds}s" "$scheme://127.0.0.1:${port[$name]}$path")
+  # Sent to every server of a run alike (ONLY=layers: the CORS origin).
+  [ -n "${EXTRA_HEADER:-}" ] && args+=(-H "$EXTRA_HEADER")
   if [ "$depth" = close ]; then
     args+=(-H "Connection: close")  # a new connection, so a full handshake, per request
   elif [ -n "$depth" ]; then
@@ -287,6 +295,16 @@ if [ "${ONLY:-}" = baseline ]; then
   scenario "https keep-alive, 64 connections" 64 /plaintext "" nginx-tls percore-tls percore-base-tls
   idle_rounds percore percore-base
   idle_tls_rounds percore-tls percore-base-tls
+  python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
+  exit 0
+fi
+
+if [ "${ONLY:-}" = layers ]; then
+  cargo build --release --quiet --example layered
+  for server in percore percore-layered; do start "$server"; done
+  EXTRA_HEADER="Origin: http://bench.test"
+  scenario "plaintext keep-alive, 64 connections, no layers vs CORS + request ID + one layer" 64 /plaintext "" percore percore-layered
+  scenario "json keep-alive, 64 connections, no layers vs CORS + request ID + one layer" 64 /json "" percore percore-layered
   python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
   exit 0
 fi
