@@ -33,7 +33,11 @@ fn layers(c: &mut Criterion) {
     let mut cors = Config::default();
     cors.cors.allow_origins = vec!["https://app.example".into()];
     cors.log.request_id = true;
-    let cases: [(&str, LocalService<()>, &[u8]); 4] = [
+    let mut cors_only = Config::default();
+    cors_only.cors.allow_origins = vec!["https://app.example".into()];
+    let mut ids_only = Config::default();
+    ids_only.log.request_id = true;
+    let cases: [(&str, LocalService<()>, &[u8]); 6] = [
         ("none", LocalService::new(percore::reference::app()), plain),
         (
             "one from_fn layer",
@@ -45,6 +49,16 @@ fn layers(c: &mut Criterion) {
             LocalService::with_config(percore::reference::app().layer(header_layer()), &cors)
                 .unwrap(),
             cross,
+        ),
+        (
+            "CORS alone",
+            LocalService::with_config(percore::reference::app(), &cors_only).unwrap(),
+            cross,
+        ),
+        (
+            "request ID alone",
+            LocalService::with_config(percore::reference::app(), &ids_only).unwrap(),
+            plain,
         ),
         (
             "three no-op layers",

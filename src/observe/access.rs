@@ -34,17 +34,22 @@ pub(crate) struct Entry<'a> {
 /// another), unique per process without coordination between shards.
 #[derive(Debug, Default)]
 pub(crate) struct RequestIds {
-    prefix: u32,
-    shard: usize,
+    /// `PREFIX-SHARD-`, rendered once: every ID starts with it.
+    head: [u8; 32],
+    head_len: usize,
     next: Cell<u64>,
 }
 
 impl RequestIds {
     /// IDs for `shard` of the process whose IDs start with `prefix`.
     pub(crate) fn new(prefix: u32, shard: usize) -> Self {
+        let mut head = [0u8; 32];
+        let mut cursor = io::Cursor::new(&mut head[..]);
+        let _ = write!(cursor, "{prefix:08x}-{shard:02x}-");
+        let head_len = usize::try_from(cursor.position()).unwrap_or(0);
         Self {
-            prefix,
-            shard,
+            head,
+            head_len,
             next: Cell::new(0),
         }
     }
@@ -59,10 +64,18 @@ impl RequestIds {
             return given.len();
         }
         let id = self.next.get();
-        self.next.set(id + 1);
-        let mut cursor = io::Cursor::new(&mut room[..]);
-        let _ = write!(cursor, "{:08x}-{:02x}-{id:012x}", self.prefix, self.shard);
-        usize::try_from(cursor.position()).unwrap_or(0)
+        self.next.set(id.wrapping_add(1));
+        // By hand rather than through `fmt`: once per request, and the
+        // formatting machinery was most of what an ID cost.
+        room[..self.head_len].copy_from_slice(&self.head[..self.head_len]);
+        let digits = (16 - id.leading_zeros() as usize / 4).max(12);
+        let counter = &mut room[self.head_len..self.head_len + digits];
+        let mut rest = id;
+        for digit in counter.iter_mut().rev() {
+            *digit = b"0123456789abcdef"[(rest & 0xf) as usize];
+            rest >>= 4;
+        }
+        self.head_len + digits
     }
 }
 
@@ -239,4 +252,31 @@ fn write_lines(receiver: &Receiver<Vec<u8>>, sink: Box<dyn Write + Send>) {
 /// The peer, as logged.
 pub(crate) fn remote(peer: Option<SocketAddr>) -> String {
     peer.map_or_else(|| "-".into(), |p| p.ip().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestIds;
+
+    #[test]
+    fn generated_ids_are_prefix_shard_and_a_hex_counter() {
+        let ids = RequestIds::new(0x1234_abcd, 3);
+        let mut room = [0u8; 128];
+        for expected in 0..3u64 {
+            let len = ids.assign(None, &mut room);
+            assert_eq!(&room[..len], format!("1234abcd-03-{expected:012x}").as_bytes());
+        }
+        ids.next.set(u64::MAX);
+        let len = ids.assign(None, &mut room);
+        assert_eq!(&room[..len], format!("1234abcd-03-{:012x}", u64::MAX).as_bytes());
+        ids.next.set(0xabc_def0_1234);
+        let len = ids.assign(None, &mut room);
+        assert_eq!(&room[..len], format!("1234abcd-03-{:012x}", 0xabc_def0_1234_u64).as_bytes());
+        // The client's own, when usable.
+        let len = ids.assign(Some(b"abc-123"), &mut room);
+        assert_eq!(&room[..len], b"abc-123");
+        let wide = RequestIds::new(1, 300);
+        let len = wide.assign(None, &mut room);
+        assert_eq!(&room[..len], b"00000001-12c-000000000000");
+    }
 }
