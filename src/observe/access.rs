@@ -264,14 +264,23 @@ mod tests {
         let mut room = [0u8; 128];
         for expected in 0..3u64 {
             let len = ids.assign(None, &mut room);
-            assert_eq!(&room[..len], format!("1234abcd-03-{expected:012x}").as_bytes());
+            assert_eq!(
+                &room[..len],
+                format!("1234abcd-03-{expected:012x}").as_bytes()
+            );
         }
         ids.next.set(u64::MAX);
         let len = ids.assign(None, &mut room);
-        assert_eq!(&room[..len], format!("1234abcd-03-{:012x}", u64::MAX).as_bytes());
+        assert_eq!(
+            &room[..len],
+            format!("1234abcd-03-{:012x}", u64::MAX).as_bytes()
+        );
         ids.next.set(0xabc_def0_1234);
         let len = ids.assign(None, &mut room);
-        assert_eq!(&room[..len], format!("1234abcd-03-{:012x}", 0xabc_def0_1234_u64).as_bytes());
+        assert_eq!(
+            &room[..len],
+            format!("1234abcd-03-{:012x}", 0xabc_def0_1234_u64).as_bytes()
+        );
         // The client's own, when usable.
         let len = ids.assign(Some(b"abc-123"), &mut room);
         assert_eq!(&room[..len], b"abc-123");
