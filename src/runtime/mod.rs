@@ -179,9 +179,7 @@ impl Server {
         let tls = crate::tls::load(&next.tls, &self.ticketer).map_err(Error::Config)?;
         let settings = Settings {
             tls,
-            app: accepted.settings.clone(),
-            openapi: accepted.openapi.clone(),
-            route_timeouts: Arc::clone(&accepted.route_timeouts),
+            app: accepted,
             ..Settings::of(
                 &within_ceiling(&next, self.connection_ceiling),
                 self.cpus.len(),
@@ -330,9 +328,7 @@ pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result
         roles: roles.clone(),
         settings: Settings {
             tls,
-            app: accepted.settings.clone(),
-            openapi: accepted.openapi.clone(),
-            route_timeouts: Arc::clone(&accepted.route_timeouts),
+            app: accepted,
             ..Settings::of(config, cpus.len(), steer.is_some())
         },
         io: config.server.io,

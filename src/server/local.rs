@@ -50,9 +50,7 @@ impl<S: 'static> LocalService<S> {
         let app = app.into();
         let accepted = app.check(&config).unwrap_or_default();
         let settings = Settings {
-            app: accepted.settings,
-            openapi: accepted.openapi,
-            route_timeouts: accepted.route_timeouts,
+            app: accepted,
             limits,
             rules: ConnectionRules {
                 keepalive_requests: 0,
@@ -75,9 +73,7 @@ impl<S: 'static> LocalService<S> {
         let app = app.into();
         let accepted = app.check(config).map_err(crate::Error::Config)?;
         let settings = Settings {
-            app: accepted.settings,
-            openapi: accepted.openapi,
-            route_timeouts: accepted.route_timeouts,
+            app: accepted,
             ..Settings::of(config, 1, true)
         };
         Ok(Self::from_settings(app, settings))

@@ -56,13 +56,10 @@ pub(crate) struct Settings {
     pub(crate) validation_status: Status,
     /// The key of signed and private cookies (`cookies.key`).
     pub(crate) cookie_key: Option<cookie::Key>,
-    /// The app's `[app]` settings, parsed (set by the caller: reading them
-    /// needs the app).
-    pub(crate) app: Option<crate::config::app_settings::Parsed>,
-    /// The app's OpenAPI document and page, when served.
-    pub(crate) openapi: Option<Arc<crate::route::openapi::Document>>,
-    /// Each route's own request timeout (`timeouts.routes`), by slot.
-    pub(crate) route_timeouts: Arc<[Option<Duration>]>,
+    /// What the app made of the configuration: its `[app]` settings, its
+    /// OpenAPI document, its routes' own timeouts (set by the caller:
+    /// reading them needs the app).
+    pub(crate) app: crate::route::service::Accepted,
     /// Rate limiting, as each shard enforces it.
     pub(crate) rate_limit: LimitSettings,
     /// TLS, when HTTPS listeners are configured (set by the caller: loading
@@ -102,9 +99,7 @@ impl Settings {
                 .collect(),
             graceful_timeout: Duration::from_secs(config.server.graceful_timeout_secs),
             cors: Cors::of(&config.cors),
-            app: None,
-            openapi: None,
-            route_timeouts: Arc::default(),
+            app: crate::route::service::Accepted::default(),
             cookie_key: crate::config::cookie_key(&config.cookies.key).ok(),
             validation_status: if config.limits.validation_status == 400 {
                 Status::BAD_REQUEST

@@ -107,7 +107,7 @@ pub(super) async fn respond<S>(
             );
         }
         METRICS
-    } else if openapi(settings.openapi.as_deref(), path, &mut writer) {
+    } else if openapi(settings.app.openapi.as_deref(), path, &mut writer) {
         UNMATCHED
     } else {
         let request = RoutedRequest {
@@ -119,8 +119,8 @@ pub(super) async fn respond<S>(
             late: &late,
             request_id: std::str::from_utf8(request_id).unwrap_or_default(),
             cookie_key: settings.cookie_key.as_ref(),
-            app_settings: settings.app.as_ref(),
-            route_timeouts: &settings.route_timeouts,
+            app_settings: settings.app.settings.as_ref(),
+            route_timeouts: &settings.app.route_timeouts,
             feed,
         };
         route(shard, request, body, &mut writer).await
