@@ -164,6 +164,31 @@ impl<'a, S> Next<'a, S> {
     }
 }
 
+/// Runs `work` for at most `limit`: whether it finished (its future is
+/// dropped when it did not). Off a shard, with no timers, it runs to its
+/// end. The route timeouts of code ([`timeout`]) and of the file
+/// (`timeouts.routes`) both stand on it.
+pub(crate) async fn finishes_within(
+    limit: std::time::Duration,
+    work: impl Future<Output = ()>,
+) -> bool {
+    if !super::shutdown::on_shard() {
+        work.await;
+        return true;
+    }
+    futures_lite::future::or(
+        async {
+            work.await;
+            true
+        },
+        async {
+            glommio::timer::Timer::new(limit).await;
+            false
+        },
+    )
+    .await
+}
+
 /// A layer that answers 504 when the rest of the chain takes longer than
 /// `limit` (the handler's future is dropped): a per-route request timeout,
 /// tighter than `timeouts.request_secs` for the whole connection. On a
@@ -174,21 +199,7 @@ pub fn timeout<S: 'static>(limit: std::time::Duration) -> Layer<S> {
         async move |request: &mut Request<'_>,
                     response: &mut ResponseWriter<'_>,
                     next: Next<'_, S>| {
-            if !super::shutdown::on_shard() {
-                return next.run(request, response).await;
-            }
-            let finished = futures_lite::future::or(
-                async {
-                    next.run(request, response).await;
-                    true
-                },
-                async {
-                    glommio::timer::Timer::new(limit).await;
-                    false
-                },
-            )
-            .await;
-            if !finished {
+            if !finishes_within(limit, next.run(request, response)).await {
                 response.reset();
                 response.send_error(
                     crate::http::status::Status::GATEWAY_TIMEOUT,

@@ -21,7 +21,7 @@ use crate::http::write::{
 use crate::observe::metrics::{METRICS, UNMATCHED};
 use crate::ratelimit::{ClientIdentity, RateLimitHeaders, Refusal};
 use crate::route::cors::Verdict;
-use crate::route::layer::Next;
+use crate::route::layer::{Next, finishes_within};
 use crate::route::router::{Lookup, MAX_PARAMS};
 use crate::route::service::Routed;
 use crate::server::shard::{Settings, ShardContext};
@@ -281,21 +281,7 @@ async fn call_within<S>(
     writer: &mut ResponseWriter<'_>,
     limit: std::time::Duration,
 ) {
-    if !crate::route::shutdown::on_shard() {
-        return call(shard, routed, request, writer).await;
-    }
-    let finished = futures_lite::future::or(
-        async {
-            call(shard, routed, request, writer).await;
-            true
-        },
-        async {
-            glommio::timer::Timer::new(limit).await;
-            false
-        },
-    )
-    .await;
-    if !finished {
+    if !finishes_within(limit, call(shard, routed, request, writer)).await {
         shard
             .counters
             .count(crate::observe::counters::Rejection::RequestTimeout);
