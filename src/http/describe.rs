@@ -87,7 +87,8 @@ impl Operation {
         if inner.path.is_some() {
             self.path = inner.path;
         }
-        // Optional credentials: the route also works without them.
+        // Its security schemes are left out: optional credentials mean
+        // the route also works without them.
         self.responses.extend(inner.responses);
     }
 

@@ -1,21 +1,23 @@
 //! The pipelined decode loop: every complete request at the start of the
 //! buffer, one after another, each answered and logged.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::Instant;
-
-use std::cell::Cell;
 
 use super::dispatch::respond;
 use super::upload;
 use super::{Origin, error_writer, header, log_refusal};
 use crate::http::date::DATE_LEN;
 use crate::http::incoming;
-use crate::http::parse::{Decoded, Decoder, Framing, HeaderSpan, Message, ParseError, Version};
+use crate::http::parse::{
+    Decoded, Decoder, Framing, Head, HeaderSpan, Message, ParseError, Version,
+};
 use crate::http::request::{split_target, target_str};
 use crate::http::status::Status;
 use crate::http::write::{BodyStream, StreamFraming};
 use crate::observe::access::{self, Entry};
+use crate::route::service::BodyRule;
 use crate::server::connection::Wire;
 use crate::server::shard::{Settings, ShardContext};
 
@@ -116,11 +118,7 @@ async fn answer_all<S>(
         let end = consumed + message.consumed;
         if shard.app.body_rules && message.body.1 > message.body.0 {
             let bytes = &input[consumed..end];
-            let (path, _) = split_target(target_str(bytes, &message.head));
-            let rule =
-                shard
-                    .app
-                    .body_rule(message.head.method, path, settings.limits.max_body_bytes);
+            let rule = at.body_rule(bytes, &message.head);
             if (message.body.1 - message.body.0) as u64 > rule.limit {
                 return at.refuse(ParseError::BodyTooLarge, out, bytes, consumed);
             }
@@ -164,6 +162,15 @@ struct StreamedBody<'w, 'd> {
 }
 
 impl<S> Exchange<'_, S> {
+    /// How the route of the request whose head `head` is in `bytes`
+    /// takes its body.
+    fn body_rule(&self, bytes: &[u8], head: &Head) -> BodyRule {
+        let (path, _) = split_target(target_str(bytes, head));
+        self.shard
+            .app
+            .body_rule(head.method, path, self.settings.limits.max_body_bytes)
+    }
+
     /// A request whose body is still arriving in `input` (`consumed`
     /// bytes into the pass): refused now when its route's limit says so,
     /// or answered now, its body read as it comes, when its route streams
@@ -179,11 +186,7 @@ impl<S> Exchange<'_, S> {
         wire: &mut Option<Wire<'_, '_>>,
     ) -> Option<(Batch, bool)> {
         let (head, so_far) = decoder.pending()?;
-        let (path, _) = split_target(target_str(input, &head));
-        let rule = self
-            .shard
-            .app
-            .body_rule(head.method, path, self.settings.limits.max_body_bytes);
+        let rule = self.body_rule(input, &head);
         let over = match head.framing {
             Framing::Length(len) => len > rule.limit,
             _ => so_far > rule.limit,
