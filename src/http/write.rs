@@ -48,6 +48,9 @@ pub struct ResponseWriter<'a> {
     common: &'a [u8],
     /// Echoed as `X-Request-ID` when set.
     request_id: &'a [u8],
+    /// The `Access-Control-Allow-Origin` value and the other CORS lines,
+    /// pre-rendered, for a request from an allowed origin.
+    cross_origin: Option<(&'a [u8], &'a [u8])>,
     /// Header lines decided after the writer was made (rate-limit fields).
     late: Option<&'a dyn LateHeaders>,
     /// The status actually written, once written.
@@ -105,6 +108,7 @@ impl<'a> ResponseWriter<'a> {
             body_open: None,
             common: &[],
             request_id: &[],
+            cross_origin: None,
             late: None,
             sent: None,
             validation: Status::UNPROCESSABLE_ENTITY,
@@ -118,6 +122,15 @@ impl<'a> ResponseWriter<'a> {
     #[must_use]
     pub fn with_request_id(mut self, id: &'a [u8]) -> Self {
         self.request_id = id;
+        self
+    }
+
+    /// Adds the CORS fields of an allowed origin: `allow_origin` as
+    /// `Access-Control-Allow-Origin`, then `lines` (pre-rendered header
+    /// lines), to whatever response is written.
+    #[must_use]
+    pub(crate) fn with_cross_origin(mut self, fields: Option<(&'a [u8], &'a [u8])>) -> Self {
+        self.cross_origin = fields;
         self
     }
 
@@ -399,6 +412,10 @@ impl<'a> ResponseWriter<'a> {
         }
         if !self.request_id.is_empty() {
             push_header(out, "X-Request-ID", self.request_id);
+        }
+        if let Some((allow_origin, lines)) = self.cross_origin {
+            push_header(out, "Access-Control-Allow-Origin", allow_origin);
+            out.extend_from_slice(lines);
         }
         if let Some(content_type) = content_type {
             push_header(out, "Content-Type", content_type.as_bytes());

@@ -14,8 +14,10 @@ pub(crate) struct Cors {
     methods: Box<[u8]>,
     /// `None`: whatever the preflight asks for.
     headers: Option<Box<[u8]>>,
-    expose: Box<[u8]>,
     max_age: Box<[u8]>,
+    /// The lines a response to an allowed origin carries after
+    /// `Access-Control-Allow-Origin`, pre-rendered.
+    allowed_lines: Box<[u8]>,
 }
 
 /// What the policy says of a request carrying `Origin`.
@@ -37,6 +39,18 @@ impl Cors {
         }
         let any = config.allow_origins.iter().any(|o| o == "*");
         let list = |items: &[String]| items.join(", ").into_bytes().into_boxed_slice();
+        let mut allowed_lines = String::new();
+        if !any || config.allow_credentials {
+            allowed_lines.push_str("Vary: Origin\r\n");
+        }
+        if config.allow_credentials {
+            allowed_lines.push_str("Access-Control-Allow-Credentials: true\r\n");
+        }
+        if !config.expose_headers.is_empty() {
+            allowed_lines.push_str("Access-Control-Expose-Headers: ");
+            allowed_lines.push_str(&config.expose_headers.join(", "));
+            allowed_lines.push_str("\r\n");
+        }
         Some(Self {
             origins: (!any).then(|| {
                 config
@@ -49,8 +63,8 @@ impl Cors {
             methods: list(&config.allow_methods),
             headers: (!config.allow_headers.iter().any(|h| h == "*") || config.allow_credentials)
                 .then(|| list(&config.allow_headers)),
-            expose: list(&config.expose_headers),
             max_age: config.max_age_secs.to_string().into_bytes().into(),
+            allowed_lines: allowed_lines.into_bytes().into(),
         })
     }
 
@@ -116,18 +130,10 @@ impl Cors {
         );
     }
 
-    /// Adds the allow fields to the response written for an allowed
-    /// `origin`.
-    pub(crate) fn decorate(&self, origin: &[u8], writer: &mut ResponseWriter<'_>) {
-        writer.insert_header("Access-Control-Allow-Origin", self.allow_origin(origin));
-        if self.origins.is_some() || self.credentials {
-            writer.insert_header("Vary", b"Origin");
-        }
-        if self.credentials {
-            writer.insert_header("Access-Control-Allow-Credentials", b"true");
-        }
-        if !self.expose.is_empty() {
-            writer.insert_header("Access-Control-Expose-Headers", &self.expose);
-        }
+    /// What a response to an allowed `origin` carries: the
+    /// `Access-Control-Allow-Origin` value and the pre-rendered lines after
+    /// it (for `ResponseWriter::with_cross_origin`).
+    pub(crate) fn allowed_fields<'o>(&'o self, origin: &'o [u8]) -> (&'o [u8], &'o [u8]) {
+        (self.allow_origin(origin), &self.allowed_lines)
     }
 }

@@ -60,6 +60,18 @@ pub(super) async fn respond<S>(
         keep_alive: head.keep_alive && may_continue,
         http10: head.version == Version::Http10,
     };
+    // Cross-origin requests: a preflight is answered here, before any
+    // route; the response to an allowed origin carries the allow fields.
+    let cors = settings.cors.as_ref().and_then(|cors| {
+        let from = header(headers, head_bytes, "origin")?;
+        let preflight = head.method == Method::Options
+            && header(headers, head_bytes, "access-control-request-method").is_some();
+        Some((cors, from, cors.verdict(from, preflight)))
+    });
+    let allowed = match cors {
+        Some((cors, from, Verdict::Allowed)) => Some(cors.allowed_fields(from)),
+        _ => None,
+    };
     let late = RateLimitHeaders::default();
     let (feed, body_open) = feed.unzip();
     let mut writer = ResponseWriter::new(out, context)
@@ -72,15 +84,8 @@ pub(super) async fn respond<S>(
         })
         .with_late_headers(&late)
         .with_request_id(request_id)
+        .with_cross_origin(allowed)
         .with_validation_status(settings.validation_status);
-    // Cross-origin requests: a preflight is answered here, before any
-    // route; the response to an allowed origin carries the allow fields.
-    let cors = settings.cors.as_ref().and_then(|cors| {
-        let from = header(headers, head_bytes, "origin")?;
-        let preflight = head.method == Method::Options
-            && header(headers, head_bytes, "access-control-request-method").is_some();
-        Some((cors, from, cors.verdict(from, preflight)))
-    });
     let slot = if let Some((cors, from, Verdict::Preflight)) = cors {
         let requested = header(headers, head_bytes, "access-control-request-headers");
         cors.answer_preflight(from, requested, &mut writer);
@@ -125,9 +130,6 @@ pub(super) async fn respond<S>(
         };
         route(shard, request, body, &mut writer).await
     };
-    if let Some((cors, from, Verdict::Allowed)) = cors {
-        cors.decorate(from, &mut writer);
-    }
     let status = writer
         .status_sent()
         .unwrap_or(Status::INTERNAL_SERVER_ERROR);
