@@ -305,6 +305,47 @@ impl<S: 'static> App<S> {
     /// (called once on every shard). Handlers reach it with
     /// [`State`](crate::State); it need not be `Send`.
     pub fn with_state(factory: impl Fn() -> S + Send + Sync + 'static) -> Self {
+        Self::with_factory(crate::route::startup::sync_factory(factory))
+    }
+
+    /// An application whose shards each own a state built by the async
+    /// `factory`, on the shard's own thread and ring, before the shard
+    /// serves: connect pools, warm caches. The future need not be `Send`.
+    /// A factory that fails stops the server from starting, naming the
+    /// dependency ([`StartupError`](crate::StartupError)).
+    ///
+    /// ```no_run
+    /// use percore::{App, Startup, StartupError, State};
+    /// use percore::client::Client;
+    ///
+    /// #[derive(Clone)]
+    /// struct Shard { api: Client }
+    ///
+    /// let app = App::with_async_state(|startup: Startup| async move {
+    ///     let api = Client::new();
+    ///     api.get("http://127.0.0.1:9000/health")
+    ///         .send()
+    ///         .await
+    ///         .map_err(|e| StartupError::new("api", e))?;
+    ///     let _ = startup.shard();
+    ///     Ok(Shard { api })
+    /// })
+    /// .get("/", async |State(shard): State<Shard>| {
+    ///     let _ = &shard.api;
+    ///     "hi"
+    /// });
+    /// ```
+    pub fn with_async_state<F, Fut>(factory: F) -> Self
+    where
+        F: Fn(crate::Startup) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<S, crate::StartupError>> + 'static,
+    {
+        Self::with_factory(std::sync::Arc::new(move |startup| {
+            Box::pin(factory(startup))
+        }))
+    }
+
+    fn with_factory(factory: crate::route::startup::StateFactory<S>) -> Self {
         Self {
             service: RouteService::new(factory),
             root: Scope::new(),
@@ -435,6 +476,22 @@ impl<S: 'static> App<S> {
         self.service
             .readiness
             .push((name.to_owned(), Box::new(check)));
+        self
+    }
+
+    /// Runs `hook` on every shard once its connections have drained (or
+    /// the graceful timeout passed), before the shard ends: close pools,
+    /// flush buffers. It is given the shard's state and returns a future
+    /// that owns what it needs (clone a pool's handle into it); it has the
+    /// graceful timeout to finish.
+    #[must_use]
+    pub fn on_shutdown<Fut>(mut self, hook: impl Fn(&S) -> Fut + Send + Sync + 'static) -> Self
+    where
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        self.service
+            .shutdown
+            .push(std::sync::Arc::new(move |state| Box::pin(hook(state))));
         self
     }
 

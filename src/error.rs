@@ -58,6 +58,14 @@ pub enum Error {
         /// What glommio said.
         reason: String,
     },
+    /// A shard's state factory failed: a dependency it connects to at
+    /// start (a database, a cache, an API) is not reachable or refused.
+    Dependency {
+        /// The shard.
+        shard: usize,
+        /// The dependency and what went wrong.
+        error: crate::StartupError,
+    },
     /// A shard ended before it listened (its thread panicked while starting).
     StartupLost {
         /// The shard.
@@ -149,6 +157,10 @@ impl IoUringRefusal {
 }
 
 impl fmt::Display for Error {
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one message per error, each naming its fix"
+    )]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Config(problems) => {
@@ -205,6 +217,11 @@ impl fmt::Display for Error {
             Self::Executor { shard, reason } => write!(
                 f,
                 "shard {shard} could not start its executor ({reason}): run `percore doctor` for this host's limits"
+            ),
+            Self::Dependency { shard, error } => write!(
+                f,
+                "shard {shard} could not build its state: {error} (start {dep} or fix its address in the configuration)",
+                dep = error.dependency()
             ),
             Self::StartupLost { shard } => write!(
                 f,

@@ -56,6 +56,7 @@
 //!    is JSON with simd-json; `route::layer` is middleware, whose futures
 //!    live in `route::pooled` blocks; `route::cors`, `route::sse` and
 //!    `route::shutdown` are CORS, server-sent events and the drain signal;
+//!    `route::startup` builds each shard's state and runs its shutdown hooks;
 //!    `route::service` is an app frozen for serving).
 //! 6. `uring` (each shard's own `io_uring`: an owning record per operation;
 //!    multishot accept and receive into provided buffers, batched sends,
@@ -73,17 +74,22 @@
 //!    `dispatch` to rate limit, router and handler), deadlines and pooled
 //!    blocks. The same state machine serves without a socket as
 //!    [`LocalService`].
-//! 9. `runtime`: the process. `runtime::cpus` picks the CPUs (affinity ∩
-//!    cgroup cpuset, capped by the quota); `listener` opens every listener
-//!    before any shard starts (`runtime::steer`'s cBPF program sends each
-//!    client to one shard when limits need it); `shard` brings a shard up on
-//!    its own pinned executor thread; `control` talks to shards only by
-//!    message (stop, reload, metrics snapshot); `supervise` restarts a
-//!    shard that dies and watches for blocked event loops; `admin` serves
-//!    metrics on their own listener; [`Server`] is the handle.
-//! 10. `app` ([`App`]): the builder service authors use, frozen into a
+//! 9. [`client`]: calling other services from a shard. An HTTP/1.1 client
+//!    on the shard's own ring (`client::conn`: TCP, TLS with rustls, Unix
+//!    sockets), pooled per origin (`client::pool`), with `client::response`
+//!    reading the framing, and `client::resilience` (backoff with full
+//!    jitter, a retry budget, a circuit breaker per origin).
+//! 10. `runtime`: the process. `runtime::cpus` picks the CPUs (affinity ∩
+//!     cgroup cpuset, capped by the quota); `listener` opens every listener
+//!     before any shard starts (`runtime::steer`'s cBPF program sends each
+//!     client to one shard when limits need it); `shard` brings a shard up on
+//!     its own pinned executor thread; `control` talks to shards only by
+//!     message (stop, reload, metrics snapshot); `supervise` restarts a
+//!     shard that dies and watches for blocked event loops; `admin` serves
+//!     metrics on their own listener; [`Server`] is the handle.
+//! 11. `app` ([`App`]): the builder service authors use, frozen into a
 //!     [`RouteService`] that the layers below take.
-//! 11. `doctor` (host checks), [`reference`](mod@reference) (the app `percore serve`
+//! 12. `doctor` (host checks), [`reference`](mod@reference) (the app `percore serve`
 //!     runs) and `testing` ([`TestClient`]: an app on a real one-shard
 //!     server, requests over a loopback socket), then [`cli`], the command
 //!     line over them ([`main`] for your own binary).
@@ -100,7 +106,7 @@
 //!
 //! ## Unsafe code
 //!
-//! `unsafe_code` is denied crate-wide and allowed in six modules; every
+//! `unsafe_code` is denied crate-wide and allowed in seven modules; every
 //! block carries a `SAFETY:` argument beside it (`undocumented_unsafe_blocks`
 //! is denied). The inventory below counts each file's `unsafe` blocks and
 //! functions; `tests/layers.rs` fails when a count here and in the code
@@ -118,10 +124,12 @@
 //! | `runtime/adopt.rs` | 2 | handing sockets to glommio, whose only way to adopt one is `FromRawFd` |
 //! | `runtime/steer.rs` | 1 | `setsockopt` with the cBPF steering program |
 //! | `runtime/descriptors.rs` | 2 | `getrlimit` and `setrlimit` for the descriptor budget |
+//! | `client/conn.rs` | 1 | a non-blocking `recv(MSG_PEEK)` on a pooled connection's socket, to skip one its peer closed |
 //! | `runtime/memory.rs` | 1 | `malloc_trim`, giving a burst's freed pages back |
 
 pub(crate) mod app;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub(crate) mod doctor;
 pub(crate) mod error;
@@ -166,6 +174,7 @@ pub use route::layer::{Layer, LayerFn, Next, from_fn, timeout};
 pub use route::service::RouteService;
 pub use route::shutdown::{Background, Shutdown};
 pub use route::sse::{Event, LastEventId, Sse};
+pub use route::startup::{Startup, StartupError};
 pub use route::validate::{FieldError, Loc, ValidationError};
 pub use runtime::Server;
 pub use server::LocalService;

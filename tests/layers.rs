@@ -24,6 +24,8 @@ const LAYERS: &[&[&str]] = &[
     &["transport"],
     // Serving connections on one shard.
     &["server"],
+    // Calling other services from a shard.
+    &["client"],
     // The process: CPUs, listeners, threads, control, supervision, signals.
     &["runtime"],
     // The builder service authors use.

@@ -61,6 +61,7 @@ fn the_notes_example_matches_its_document() {
         .env("NOTES_TOKEN", "secret")
         .env("NOTES_UPLOAD_DIR", uploads.path());
     let spawned = support::spawn_ready(command);
+    let mut child = support::KillOnDrop(spawned.child);
     // The live feed never ends by itself (each case would wait out the
     // request timeout); its document entry is checked by the test of the
     // document (tests/openapi.rs covers the media type).
@@ -73,7 +74,6 @@ fn the_notes_example_matches_its_document() {
             "/events",
         ],
     );
-    let mut child = spawned.child;
-    support::sigterm(&child);
-    assert!(child.wait().unwrap().success());
+    support::sigterm(&child.0);
+    assert!(child.0.wait().unwrap().success());
 }

@@ -17,4 +17,5 @@ pub(crate) mod schema;
 pub(crate) mod service;
 pub(crate) mod shutdown;
 pub(crate) mod sse;
+pub(crate) mod startup;
 pub(crate) mod validate;

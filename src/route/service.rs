@@ -66,7 +66,9 @@ pub struct RouteService<S> {
     /// The metrics labels of the app's routes, by slot from
     /// [`FIRST_APP_ROUTE`].
     labels: Vec<RouteLabel>,
-    pub(crate) state: Arc<dyn Fn() -> S + Send + Sync>,
+    pub(crate) state: super::startup::StateFactory<S>,
+    /// Run on each shard once its connections have drained.
+    pub(crate) shutdown: Vec<super::startup::ShutdownHook<S>>,
     pub(crate) readiness: Vec<(String, ReadinessCheck<S>)>,
     /// Answers requests no route matches (else a JSON 404).
     pub(crate) fallback: Option<Routed<S>>,
@@ -95,11 +97,12 @@ impl<S> std::fmt::Debug for RouteService<S> {
 
 impl<S> RouteService<S> {
     /// A service with no routes whose shards build their state with `factory`.
-    pub(crate) fn new(factory: impl Fn() -> S + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(factory: super::startup::StateFactory<S>) -> Self {
         Self {
             routes: Router::new(),
             labels: Vec::new(),
-            state: Arc::new(factory),
+            state: factory,
+            shutdown: Vec::new(),
             readiness: Vec::new(),
             fallback: None,
             method_not_allowed: None,

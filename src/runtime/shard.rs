@@ -64,7 +64,10 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
         return true;
     }
     crate::route::shutdown::mark_shard_thread();
-    let mut context = ShardContext::new(start.index, start.app, start.settings);
+    let Some(state) = build_state(&start).await else {
+        return true;
+    };
+    let mut context = ShardContext::new(start.index, start.app, start.settings, state);
     context.access = start
         .access
         .map(|(format, writer)| AccessLog::new(format, writer, start.index));
@@ -74,25 +77,7 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     context.scrape = Some(Arc::new(move || control.metrics_text()));
     let shard = Rc::new(context);
     glommio::spawn_local(Rc::clone(&shard.deadlines).run()).detach();
-    let trimmed = Rc::downgrade(&shard);
-    glommio::spawn_local(async move {
-        // Connections open at the last trim: when many have closed since,
-        // their memory is free in the allocator, pools or not.
-        let mut open_before = 0;
-        loop {
-            glommio::timer::sleep(TRIM_EVERY).await;
-            let Some(shard) = trimmed.upgrade() else {
-                break;
-            };
-            let open = shard.gate.open_connections();
-            let many_closed = open + CLOSED_TO_TRIM <= open_before;
-            if shard.trim() > 0 || many_closed {
-                super::memory::give_back_free_pages();
-            }
-            open_before = open;
-        }
-    })
-    .detach();
+    spawn_trimmer(&shard);
     let vitals = Arc::clone(&shard.vitals);
     glommio::spawn_local(async move {
         loop {
@@ -155,7 +140,73 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     follow_control(&shard, start.inbox).await;
     let timeout = shard.settings().graceful_timeout;
     stop_accepting(accepting, shard_ring).await;
-    drain(&shard, timeout).await
+    let drained = drain(&shard, timeout).await;
+    run_shutdown_hooks(&shard, timeout).await;
+    drained
+}
+
+/// Trims the shard's pools every [`TRIM_EVERY`], giving free pages back
+/// when a burst ended or many connections closed.
+fn spawn_trimmer<S: 'static>(shard: &Rc<ShardContext<S>>) {
+    let trimmed = Rc::downgrade(shard);
+    glommio::spawn_local(async move {
+        // Connections open at the last trim: when many have closed since,
+        // their memory is free in the allocator, pools or not.
+        let mut open_before = 0;
+        loop {
+            glommio::timer::sleep(TRIM_EVERY).await;
+            let Some(shard) = trimmed.upgrade() else {
+                break;
+            };
+            let open = shard.gate.open_connections();
+            let many_closed = open + CLOSED_TO_TRIM <= open_before;
+            if shard.trim() > 0 || many_closed {
+                super::memory::give_back_free_pages();
+            }
+            open_before = open;
+        }
+    })
+    .detach();
+}
+
+/// Builds the shard's state with the app's factory; a failure goes to the
+/// `ready` channel, naming the dependency.
+async fn build_state<S>(start: &ShardStart<S>) -> Option<S> {
+    let settings = start.settings.app.settings.clone();
+    match crate::route::startup::build(&start.app.state, start.index, settings).await {
+        Ok(state) => Some(state),
+        Err(error) => {
+            let _ = start.ready.send(Err(crate::error::Error::Dependency {
+                shard: start.index,
+                error,
+            }));
+            None
+        }
+    }
+}
+
+/// Runs the app's shutdown hooks in the order added, each given the
+/// graceful timeout to finish.
+async fn run_shutdown_hooks<S>(shard: &ShardContext<S>, timeout: Duration) {
+    for hook in &shard.app.shutdown {
+        let finished = futures_lite::future::or(
+            async {
+                hook(&shard.state).await;
+                true
+            },
+            async {
+                glommio::timer::sleep(timeout).await;
+                false
+            },
+        )
+        .await;
+        if !finished {
+            tracing::warn!(
+                shard = shard.index,
+                "a shutdown hook took longer than the graceful timeout; the shard ends without it"
+            );
+        }
+    }
 }
 
 /// Stops the accept loops. On the ring path the multishot accepts are

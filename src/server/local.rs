@@ -79,8 +79,21 @@ impl<S: 'static> LocalService<S> {
         Ok(Self::from_settings(app, settings))
     }
 
+    /// Builds shard 0's state here (an async factory is polled to the end
+    /// on this thread: one that awaits sockets needs a server, as
+    /// [`TestClient`](crate::TestClient) starts).
+    ///
+    /// # Panics
+    /// When the app's state factory fails: a test cannot go on without it.
     fn from_settings(app: impl Into<RouteService<S>>, settings: Settings) -> Self {
-        let shard = Rc::new(ShardContext::new(0, Arc::new(app.into()), settings));
+        let app: RouteService<S> = app.into();
+        let built = futures_lite::future::block_on(crate::route::startup::build(
+            &app.state,
+            0,
+            settings.app.settings.clone(),
+        ));
+        let state = built.unwrap_or_else(|error| panic!("the app's state factory failed: {error}"));
+        let shard = Rc::new(ShardContext::new(0, Arc::new(app), settings, state));
         let settings = shard.settings();
         let origin = Origin {
             peer: None,

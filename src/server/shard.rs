@@ -144,10 +144,15 @@ pub(crate) struct ShardContext<S> {
 }
 
 impl<S> ShardContext<S> {
-    /// Builds the context, calling the app's state factory on this thread.
-    pub(crate) fn new(index: usize, app: Arc<RouteService<S>>, mut settings: Settings) -> Self {
+    /// Builds the context around the shard's `state` (made by the app's
+    /// factory on this thread).
+    pub(crate) fn new(
+        index: usize,
+        app: Arc<RouteService<S>>,
+        mut settings: Settings,
+        state: S,
+    ) -> Self {
         settings.tls = settings.tls.map(|tls| tls.for_shard());
-        let state = (app.state)();
         let routes = app.route_count();
         let limiter = Limiter::new(settings.rate_limit.clone(), &app.route_labels());
         Self {

@@ -108,7 +108,7 @@ pub(crate) fn load(
 /// instructions where SHA-384 does not, and a TLS 1.3 handshake hashes its
 /// transcript and derives every key with the suite's hash (measured in
 /// `bench/README.md`). The server's order is used, not the client's.
-fn provider() -> CryptoProvider {
+pub(crate) fn provider() -> CryptoProvider {
     use rustls::crypto::aws_lc_rs::cipher_suite as suite;
     CryptoProvider {
         cipher_suites: vec![
@@ -153,7 +153,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = read_file(path)?;
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -167,7 +167,7 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(chain)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let pem = read_file(path)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         format!(

@@ -248,6 +248,17 @@ pub fn spawn_percore_on(
     (spawned.child, spawned.addrs[0], spawned.lines)
 }
 
+/// A child process killed when dropped, so a failing test does not leave
+/// its server running (holding the test harness's output pipe open).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `percore serve` started by [`spawn_percore_args`].
 pub struct Spawned<L> {
     pub child: std::process::Child,

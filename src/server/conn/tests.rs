@@ -159,7 +159,7 @@ fn shard_with(rules: ConnectionRules) -> Rc<ShardContext<()>> {
         rules,
         ..Settings::of(&Config::default(), 1, true)
     };
-    Rc::new(ShardContext::new(0, Arc::new(app().into()), settings))
+    Rc::new(ShardContext::new(0, Arc::new(app().into()), settings, ()))
 }
 
 /// A keep-alive request for `/`.

@@ -1,0 +1,189 @@
+//! One outbound connection on the shard's ring: TCP, TLS over TCP
+//! (rustls), or a Unix socket, with its read and write timeouts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpStream, UnixStream};
+
+use super::error::{ClientError, ErrorKind};
+
+/// The byte stream under one connection.
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+    Unix(UnixStream),
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tcp(_) => "Tcp",
+            Self::Tls(_) => "Tls",
+            Self::Unix(_) => "Unix",
+        })
+    }
+}
+
+/// Waits for `work` at most `limit`: a timeout is `TimedOut`.
+async fn within<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    futures_lite::future::or(work, async {
+        glommio::timer::sleep(limit).await;
+        Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+    })
+    .await
+}
+
+impl Stream {
+    /// Connects to the first of `addrs` that answers, within `timeout` in
+    /// all.
+    pub(crate) async fn tcp(
+        addrs: &[SocketAddr],
+        timeout: Duration,
+        origin: &str,
+    ) -> Result<TcpStream, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        for addr in addrs {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match TcpStream::connect_timeout(*addr, left).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Err(error) => last = Some((addr, error)),
+            }
+        }
+        Err(match last {
+            Some((addr, error)) => {
+                let error = std::io::Error::from(error);
+                if error.kind() == std::io::ErrorKind::TimedOut {
+                    ClientError::new(
+                        ErrorKind::Timeout,
+                        origin,
+                        format_args!("connect to {addr}"),
+                    )
+                } else {
+                    ClientError::new(ErrorKind::Connect, origin, format_args!("{addr}: {error}"))
+                }
+            }
+            None => ClientError::new(ErrorKind::Timeout, origin, "connect"),
+        })
+    }
+
+    /// TLS over `tcp`, checking the certificate for `host`.
+    pub(crate) async fn tls(
+        tcp: TcpStream,
+        config: &Arc<rustls::ClientConfig>,
+        host: &str,
+        timeout: Duration,
+        origin: &str,
+    ) -> Result<Self, ClientError> {
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| ClientError::new(ErrorKind::Url, origin, e))?;
+        let connector = futures_rustls::TlsConnector::from(Arc::clone(config));
+        match within(timeout, connector.connect(name, tcp)).await {
+            Ok(stream) => Ok(Self::Tls(Box::new(stream))),
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => Err(ClientError::new(
+                ErrorKind::Timeout,
+                origin,
+                "TLS handshake",
+            )),
+            Err(error) => Err(ClientError::new(ErrorKind::Tls, origin, error)),
+        }
+    }
+
+    /// Connects to the Unix socket at `path`.
+    pub(crate) async fn unix(
+        path: &std::path::Path,
+        timeout: Duration,
+        origin: &str,
+    ) -> Result<Self, ClientError> {
+        match within(timeout, async {
+            UnixStream::connect(path)
+                .await
+                .map_err(std::io::Error::from)
+        })
+        .await
+        {
+            Ok(stream) => Ok(Self::Unix(stream)),
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                Err(ClientError::new(ErrorKind::Timeout, origin, "connect"))
+            }
+            Err(error) => Err(ClientError::new(ErrorKind::Connect, origin, error)),
+        }
+    }
+
+    /// Reads what arrives into `buf`, waiting at most `limit`.
+    pub(crate) async fn read(&mut self, buf: &mut [u8], limit: Duration) -> std::io::Result<usize> {
+        match self {
+            Self::Tcp(s) => within(limit, s.read(buf)).await,
+            Self::Tls(s) => within(limit, s.read(buf)).await,
+            Self::Unix(s) => within(limit, s.read(buf)).await,
+        }
+    }
+
+    /// Writes all of `bytes` (and flushes TLS), waiting at most `limit`.
+    pub(crate) async fn write_all(&mut self, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => within(limit, s.write_all(bytes)).await,
+            Self::Tls(s) => {
+                within(limit, async {
+                    s.write_all(bytes).await?;
+                    s.flush().await
+                })
+                .await
+            }
+            Self::Unix(s) => within(limit, s.write_all(bytes)).await,
+        }
+    }
+
+    /// Whether the peer closed (or reset) the connection while it sat in
+    /// the pool: a read that would block means it is still open. One
+    /// `recv(MSG_PEEK | MSG_DONTWAIT)`, so a stale connection is never
+    /// handed to a request (the keep-alive race).
+    pub(crate) fn peer_closed(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Self::Tcp(s) => s.as_raw_fd(),
+            Self::Tls(s) => s.get_ref().0.as_raw_fd(),
+            // glommio's Unix stream does not lend its descriptor: a stale
+            // one fails its call, which an idempotent request retries.
+            Self::Unix(_) => return false,
+        };
+        peek::peer_closed(fd)
+    }
+}
+
+mod peek {
+    #![allow(unsafe_code, reason = "one non-blocking recv on a socket we own")]
+
+    /// Whether `fd`'s peer has closed or reset (or sent bytes nobody asked
+    /// for, which make the connection unusable too): only nothing to read
+    /// yet (`EAGAIN`) means a good idle connection.
+    pub(super) fn peer_closed(fd: std::os::fd::RawFd) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: `byte` is a valid one-byte buffer for the call's length,
+        // and `fd` is a socket the caller owns for the call's duration.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&raw mut byte).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            n if n >= 0 => true,
+            _ => std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock,
+        }
+    }
+}
