@@ -135,6 +135,7 @@ pub(crate) mod doctor;
 pub(crate) mod error;
 pub(crate) mod http;
 pub(crate) mod observe;
+pub mod postgres;
 pub(crate) mod ratelimit;
 pub mod reference;
 pub(crate) mod route;

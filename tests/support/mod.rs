@@ -13,6 +13,7 @@ use std::time::Duration;
 use percore::{App, Config, Server};
 
 pub mod pki;
+pub mod servers;
 
 /// Upper bound on any single read, so a broken server fails a test instead
 /// of hanging it.
