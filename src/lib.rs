@@ -137,6 +137,7 @@ pub(crate) mod http;
 pub(crate) mod observe;
 pub mod postgres;
 pub(crate) mod ratelimit;
+pub mod redis;
 pub mod reference;
 pub(crate) mod route;
 pub(crate) mod runtime;

@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     // Serving connections on one shard.
     &["server"],
     // Calling other services from a shard.
-    &["client", "postgres"],
+    &["client", "postgres", "redis"],
     // The process: CPUs, listeners, threads, control, supervision, signals.
     &["runtime"],
     // The builder service authors use.

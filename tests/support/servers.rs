@@ -195,6 +195,8 @@ impl Redis {
             let mut child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
+                // DEBUG SLEEP makes a slow reply for the timeout tests.
+                .args(["--enable-debug-command", "local"])
                 .arg("--dir")
                 .arg(dir.path())
                 .stdout(Stdio::piped())
