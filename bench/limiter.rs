@@ -42,6 +42,7 @@ fn request_path(c: &mut Criterion) {
         rate: 1e9,
         burst: 1_000_000,
         routes: Vec::new(),
+        ..percore::config::PolicyConfig::default()
     }];
     let mut group = c.benchmark_group("request path /plaintext");
     for (name, config) in [

@@ -138,6 +138,7 @@ fn rate_limited_requests_allocate_nothing_once_the_key_exists() {
         rate: 1e9,
         burst: 1_000_000,
         routes: Vec::new(),
+        ..percore::config::PolicyConfig::default()
     }];
     let mut service = LocalService::with_config(percore::reference::app(), &config).unwrap();
     service.set_peer("127.0.0.2:5000".parse().unwrap());

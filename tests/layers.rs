@@ -17,6 +17,8 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     // Logging, access log, counters and metrics.
     &["observe"],
+    // The Redis client (below the rate limiter, whose fleet-wide policies use it).
+    &["redis"],
     // Rate limiting; routing, handlers and the frozen route service.
     &["ratelimit", "route"],
     // The shard's ring and TLS settings, then the byte streams over them.
@@ -25,7 +27,7 @@ const LAYERS: &[&[&str]] = &[
     // Serving connections on one shard.
     &["server"],
     // Calling other services from a shard.
-    &["client", "postgres", "redis"],
+    &["client", "postgres"],
     // The process: CPUs, listeners, threads, control, supervision, signals.
     &["runtime"],
     // The builder service authors use.

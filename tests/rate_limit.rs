@@ -26,6 +26,7 @@ fn policy(name: &str, rate: f64, burst: u32, routes: &[&str]) -> PolicyConfig {
         rate,
         burst,
         routes: routes.iter().map(|r| (*r).to_owned()).collect(),
+        ..PolicyConfig::default()
     }
 }
 

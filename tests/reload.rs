@@ -95,6 +95,7 @@ fn rate_limit_policies_change_live() {
         rate: 1.0,
         burst: 1,
         routes: Vec::new(),
+        ..percore::config::PolicyConfig::default()
     }];
     assert!(server.reload(&next).unwrap().is_empty());
     // The same open connection is limited from the next request.

@@ -170,6 +170,16 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
         "rate_limit.headers",
         EnvKind::Bool,
     ),
+    (
+        "PERCORE_RATE_LIMIT_REDIS_URL",
+        "rate_limit.redis_url",
+        EnvKind::Text,
+    ),
+    (
+        "PERCORE_RATE_LIMIT_REDIS_TIMEOUT_MS",
+        "rate_limit.redis_timeout_ms",
+        EnvKind::Integer,
+    ),
     ("PERCORE_TLS_LISTEN", "tls.listen", EnvKind::List),
     (
         "PERCORE_TLS_REDIRECT_LISTEN",

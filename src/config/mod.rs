@@ -354,6 +354,12 @@ pub struct RateLimitConfig {
     pub headers: bool,
     /// The policies (`[[rate_limit.policy]]`).
     pub policy: Vec<PolicyConfig>,
+    /// The Redis server of `backend = "redis"` policies
+    /// (`redis://host:port[/db]`), shared by every host of the fleet.
+    pub redis_url: String,
+    /// How long a check waits for Redis before the policy's
+    /// `on_redis_error` decides.
+    pub redis_timeout_ms: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -367,6 +373,8 @@ impl Default for RateLimitConfig {
             max_keys: 100_000,
             headers: true,
             policy: Vec::new(),
+            redis_url: String::new(),
+            redis_timeout_ms: 100,
         }
     }
 }
@@ -385,6 +393,32 @@ impl RateLimitConfig {
                         .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
                 token.then(|| KeySource::Header(name.to_ascii_lowercase()))
             }
+        }
+    }
+
+    /// Problems of a policy's `backend` and what it needs.
+    fn backend_problems(
+        &self,
+        policy: &PolicyConfig,
+        key: &str,
+        check: &mut impl FnMut(bool, &str, &str),
+    ) {
+        check(
+            ["local", "redis"].contains(&policy.backend.as_str()),
+            &format!("{key}.backend"),
+            "must be \"local\" (each host alone) or \"redis\" (the fleet's state in Redis)",
+        );
+        if policy.backend == "redis" {
+            check(
+                ["open", "closed"].contains(&policy.on_redis_error.as_str()),
+                &format!("{key}.on_redis_error"),
+                "choose what happens when Redis cannot answer: \"open\" (allow the request) or \"closed\" (refuse it with 503)",
+            );
+            check(
+                !self.redis_url.is_empty(),
+                "rate_limit.redis_url",
+                "must name the Redis server of backend = \"redis\" policies",
+            );
         }
     }
 
@@ -448,6 +482,7 @@ impl RateLimitConfig {
                 &format!("{key}.burst"),
                 "must be 1 to 1000000",
             );
+            self.backend_problems(policy, &key, check);
             if policy.routes.is_empty() {
                 globals += 1;
             }
@@ -470,6 +505,11 @@ impl RateLimitConfig {
             "rate_limit.policy",
             "at most one policy may leave out routes (the global one)",
         );
+        check(
+            (1..=10_000).contains(&self.redis_timeout_ms),
+            "rate_limit.redis_timeout_ms",
+            "must be 1 to 10000",
+        );
     }
 }
 
@@ -486,6 +526,13 @@ pub struct PolicyConfig {
     /// Route patterns it covers (`/login`, `POST /login`); empty: every
     /// route no other policy names, and requests matching no route.
     pub routes: Vec<String>,
+    /// Where its state lives: `local` (each shard's table) or `redis`
+    /// (one state for every host, in `rate_limit.redis_url`).
+    pub backend: String,
+    /// With `backend = "redis"`, what a request gets when Redis does not
+    /// answer in time: `open` (allowed) or `closed` (503). No default:
+    /// the choice is the operator's.
+    pub on_redis_error: String,
 }
 
 impl Default for PolicyConfig {
@@ -495,6 +542,8 @@ impl Default for PolicyConfig {
             rate: 10.0,
             burst: 20,
             routes: Vec::new(),
+            backend: "local".into(),
+            on_redis_error: String::new(),
         }
     }
 }

@@ -151,6 +151,7 @@ pub(crate) struct Snapshot {
     pub(crate) rejections: Vec<u64>,
     pub(crate) rate_limited: u64,
     pub(crate) rate_limited_dry_run: u64,
+    pub(crate) limit_backend_errors: u64,
     pub(crate) limit_keys: u64,
     pub(crate) limit_evictions: u64,
     /// Bytes of spare buffers and blocks the shard's pools hold (about).
@@ -174,6 +175,70 @@ pub(crate) struct Scraped {
 /// A metric family with one sample per shard: name, type, help, value.
 type PerShard<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
+/// The families with one sample per answering shard.
+const SHARD_SERIES: [PerShard<Snapshot>; 10] = [
+    (
+        "percore_connections_open",
+        "gauge",
+        "Connections open now.",
+        |s| s.open,
+    ),
+    (
+        "percore_connections_accepted_total",
+        "counter",
+        "Connections accepted (including those then refused by a cap).",
+        |s| s.accepted,
+    ),
+    (
+        "percore_handler_panics_total",
+        "counter",
+        "Handlers that panicked (answered 500).",
+        |s| s.panics,
+    ),
+    (
+        "percore_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed.",
+        |s| s.tls_handshakes,
+    ),
+    (
+        "percore_rate_limited_total",
+        "counter",
+        "Requests refused with 429 by the rate limiter.",
+        |s| s.rate_limited,
+    ),
+    (
+        "percore_rate_limited_dry_run_total",
+        "counter",
+        "Requests the rate limiter would have refused (rate_limit.dry_run).",
+        |s| s.rate_limited_dry_run,
+    ),
+    (
+        "percore_rate_limit_backend_errors_total",
+        "counter",
+        "Checks of fleet-wide (backend = \"redis\") policies that Redis did not answer in time; each decided by the policy's on_redis_error.",
+        |s| s.limit_backend_errors,
+    ),
+    (
+        "percore_rate_limit_keys",
+        "gauge",
+        "Keys the shard's rate-limit tables hold now (at most rate_limit.max_keys per policy).",
+        |s| s.limit_keys,
+    ),
+    (
+        "percore_rate_limit_evictions_total",
+        "counter",
+        "Keys dropped to make room in a full rate-limit table.",
+        |s| s.limit_evictions,
+    ),
+    (
+        "percore_pooled_bytes",
+        "gauge",
+        "Bytes of spare connection buffers and work blocks the shard keeps for reuse (trimmed to the working set every few seconds).",
+        |s| s.pooled_bytes,
+    ),
+];
+
 /// The Prometheus text exposition (format 0.0.4) of every shard.
 pub(crate) fn render(routes: &[RouteLabel], shards: &[Scraped]) -> String {
     let mut out = String::with_capacity(4096);
@@ -195,62 +260,7 @@ pub(crate) fn render(routes: &[RouteLabel], shards: &[Scraped]) -> String {
     );
     render_requests(&mut out, routes, &answered);
     render_latency(&mut out, &answered);
-    let per_shard: [PerShard<Snapshot>; 9] = [
-        (
-            "percore_connections_open",
-            "gauge",
-            "Connections open now.",
-            |s| s.open,
-        ),
-        (
-            "percore_connections_accepted_total",
-            "counter",
-            "Connections accepted (including those then refused by a cap).",
-            |s| s.accepted,
-        ),
-        (
-            "percore_handler_panics_total",
-            "counter",
-            "Handlers that panicked (answered 500).",
-            |s| s.panics,
-        ),
-        (
-            "percore_tls_handshakes_total",
-            "counter",
-            "TLS handshakes completed.",
-            |s| s.tls_handshakes,
-        ),
-        (
-            "percore_rate_limited_total",
-            "counter",
-            "Requests refused with 429 by the rate limiter.",
-            |s| s.rate_limited,
-        ),
-        (
-            "percore_rate_limited_dry_run_total",
-            "counter",
-            "Requests the rate limiter would have refused (rate_limit.dry_run).",
-            |s| s.rate_limited_dry_run,
-        ),
-        (
-            "percore_rate_limit_keys",
-            "gauge",
-            "Keys the shard's rate-limit tables hold now (at most rate_limit.max_keys per policy).",
-            |s| s.limit_keys,
-        ),
-        (
-            "percore_rate_limit_evictions_total",
-            "counter",
-            "Keys dropped to make room in a full rate-limit table.",
-            |s| s.limit_evictions,
-        ),
-        (
-            "percore_pooled_bytes",
-            "gauge",
-            "Bytes of spare connection buffers and work blocks the shard keeps for reuse (trimmed to the working set every few seconds).",
-            |s| s.pooled_bytes,
-        ),
-    ];
+    let per_shard = SHARD_SERIES;
     for metric in per_shard {
         per_shard_family(&mut out, metric, answered.iter().copied());
     }

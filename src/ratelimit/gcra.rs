@@ -42,6 +42,12 @@ impl Gcra {
         }
     }
 
+    /// Nanoseconds between two requests at the steady rate, and how far
+    /// ahead of now the TAT may run.
+    pub(crate) fn parts(&self) -> (u64, u64) {
+        (self.interval, self.tolerance)
+    }
+
     /// Checks a request at `now` (ns on any monotonic clock, above 0)
     /// against the key's `tat` (0 for a key never seen), updating it when
     /// the request is allowed.

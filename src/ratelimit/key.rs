@@ -25,6 +25,16 @@ pub(crate) fn header_key(value: &[u8], seed: &impl BuildHasher) -> Key {
     (0xff << 120) | u128::from(seed.hash_one(value))
 }
 
+/// The key of a header value the same on every host (for a policy whose
+/// state is in Redis): the first 15 bytes of its SHA-256, in `ff00::/8`.
+pub(crate) fn stable_header_key(value: &[u8]) -> Key {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value);
+    let mut bytes = [0u8; 16];
+    bytes[0] = 0xff;
+    bytes[1..].copy_from_slice(&digest.as_ref()[..15]);
+    u128::from_be_bytes(bytes)
+}
+
 /// The client's address for a request from `peer`: when the peer is a
 /// trusted proxy, the nearest address it forwarded (from `Forwarded`, else
 /// `X-Forwarded-For`) that is not itself a trusted proxy.

@@ -11,6 +11,7 @@
 
 pub(crate) mod gcra;
 pub(crate) mod key;
+pub(crate) mod remote;
 pub(crate) mod table;
 
 use std::cell::{Cell, RefCell};
@@ -41,7 +42,15 @@ pub(crate) struct Policy {
     pub(crate) window: u64,
     /// Route patterns (`/login` or `POST /login`); empty: every other route.
     pub(crate) routes: Vec<String>,
+    /// Kept in Redis (`backend = "redis"`): whether a request is allowed
+    /// when Redis does not answer.
+    pub(crate) remote: Option<FailOpen>,
 }
+
+/// Whether a fleet-wide policy lets requests through while Redis is
+/// unreachable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FailOpen(pub(crate) bool);
 
 /// The rate-limit settings a shard runs with.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -54,6 +63,9 @@ pub(crate) struct LimitSettings {
     pub(crate) max_keys: usize,
     pub(crate) headers: bool,
     pub(crate) policies: Vec<Policy>,
+    /// The Redis of fleet-wide policies, and how long a check waits for it.
+    pub(crate) redis_url: String,
+    pub(crate) redis_timeout: std::time::Duration,
 }
 
 impl LimitSettings {
@@ -66,17 +78,27 @@ impl LimitSettings {
         let policies = config
             .policy
             .iter()
-            .map(|p| Policy {
-                name: p.name.clone(),
-                gcra: Gcra::new(p.rate / share as f64, p.burst.div_ceil(share_u32)),
-                quota: p.burst,
-                #[allow(
-                    clippy::cast_possible_truncation,
-                    clippy::cast_sign_loss,
-                    reason = "a positive number of seconds"
-                )]
-                window: (f64::from(p.burst) / p.rate).ceil().max(1.0) as u64,
-                routes: p.routes.clone(),
+            .map(|p| {
+                // A fleet-wide policy's state is one, in Redis: never shared out.
+                let remote = (p.backend == "redis").then_some(FailOpen(p.on_redis_error == "open"));
+                let (share, share_u32) = if remote.is_some() {
+                    (1, 1)
+                } else {
+                    (share, share_u32)
+                };
+                Policy {
+                    name: p.name.clone(),
+                    gcra: Gcra::new(p.rate / share as f64, p.burst.div_ceil(share_u32)),
+                    quota: p.burst,
+                    #[allow(
+                        clippy::cast_possible_truncation,
+                        clippy::cast_sign_loss,
+                        reason = "a positive number of seconds"
+                    )]
+                    window: (f64::from(p.burst) / p.rate).ceil().max(1.0) as u64,
+                    routes: p.routes.clone(),
+                    remote,
+                }
             })
             .collect();
         Self {
@@ -92,6 +114,8 @@ impl LimitSettings {
             max_keys: config.max_keys,
             headers: config.headers,
             policies,
+            redis_url: config.redis_url.clone(),
+            redis_timeout: std::time::Duration::from_millis(config.redis_timeout_ms),
         }
     }
 }
@@ -142,9 +166,26 @@ fn fields_prefix(policy: &Policy) -> Rc<[u8]> {
     .into()
 }
 
-/// A refused request: what the 429 says.
+/// A refused request: what the 429 says (or, for a fleet-wide policy
+/// whose Redis did not answer and that fails closed, the 503).
 pub(crate) struct Refusal {
     pub(crate) retry_after_secs: u64,
+    pub(crate) unavailable: bool,
+}
+
+/// What the limiter decided of a request at once.
+pub(crate) enum Decision {
+    Pass,
+    Refuse(Refusal),
+    /// A fleet-wide policy: ask Redis ([`Limiter::remote`]), then
+    /// [`Limiter::settle`].
+    Ask(Ask),
+}
+
+/// A check to make in Redis.
+pub(crate) struct Ask {
+    index: usize,
+    key: Key,
 }
 
 /// One shard's limiter: its policies' tables and counts.
@@ -157,6 +198,8 @@ pub(crate) struct Limiter {
     by_slot: Vec<Option<usize>>,
     epoch: Instant,
     seed: RandomState,
+    /// The link to Redis, when a policy is fleet-wide.
+    remote: Option<Rc<remote::Remote>>,
     limited: Cell<u64>,
     dry_run_limited: Cell<u64>,
     last_log: OncePerSecond,
@@ -187,7 +230,18 @@ impl Limiter {
             .map(|_| Table::new(settings.max_keys))
             .collect();
         let prefixes = settings.policies.iter().map(fields_prefix).collect();
+        let remote = settings
+            .policies
+            .iter()
+            .any(|p| p.remote.is_some())
+            .then(|| {
+                Rc::new(remote::Remote::new(
+                    &settings.redis_url,
+                    settings.redis_timeout,
+                ))
+            });
         Self {
+            remote,
             settings,
             tables: RefCell::new(tables),
             prefixes,
@@ -213,28 +267,79 @@ impl Limiter {
         &self.settings
     }
 
-    /// Checks a request to route `slot`; `Some` when it must be refused.
-    /// Allowed requests get the `RateLimit` fields in `late` when asked.
+    /// Checks a request to route `slot`. Allowed requests get the
+    /// `RateLimit` fields in `late` when asked.
     pub(crate) fn check(
         &self,
         slot: usize,
         request: &ClientIdentity<'_>,
         now: Instant,
         late: &RateLimitHeaders,
-    ) -> Option<Refusal> {
+    ) -> Decision {
         if !self.settings.enabled {
-            return None;
+            return Decision::Pass;
         }
-        let index = (*self.by_slot.get(slot)?)?;
+        let Some(index) = self.by_slot.get(slot).copied().flatten() else {
+            return Decision::Pass;
+        };
         let policy = &self.settings.policies[index];
-        let key = self.key(request)?;
+        let Some(key) = self.key(request, policy.remote.is_some()) else {
+            return Decision::Pass;
+        };
+        if policy.remote.is_some() {
+            return Decision::Ask(Ask { index, key });
+        }
         let nanos = u64::try_from(now.duration_since(self.epoch).as_nanos())
             .unwrap_or(u64::MAX)
             .saturating_add(1);
         let verdict = self.tables.borrow_mut()[index].check(key, &policy.gcra, nanos);
+        self.decide(index, &verdict, request, late)
+            .map_or(Decision::Pass, Decision::Refuse)
+    }
+
+    /// The Redis link and the policy of `ask`, for the check to await.
+    pub(crate) fn remote(&self, ask: &Ask) -> Option<(Rc<remote::Remote>, Policy, Key)> {
+        let remote = self.remote.as_ref()?;
+        Some((
+            Rc::clone(remote),
+            self.settings.policies[ask.index].clone(),
+            ask.key,
+        ))
+    }
+
+    /// Decides `ask` from what Redis answered: its verdict, or (`None`:
+    /// it did not answer, already counted and logged) the policy's
+    /// `on_redis_error`.
+    pub(crate) fn settle(
+        &self,
+        ask: &Ask,
+        answer: Option<Verdict>,
+        request: &ClientIdentity<'_>,
+        late: &RateLimitHeaders,
+    ) -> Option<Refusal> {
+        let policy = &self.settings.policies[ask.index];
+        match answer {
+            Some(verdict) => self.decide(ask.index, &verdict, request, late),
+            None if policy.remote.is_some_and(|FailOpen(open)| open) => None,
+            None => Some(Refusal {
+                retry_after_secs: 1,
+                unavailable: true,
+            }),
+        }
+    }
+
+    /// What `verdict` means for the request, dry run and headers included.
+    fn decide(
+        &self,
+        index: usize,
+        verdict: &Verdict,
+        request: &ClientIdentity<'_>,
+        late: &RateLimitHeaders,
+    ) -> Option<Refusal> {
+        let policy = &self.settings.policies[index];
         if verdict.allowed {
             if self.settings.headers && !self.settings.dry_run {
-                late.set(&self.prefixes[index], &verdict);
+                late.set(&self.prefixes[index], verdict);
             }
             return None;
         }
@@ -245,10 +350,16 @@ impl Limiter {
         }
         self.limited.set(self.limited.get() + 1);
         self.log(policy, request, "rate limited");
-        late.set(&self.prefixes[index], &verdict);
+        late.set(&self.prefixes[index], verdict);
         Some(Refusal {
             retry_after_secs: ceil_secs(verdict.retry_after_ns).max(1),
+            unavailable: false,
         })
+    }
+
+    /// Checks of fleet-wide policies that Redis did not answer.
+    pub(crate) fn backend_errors(&self) -> u64 {
+        self.remote.as_ref().map_or(0, |r| r.errors())
     }
 
     /// Requests refused so far, and those a dry run would have refused.
@@ -265,7 +376,9 @@ impl Limiter {
         )
     }
 
-    fn key(&self, request: &ClientIdentity<'_>) -> Option<Key> {
+    /// The key of `request`; `stable` for a fleet-wide policy (the same on
+    /// every host: header values hashed without the shard's seed).
+    fn key(&self, request: &ClientIdentity<'_>, stable: bool) -> Option<Key> {
         let peer = request.peer?.ip();
         let settings = &self.settings;
         let ip = match settings.source.as_ref()? {
@@ -278,7 +391,11 @@ impl Limiter {
             ),
             KeySource::Header(name) => {
                 if let Some(value) = request.header(name) {
-                    return Some(key::header_key(value, &self.seed));
+                    return Some(if stable {
+                        key::stable_header_key(value)
+                    } else {
+                        key::header_key(value, &self.seed)
+                    });
                 }
                 peer
             }

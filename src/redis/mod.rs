@@ -150,12 +150,14 @@ impl Link {
             Place::Tcp(host, port) => {
                 let name = format!("{host}:{port}");
                 let lookup = name.clone();
-                let addrs = crate::server::blocking::blocking(move || {
-                    use std::net::ToSocketAddrs;
-                    lookup.to_socket_addrs().map(Iterator::collect::<Vec<_>>)
-                })
-                .await
-                .map_err(|e| connect(e, &name))?;
+                // On the shard's blocking pool: the shard never waits on getaddrinfo.
+                let addrs = glommio::executor()
+                    .spawn_blocking(move || {
+                        use std::net::ToSocketAddrs;
+                        lookup.to_socket_addrs().map(Iterator::collect::<Vec<_>>)
+                    })
+                    .await
+                    .map_err(|e| connect(e, &name))?;
                 let mut last = std::io::Error::other("no address");
                 let mut found = None;
                 for addr in addrs {

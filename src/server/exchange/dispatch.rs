@@ -19,7 +19,7 @@ use crate::http::write::{
     BodyStream, ResponseContext, ResponseWriter, StreamFraming, push_decimal,
 };
 use crate::observe::metrics::{METRICS, UNMATCHED};
-use crate::ratelimit::{ClientIdentity, RateLimitHeaders, Refusal};
+use crate::ratelimit::{ClientIdentity, Decision, RateLimitHeaders, Refusal};
 use crate::route::cors::Verdict;
 use crate::route::layer::{Next, finishes_within};
 use crate::route::router::{Lookup, MAX_PARAMS};
@@ -169,8 +169,7 @@ async fn route<S>(
         headers,
         bytes: head_bytes,
     };
-    let refusal = shard.limiter.borrow().check(slot, &client, now, late);
-    if let Some(refusal) = refusal {
+    if let Some(refusal) = limit(shard, slot, &client, now, late).await {
         too_many_requests(writer, &refusal);
         return slot;
     }
@@ -261,6 +260,20 @@ struct RoutedRequest<'a> {
 fn too_many_requests(writer: &mut ResponseWriter<'_>, refusal: &Refusal) {
     let mut seconds = Vec::with_capacity(20);
     push_decimal(&mut seconds, refusal.retry_after_secs);
+    if refusal.unavailable {
+        writer.send_with(
+            Status::SERVICE_UNAVAILABLE,
+            Some("application/json"),
+            [("Retry-After", &seconds[..])],
+            |out| {
+                out.extend_from_slice(
+                    b"{\"detail\":\"the rate limiter cannot decide (its Redis did not answer); retry in 1 s\"}",
+                );
+                Ok::<(), ()>(())
+            },
+        );
+        return;
+    }
     writer.send_with(
         Status::TOO_MANY_REQUESTS,
         Some("application/json"),
@@ -272,6 +285,29 @@ fn too_many_requests(writer: &mut ResponseWriter<'_>, refusal: &Refusal) {
             Ok::<(), ()>(())
         },
     );
+}
+
+/// The rate limiter's decision on a request to route `slot`.
+async fn limit<S>(
+    shard: &ShardContext<S>,
+    slot: usize,
+    client: &ClientIdentity<'_>,
+    now: std::time::Instant,
+    late: &RateLimitHeaders,
+) -> Option<Refusal> {
+    let decision = shard.limiter.borrow().check(slot, client, now, late);
+    match decision {
+        Decision::Pass => None,
+        Decision::Refuse(refusal) => Some(refusal),
+        // A fleet-wide policy: the shard's Redis link answers (pipelined
+        // with the shard's other checks) or the policy's fail mode does.
+        Decision::Ask(ask) => {
+            let (remote, policy, key) = shard.limiter.borrow().remote(&ask)?;
+            // Boxed: a rare path that would otherwise enlarge every request's future.
+            let answer = Box::pin(remote.check(&policy, key)).await.ok();
+            shard.limiter.borrow().settle(&ask, answer, client, late)
+        }
+    }
 }
 
 /// [`call`] under the route's own request timeout (`timeouts.routes`):
