@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::on_shard;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -13,24 +15,6 @@ use percore::client::{
     BreakerConfig, Client, ClientConfig, ErrorKind, PoolConfig, RetryConfig, Roots,
 };
 use percore::{App, Json, Path, Response, State, Status, TestClient};
-
-/// Runs `work` on a glommio executor of its own thread (as a shard would)
-/// and returns what it returns.
-fn on_shard<T, F>(work: impl FnOnce() -> F + Send + 'static) -> T
-where
-    T: Send + 'static,
-    F: std::future::Future<Output = T> + 'static,
-{
-    std::thread::spawn(move || {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(256 * 1024)
-            .make()
-            .expect("an executor")
-            .run(work())
-    })
-    .join()
-    .expect("the shard thread ends")
-}
 
 static FLAKY: AtomicU32 = AtomicU32::new(0);
 static POSTS: AtomicU32 = AtomicU32::new(0);

@@ -6,28 +6,13 @@
 
 mod support;
 
+use support::on_shard;
+
 use std::time::Duration;
 
 use percore::postgres::{Pg, PgConfig, PgErrorKind};
 use percore::{App, Path, State, Status, TestClient};
 use support::servers::Postgres;
-
-/// Runs `work` on a glommio executor of its own thread, as a shard would.
-fn on_shard<T, F>(work: impl FnOnce() -> F + Send + 'static) -> T
-where
-    T: Send + 'static,
-    F: std::future::Future<Output = T> + 'static,
-{
-    std::thread::spawn(move || {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(256 * 1024)
-            .make()
-            .expect("an executor")
-            .run(work())
-    })
-    .join()
-    .expect("the shard thread ends")
-}
 
 #[test]
 fn queries_are_prepared_once_pipelined_and_transactions_commit_or_roll_back() {

@@ -4,27 +4,12 @@
 
 mod support;
 
+use support::on_shard;
+
 use std::time::Duration;
 
 use percore::redis::{Redis, RedisConfig, RedisErrorKind, Script, Value};
 use support::servers::Redis as Server;
-
-/// Runs `work` on a glommio executor of its own thread, as a shard would.
-fn on_shard<T, F>(work: impl FnOnce() -> F + Send + 'static) -> T
-where
-    T: Send + 'static,
-    F: std::future::Future<Output = T> + 'static,
-{
-    std::thread::spawn(move || {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(256 * 1024)
-            .make()
-            .expect("an executor")
-            .run(work())
-    })
-    .join()
-    .expect("the shard thread ends")
-}
 
 #[test]
 fn commands_with_typed_replies_over_resp2_and_resp3() {

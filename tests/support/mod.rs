@@ -499,3 +499,21 @@ impl Captured {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
+
+/// Runs `work` on a glommio executor of its own thread (as a shard would)
+/// and returns what it returns.
+pub fn on_shard<T, F>(work: impl FnOnce() -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + 'static,
+{
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(256 * 1024)
+            .make()
+            .expect("an executor")
+            .run(work())
+    })
+    .join()
+    .expect("the shard thread ends")
+}
