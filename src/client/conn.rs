@@ -122,25 +122,58 @@ impl Stream {
         }
     }
 
-    /// Reads what arrives into `buf`, waiting at most `limit`.
-    pub(crate) async fn read(&mut self, buf: &mut [u8], limit: Duration) -> std::io::Result<usize> {
+    /// Gives the TCP socket under this stream `read` and `write`
+    /// timeouts of its own (`io_uring` linked timeouts, cheaper than a timer
+    /// per operation); a Unix socket has none and uses a timer.
+    pub(crate) fn set_timeouts(&self, read: Duration, write: Duration) {
+        let tcp = match self {
+            Self::Tcp(s) => s,
+            Self::Tls(s) => s.get_ref().0,
+            Self::Unix(_) => return,
+        };
+        let _ = tcp.set_read_timeout(Some(read));
+        let _ = tcp.set_write_timeout(Some(write));
+    }
+
+    /// Reads what arrives into `buf`, waiting at most `limit`; `socket`
+    /// is the timeout the socket itself has (a limit no shorter needs no
+    /// timer of its own).
+    pub(crate) async fn read(
+        &mut self,
+        buf: &mut [u8],
+        limit: Duration,
+        socket: Duration,
+    ) -> std::io::Result<usize> {
         match self {
+            Self::Tcp(s) if limit >= socket => s.read(buf).await,
+            Self::Tls(s) if limit >= socket => s.read(buf).await,
             Self::Tcp(s) => within(limit, s.read(buf)).await,
             Self::Tls(s) => within(limit, s.read(buf)).await,
             Self::Unix(s) => within(limit, s.read(buf)).await,
         }
     }
 
-    /// Writes all of `bytes` (and flushes TLS), waiting at most `limit`.
-    pub(crate) async fn write_all(&mut self, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
+    /// Writes all of `bytes` (and flushes TLS), waiting at most `limit`
+    /// (`socket`: as for [`read`](Self::read)).
+    pub(crate) async fn write_all(
+        &mut self,
+        bytes: &[u8],
+        limit: Duration,
+        socket: Duration,
+    ) -> std::io::Result<()> {
         match self {
+            Self::Tcp(s) if limit >= socket => s.write_all(bytes).await,
             Self::Tcp(s) => within(limit, s.write_all(bytes)).await,
             Self::Tls(s) => {
-                within(limit, async {
+                let written = async {
                     s.write_all(bytes).await?;
                     s.flush().await
-                })
-                .await
+                };
+                if limit >= socket {
+                    written.await
+                } else {
+                    within(limit, written).await
+                }
             }
             Self::Unix(s) => within(limit, s.write_all(bytes)).await,
         }

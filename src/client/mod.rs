@@ -118,8 +118,17 @@ struct Inner {
     tls: OnceCell<Result<Arc<rustls::ClientConfig>, ClientError>>,
     resolver: Resolver,
     pools: RefCell<HashMap<Origin, Rc<OriginPool>>>,
+    /// URLs called lately, parsed, with their origin's pool: a service
+    /// calls the same few URLs again and again.
+    targets: RefCell<HashMap<Box<str>, Parsed>>,
     budget: Budget,
 }
+
+/// A URL parsed, with its origin's pool.
+type Parsed = (Rc<Target>, Rc<OriginPool>);
+
+/// URLs kept parsed per client (the cache starts afresh when full).
+const PARSED_URLS: usize = 256;
 
 /// An HTTP/1.1 client for one shard (clone it; the clones share its
 /// pools). See the [module](self) for an example.
@@ -173,6 +182,7 @@ impl Client {
                 tls: OnceCell::new(),
                 resolver: Resolver::default(),
                 pools: RefCell::new(HashMap::new()),
+                targets: RefCell::new(HashMap::new()),
                 budget,
             }),
         }
@@ -198,7 +208,7 @@ impl Client {
         RequestBuilder {
             client: self.clone(),
             method,
-            target: Target::parse(url),
+            target: self.target(url),
             headers: Vec::new(),
             body: Payload::Empty,
             timeout: None,
@@ -257,13 +267,31 @@ impl Client {
         }
     }
 
+    /// `url` parsed, with its origin's pool, from the cache when called
+    /// before.
+    fn target(&self, url: &str) -> Result<Parsed, ClientError> {
+        if let Some((target, pool)) = self.inner.targets.borrow().get(url) {
+            return Ok((Rc::clone(target), Rc::clone(pool)));
+        }
+        let target = Rc::new(Target::parse(url)?);
+        let pool = self.pool(&target.origin);
+        let mut targets = self.inner.targets.borrow_mut();
+        if targets.len() >= PARSED_URLS {
+            targets.clear();
+        }
+        targets.insert(url.into(), (Rc::clone(&target), Rc::clone(&pool)));
+        Ok((target, pool))
+    }
+
     fn pool(&self, origin: &Origin) -> Rc<OriginPool> {
         Rc::clone(
             self.inner
                 .pools
                 .borrow_mut()
                 .entry(origin.clone())
-                .or_insert_with(|| OriginPool::new(self.inner.config.pool.clone())),
+                .or_insert_with(|| {
+                    OriginPool::new(self.inner.config.pool.clone(), origin.to_string().into())
+                }),
         )
     }
 
@@ -351,7 +379,7 @@ enum Payload {
 pub struct RequestBuilder {
     client: Client,
     method: Method,
-    target: Result<Target, ClientError>,
+    target: Result<Parsed, ClientError>,
     headers: Vec<(String, Vec<u8>)>,
     body: Payload,
     timeout: Option<Duration>,
@@ -479,7 +507,7 @@ impl RequestBuilder {
     /// # Errors
     /// A [`ClientError`] saying which step failed.
     pub async fn send(mut self) -> Result<ClientResponse, ClientError> {
-        let target = std::mem::replace(
+        let (target, pool) = std::mem::replace(
             &mut self.target,
             Err(ClientError::new(ErrorKind::Url, "", "")),
         )?;
@@ -496,9 +524,8 @@ impl RequestBuilder {
         let client = self.client.clone();
         let inner = &client.inner;
         let config = &inner.config;
-        let name: Rc<str> = target.origin.to_string().into();
         let deadline = Instant::now() + self.timeout.unwrap_or(config.timeout);
-        let pool = client.pool(&target.origin);
+        let name = Rc::clone(&pool.name);
         let head = self.head(&target);
         let replayable = self.retry && !matches!(self.body, Payload::Stream(_));
         let attempts = if replayable {
@@ -658,6 +685,7 @@ impl RequestBuilder {
                 })
                 .await
                 .map_err(unsent)?;
+                stream.set_timeouts(config.read_timeout, config.write_timeout);
                 opening.opened(stream)
             }
             Checkout::TimedOut => {
@@ -715,25 +743,25 @@ async fn write_request(
             lease
                 .conn()
                 .stream
-                .write_all(&message, write_limit(deadline))
+                .write_all(&message, write_limit(deadline), write_timeout)
                 .await
                 .map_err(sent)?;
         }
         Payload::Full(body) => {
             let stream = &mut lease.conn().stream;
             stream
-                .write_all(head, write_limit(deadline))
+                .write_all(head, write_limit(deadline), write_timeout)
                 .await
                 .map_err(sent)?;
             stream
-                .write_all(body, write_limit(deadline))
+                .write_all(body, write_limit(deadline), write_timeout)
                 .await
                 .map_err(sent)?;
         }
         Payload::Stream(pieces) => {
             let stream = &mut lease.conn().stream;
             stream
-                .write_all(head, write_limit(deadline))
+                .write_all(head, write_limit(deadline), write_timeout)
                 .await
                 .map_err(sent)?;
             let mut frame = Vec::new();
@@ -746,12 +774,12 @@ async fn write_request(
                 frame.extend_from_slice(&piece);
                 frame.extend_from_slice(b"\r\n");
                 stream
-                    .write_all(&frame, write_limit(deadline))
+                    .write_all(&frame, write_limit(deadline), write_timeout)
                     .await
                     .map_err(sent)?;
             }
             stream
-                .write_all(b"0\r\n\r\n", write_limit(deadline))
+                .write_all(b"0\r\n\r\n", write_limit(deadline), write_timeout)
                 .await
                 .map_err(sent)?;
         }
@@ -759,7 +787,7 @@ async fn write_request(
             lease
                 .conn()
                 .stream
-                .write_all(head, write_limit(deadline))
+                .write_all(head, write_limit(deadline), write_timeout)
                 .await
                 .map_err(sent)?;
         }

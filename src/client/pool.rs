@@ -54,6 +54,9 @@ pub(crate) struct Conn {
     pub(crate) uses: u32,
 }
 
+/// An idle connection is checked for a close by its peer once idle this long.
+const STALE_CHECK_AFTER: Duration = Duration::from_secs(1);
+
 /// Read buffer of each connection.
 const BUFFER: usize = 16 * 1024;
 
@@ -87,6 +90,8 @@ struct Idle {
 /// The connections of one origin on one shard.
 pub(crate) struct OriginPool {
     config: PoolConfig,
+    /// The origin as errors and logs name it.
+    pub(crate) name: Rc<str>,
     idle: RefCell<Vec<Idle>>,
     /// Connections open (busy, idle, or being made).
     open: Cell<usize>,
@@ -116,9 +121,10 @@ pub(crate) enum Checkout {
 }
 
 impl OriginPool {
-    pub(crate) fn new(config: PoolConfig) -> Rc<Self> {
+    pub(crate) fn new(config: PoolConfig, name: Rc<str>) -> Rc<Self> {
         Rc::new(Self {
             config,
+            name,
             idle: RefCell::new(Vec::new()),
             open: Cell::new(0),
             waiters: RefCell::new(VecDeque::new()),
@@ -152,8 +158,15 @@ impl OriginPool {
                 let Some(idle) = self.idle.borrow_mut().pop() else {
                     break;
                 };
-                let fresh = now.duration_since(idle.since) < self.config.idle_timeout;
-                if fresh && self.reusable(&idle.conn, now) && !idle.conn.stream.peer_closed() {
+                let idled = now.duration_since(idle.since);
+                let fresh = idled < self.config.idle_timeout;
+                // A peer closes an idle connection after its own idle
+                // timeout (seconds); one idle for less than a second is
+                // not checked (a syscall per call saved), and a request
+                // that still meets a closed one fails without a response,
+                // which an idempotent request retries.
+                let closed = idled >= STALE_CHECK_AFTER && idle.conn.stream.peer_closed();
+                if fresh && self.reusable(&idle.conn, now) && !closed {
                     return Checkout::Reused(Lease {
                         conn: Some(idle.conn),
                         pool: Rc::clone(self),

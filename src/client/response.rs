@@ -86,7 +86,11 @@ async fn fill(
     }
     let end = conn.end;
     let limit = read_timeout.min(left);
-    match conn.stream.read(&mut conn.buf[end..], limit).await {
+    match conn
+        .stream
+        .read(&mut conn.buf[end..], limit, read_timeout)
+        .await
+    {
         Ok(0) => Ok(false),
         Ok(n) => {
             conn.end += n;
