@@ -237,8 +237,14 @@ pub(crate) fn target_str<'a>(head_bytes: &'a [u8], head: &Head) -> &'a str {
 /// Splits a target into path and query. An absolute-form target
 /// (`http://host/p?q`) yields its path; `*` yields `*`.
 pub(crate) fn split_target(target: &str) -> (&str, Option<&str>) {
-    let origin = match target.find("://") {
-        Some(scheme_end) if !target.starts_with('/') => {
+    // Origin form (`/path`) first: no search for a scheme on every request.
+    let scheme_end = if target.starts_with('/') {
+        None
+    } else {
+        target.find("://")
+    };
+    let origin = match scheme_end {
+        Some(scheme_end) => {
             let after = &target[scheme_end + 3..];
             after.find(['/', '?']).map_or("/", |i| &after[i..])
         }

@@ -441,7 +441,9 @@ struct Detail<'a> {
 /// (an invalid name, or CR, LF or NUL in the value).
 fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-    let value_ok = value.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0);
+    // memchr's vector search: a byte-at-a-time loop here was most of what
+    // a header line cost (measured end to end with CORS and request IDs).
+    let value_ok = memchr::memchr3(b'\r', b'\n', 0, value).is_none();
     if !(name_ok && value_ok) {
         tracing::warn!(
             header = name,
@@ -449,6 +451,7 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
         );
         return;
     }
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
