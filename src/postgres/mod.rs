@@ -101,7 +101,9 @@ pub struct PgConfig {
     pub acquire_timeout: Duration,
     /// Making one connection, the handshake included.
     pub connect_timeout: Duration,
-    /// Each query (`PgErrorKind::Timeout` past it; `None`: no limit).
+    /// Each query (`PgErrorKind::Timeout` past it). `None` (the
+    /// default): the server's request timeout bounds the handler, and
+    /// with it the query, at no cost per query (a timer each otherwise).
     pub query_timeout: Option<Duration>,
     /// An idle connection unused this long is checked with an empty query
     /// before it is reused.
@@ -112,7 +114,7 @@ pub struct PgConfig {
 
 impl PgConfig {
     /// The defaults for `url`: 4 connections per shard, 1 kept open, a
-    /// 5 s acquire timeout.
+    /// 5 s acquire timeout, no query timeout of its own.
     pub fn new(url: &str) -> Self {
         Self {
             url: url.to_owned(),
@@ -121,7 +123,7 @@ impl PgConfig {
             max_lifetime: Some(Duration::from_mins(30)),
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
-            query_timeout: Some(Duration::from_secs(30)),
+            query_timeout: None,
             check_after: Duration::from_secs(30),
             statement_cache: 256,
         }
@@ -378,7 +380,8 @@ impl Pg {
     /// while the pool has room and all are busy, or (for a transaction,
     /// `exclusive`) an unused one. Waits up to the acquire timeout.
     async fn acquire(&self, exclusive: bool) -> Result<Rc<PgConn>, PgError> {
-        let deadline = Instant::now() + self.inner.config.acquire_timeout;
+        // Set when it first has to wait: the common case reads the clock once.
+        let mut deadline = None;
         loop {
             if self.inner.closed.get() {
                 return Err(PgError::new(PgErrorKind::Closed, "the pool was closed"));
@@ -431,8 +434,10 @@ impl Pg {
                 if exclusive {
                     conn.leased.set(true);
                 }
+                conn.last_used.set(now);
                 return Ok(conn);
             }
+            let deadline = *deadline.get_or_insert(now + self.inner.config.acquire_timeout);
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(PgError::new(
@@ -623,8 +628,11 @@ impl Drop for InFlight<'_> {
         self.0
             .in_flight
             .set(self.0.in_flight.get().saturating_sub(1));
-        self.0.last_used.set(Instant::now());
-        self.1.wake();
+        // Only a transaction waits for a connection with nothing in
+        // flight; the time of use was set when it was handed out.
+        if self.0.in_flight.get() == 0 {
+            self.1.wake();
+        }
     }
 }
 
