@@ -7,7 +7,7 @@
 #
 #   ROUNDS=5 DURATION=5 IN_FLIGHT=64 scripts/bench-outbound.sh
 #
-# Builds examples/client_load.rs and bench/peers/reqwest (outside percore's
+# Builds examples/outbound_load.rs and bench/peers/reqwest (outside percore's
 # tree); installs nginx (apt-get) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ IN_FLIGHT=${IN_FLIGHT:-64}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
-cargo build --release --quiet --example client_load
+cargo build --release --quiet --example outbound_load
 cargo build --release --quiet --manifest-path bench/peers/reqwest/Cargo.toml
 
 work=$(mktemp -d)
@@ -63,7 +63,7 @@ run() { # run NAME COMMAND...: one round; appends req/s and µs/request
 }
 echo "== GET /plaintext from one thread, $IN_FLIGHT in flight, ${DURATION}s rounds"
 for round in $(seq "$ROUNDS"); do
-  run percore target/release/examples/client_load
+  run percore target/release/examples/outbound_load http
   run reqwest bench/peers/reqwest/target/release/peer-reqwest
 done
 median() { python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "$@"; }

@@ -90,6 +90,14 @@ pub trait FromRedis: Sized {
     fn from_redis(value: Value) -> Result<Self, RedisError>;
 }
 
+/// A number written as text in a bulk or status reply.
+fn parsed<T: std::str::FromStr>(value: &Value) -> Result<T, RedisError> {
+    std::str::from_utf8(value.as_bytes().unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| mismatch::<T>(value))
+}
+
 fn mismatch<T>(value: &Value) -> RedisError {
     RedisError::new(
         RedisErrorKind::Type,
@@ -113,12 +121,7 @@ impl FromRedis for i64 {
     fn from_redis(value: Value) -> Result<Self, RedisError> {
         match &value {
             Value::Int(i) => Ok(*i),
-            Value::Bulk(_) | Value::Status(_) => {
-                std::str::from_utf8(value.as_bytes().unwrap_or_default())
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| mismatch::<Self>(&value))
-            }
+            Value::Bulk(_) | Value::Status(_) => parsed(&value),
             _ => Err(mismatch::<Self>(&value)),
         }
     }
@@ -141,12 +144,7 @@ impl FromRedis for f64 {
                 reason = "a Redis integer read as a float"
             )]
             Value::Int(i) => Ok(*i as f64),
-            Value::Bulk(_) | Value::Status(_) => {
-                std::str::from_utf8(value.as_bytes().unwrap_or_default())
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| mismatch::<Self>(&value))
-            }
+            Value::Bulk(_) | Value::Status(_) => parsed(&value),
             _ => Err(mismatch::<Self>(&value)),
         }
     }

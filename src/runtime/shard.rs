@@ -189,18 +189,7 @@ async fn build_state<S>(start: &ShardStart<S>) -> Option<S> {
 /// graceful timeout to finish.
 async fn run_shutdown_hooks<S>(shard: &ShardContext<S>, timeout: Duration) {
     for hook in &shard.app.shutdown {
-        let finished = futures_lite::future::or(
-            async {
-                hook(&shard.state).await;
-                true
-            },
-            async {
-                glommio::timer::sleep(timeout).await;
-                false
-            },
-        )
-        .await;
-        if !finished {
+        if !crate::route::layer::finishes_within(timeout, hook(&shard.state)).await {
             tracing::warn!(
                 shard = shard.index,
                 "a shutdown hook took longer than the graceful timeout; the shard ends without it"

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 /// This process's CPU time (user + system), from /proc/self/stat, read
-/// the same way as percore's examples/client_load.rs.
+/// the same way as percore's examples/outbound_load.rs.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
