@@ -64,41 +64,52 @@ impl Remote {
         self.errors.get()
     }
 
-    async fn client(&self) -> Result<Redis, RedisError> {
-        if let Some(redis) = self.redis.borrow().as_ref() {
-            return Ok(redis.clone());
-        }
-        if self
-            .failed_at
+    /// Whether a failure less than [`RECONNECT_AFTER`] ago holds calls back.
+    fn backing_off(&self) -> bool {
+        self.failed_at
             .get()
             .is_some_and(|at| at.elapsed() < RECONNECT_AFTER)
-        {
+    }
+
+    async fn client(&self) -> Result<Redis, RedisError> {
+        // After a failure, one try a second: the others fail at once
+        // rather than each waiting on a Redis that is down.
+        if self.backing_off() {
             return Err(RedisError::new(
                 RedisErrorKind::Connect,
                 "not retried yet after the last failure",
             ));
+        }
+        if let Some(redis) = self.redis.borrow().as_ref() {
+            return Ok(redis.clone());
         }
         let config = RedisConfig {
             connect_timeout: self.timeout.max(Duration::from_millis(500)),
             command_timeout: self.timeout,
             ..RedisConfig::new(&self.url)
         };
-        match Redis::connect(config).await {
-            Ok(redis) => {
-                self.failed_at.set(None);
-                *self.redis.borrow_mut() = Some(redis.clone());
-                Ok(redis)
-            }
-            Err(error) => {
-                self.failed_at.set(Some(Instant::now()));
-                Err(error)
-            }
-        }
+        let redis = Redis::connect(config).await?;
+        *self.redis.borrow_mut() = Some(redis.clone());
+        Ok(redis)
     }
 
     /// The verdict of the fleet's state for `key` under `policy`.
     pub(crate) async fn check(&self, policy: &Policy, key: Key) -> Result<Verdict, RedisError> {
-        let outcome = self.ask(policy, key).await;
+        let attempted = !self.backing_off();
+        // The whole check, a reconnect included, within the timeout.
+        let outcome = futures_lite::future::or(self.ask(policy, key), async {
+            glommio::timer::sleep(self.timeout).await;
+            Err(RedisError::new(
+                RedisErrorKind::Timeout,
+                format_args!("no answer within {:?}", self.timeout),
+            ))
+        })
+        .await;
+        match &outcome {
+            Ok(_) => self.failed_at.set(None),
+            Err(_) if attempted => self.failed_at.set(Some(Instant::now())),
+            Err(_) => {}
+        }
         if let Err(error) = &outcome {
             self.errors.set(self.errors.get() + 1);
             if self.last_log.ready() {
