@@ -33,7 +33,9 @@ impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             max_per_origin: 64,
-            max_idle_per_origin: 32,
+            // As many as may be open: a burst's connections stay for the
+            // next one instead of being closed and made again.
+            max_idle_per_origin: 64,
             idle_timeout: Duration::from_mins(1),
             max_lifetime: None,
             max_requests: 0,
