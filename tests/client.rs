@@ -373,6 +373,16 @@ fn a_shard_builds_its_client_before_serving_and_handlers_call_through_it() {
             "{}",
             reply.text()
         );
+        // The shard's outbound calls, as operators see them.
+        let metrics = gateway.get("/metrics").send().await.text();
+        let sample = |name: &str| support::sample(&metrics, &format!("{name}{{shard=\"0\"}}"));
+        assert!(sample("percore_client_calls_total") >= 8, "{metrics}");
+        assert_eq!(sample("percore_client_circuits_opened_total"), 1);
+        assert!(sample("percore_client_failures_total") >= 6);
+        assert!(
+            sample("percore_client_connections_open") >= 1,
+            "the upstream's kept-alive one"
+        );
     });
 }
 

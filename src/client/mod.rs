@@ -51,6 +51,7 @@ use response::ReadRules;
 use target::{Origin, Resolver, Target};
 
 use crate::http::parse::Method;
+use crate::observe::outbound;
 
 /// Where the client's trusted certificate authorities come from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -527,6 +528,29 @@ impl RequestBuilder {
         let deadline = Instant::now() + self.timeout.unwrap_or(config.timeout);
         let name = Rc::clone(&pool.name);
         let head = self.head(&target);
+        inner.budget.deposit(&config.retry);
+        outbound::count(|o| &o.calls);
+        let result = self
+            .send_with_retries(&pool, &target, &name, &head, deadline)
+            .await;
+        if result.is_err() {
+            outbound::count(|o| &o.failures);
+        }
+        result
+    }
+
+    /// The tries of one call, as [`send`](Self::send) says.
+    async fn send_with_retries(
+        &mut self,
+        pool: &Rc<OriginPool>,
+        target: &Target,
+        name: &Rc<str>,
+        head: &[u8],
+        deadline: Instant,
+    ) -> Result<ClientResponse, ClientError> {
+        let client = self.client.clone();
+        let inner = &client.inner;
+        let config = &inner.config;
         let replayable = self.retry && !matches!(self.body, Payload::Stream(_));
         let attempts = if replayable {
             config.retry.attempts.max(1)
@@ -534,7 +558,6 @@ impl RequestBuilder {
             1
         };
         let may_repeat = idempotent(self.method);
-        inner.budget.deposit(&config.retry);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -543,17 +566,17 @@ impl RequestBuilder {
             if admit == Admit::No {
                 return Err(ClientError::new(
                     ErrorKind::CircuitOpen,
-                    &name,
+                    name,
                     "recent calls failed; not calling until the cooldown ends",
                 ));
             }
-            let outcome = self.attempt(&pool, &target, &name, &head, deadline).await;
+            let outcome = self.attempt(pool, target, name, head, deadline).await;
             let last = attempt >= attempts;
             let wait = match outcome {
                 Ok(response) => {
                     let status = response.status();
                     if status >= 500 {
-                        self.breaker_failed(&pool, &name);
+                        self.breaker_failed(pool, name);
                     } else {
                         pool.breaker.succeeded();
                     }
@@ -580,7 +603,7 @@ impl RequestBuilder {
                             | ErrorKind::TooLarge
                     );
                     if failed_origin {
-                        self.breaker_failed(&pool, &name);
+                        self.breaker_failed(pool, name);
                     } else if admit == Admit::Probe {
                         // The probe never reached the origin: let another try.
                         pool.breaker.succeeded();
@@ -595,10 +618,11 @@ impl RequestBuilder {
             if Instant::now() + wait >= deadline {
                 return Err(ClientError::new(
                     ErrorKind::Timeout,
-                    &name,
+                    name,
                     "the call's overall timeout leaves no time for another try",
                 ));
             }
+            outbound::count(|o| &o.retries);
             glommio::timer::sleep(wait).await;
         }
     }
@@ -608,6 +632,7 @@ impl RequestBuilder {
             .breaker
             .failed(&self.client.inner.config.breaker, Instant::now())
         {
+            outbound::count(|o| &o.circuits_opened);
             tracing::warn!(
                 origin = name,
                 cooldown_secs = self.client.inner.config.breaker.cooldown.as_secs_f64(),

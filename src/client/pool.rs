@@ -215,6 +215,12 @@ impl OriginPool {
 
     /// A connection closed: its place goes to a waiter.
     fn closed(&self) {
+        crate::observe::outbound::closed();
+        self.released();
+    }
+
+    /// A place in the pool is free again.
+    fn released(&self) {
         self.open.set(self.open.get().saturating_sub(1));
         self.wake_one();
     }
@@ -253,6 +259,8 @@ impl Opening {
             .pool
             .take()
             .unwrap_or_else(|| unreachable!("taken once"));
+        crate::observe::outbound::count(|o| &o.connects);
+        crate::observe::outbound::count(|o| &o.open);
         Lease {
             conn: Some(Conn::new(stream)),
             pool,
@@ -263,8 +271,9 @@ impl Opening {
 
 impl Drop for Opening {
     fn drop(&mut self) {
+        // Never opened: the room is free, no connection closed.
         if let Some(pool) = self.pool.take() {
-            pool.closed();
+            pool.released();
         }
     }
 }

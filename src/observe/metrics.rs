@@ -152,6 +152,8 @@ pub(crate) struct Snapshot {
     pub(crate) rate_limited: u64,
     pub(crate) rate_limited_dry_run: u64,
     pub(crate) limit_backend_errors: u64,
+    /// The shard's outbound HTTP counts (`observe::outbound::read`).
+    pub(crate) outbound: [u64; 6],
     pub(crate) limit_keys: u64,
     pub(crate) limit_evictions: u64,
     /// Bytes of spare buffers and blocks the shard's pools hold (about).
@@ -176,7 +178,43 @@ pub(crate) struct Scraped {
 type PerShard<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
 /// The families with one sample per answering shard.
-const SHARD_SERIES: [PerShard<Snapshot>; 10] = [
+const SHARD_SERIES: [PerShard<Snapshot>; 16] = [
+    (
+        "percore_client_calls_total",
+        "counter",
+        "Calls made by the shard's outbound HTTP clients (a retried call counts once).",
+        |s| s.outbound[0],
+    ),
+    (
+        "percore_client_retries_total",
+        "counter",
+        "Retries of outbound calls (connect failures; idempotent calls without an answer or with 502/503/504).",
+        |s| s.outbound[1],
+    ),
+    (
+        "percore_client_failures_total",
+        "counter",
+        "Outbound calls that ended in an error after their retries.",
+        |s| s.outbound[2],
+    ),
+    (
+        "percore_client_connects_total",
+        "counter",
+        "Connections the shard's outbound HTTP clients made.",
+        |s| s.outbound[3],
+    ),
+    (
+        "percore_client_connections_open",
+        "gauge",
+        "Outbound HTTP connections open now, busy or idle.",
+        |s| s.outbound[4],
+    ),
+    (
+        "percore_client_circuits_opened_total",
+        "counter",
+        "Times an origin's circuit breaker opened after repeated failures.",
+        |s| s.outbound[5],
+    ),
     (
         "percore_connections_open",
         "gauge",

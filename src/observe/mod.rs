@@ -4,4 +4,5 @@ pub(crate) mod access;
 pub(crate) mod counters;
 pub(crate) mod log;
 pub(crate) mod metrics;
+pub(crate) mod outbound;
 pub(crate) mod vitals;

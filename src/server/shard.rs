@@ -209,6 +209,7 @@ impl<S> ShardContext<S> {
         (snapshot.rate_limited, snapshot.rate_limited_dry_run) = limiter.counts();
         (snapshot.limit_keys, snapshot.limit_evictions) = limiter.keys();
         snapshot.limit_backend_errors = limiter.backend_errors();
+        snapshot.outbound = crate::observe::outbound::read();
         snapshot.pooled_bytes = (self.pool.pooled_bytes() + self.blocks.pooled_bytes()) as u64;
         snapshot
     }
