@@ -78,7 +78,9 @@
 //!    on the shard's own ring (`client::conn`: TCP, TLS with rustls, Unix
 //!    sockets), pooled per origin (`client::pool`), with `client::response`
 //!    reading the framing, and `client::resilience` (backoff with full
-//!    jitter, a retry budget, a circuit breaker per origin).
+//!    jitter, a retry budget, a circuit breaker per origin); `postgres` and
+//!    `redis` (below the rate limiter, whose fleet-wide policies use it)
+//!    connect through `net`, which resolves off the shard.
 //! 10. `runtime`: the process. `runtime::cpus` picks the CPUs (affinity ∩
 //!     cgroup cpuset, capped by the quota); `listener` opens every listener
 //!     before any shard starts (`runtime::steer`'s cBPF program sends each
@@ -134,6 +136,7 @@ pub mod config;
 pub(crate) mod doctor;
 pub(crate) mod error;
 pub(crate) mod http;
+mod net;
 pub(crate) mod observe;
 pub mod postgres;
 pub(crate) mod ratelimit;

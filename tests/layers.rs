@@ -17,6 +17,8 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     // Logging, access log, counters and metrics.
     &["observe"],
+    // Outbound TCP connects for the clients above.
+    &["net"],
     // The Redis client (below the rate limiter, whose fleet-wide policies use it).
     &["redis"],
     // Rate limiting; routing, handlers and the frozen route service.

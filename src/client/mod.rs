@@ -440,10 +440,7 @@ impl RequestBuilder {
     /// CR, LF or NUL is dropped).
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         let value = value.as_ref();
-        let valid_name =
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-        let valid_value = !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0);
-        if valid_name && valid_value && !reserved(name) {
+        if crate::http::write::valid_field(name, value) && !reserved(name) {
             self.headers.push((name.to_owned(), value.to_vec()));
         }
         self
@@ -670,7 +667,7 @@ impl RequestBuilder {
         match &self.body {
             Payload::Full(body) => {
                 head.extend_from_slice(b"Content-Length: ");
-                head.extend_from_slice(body.len().to_string().as_bytes());
+                crate::http::write::push_decimal(&mut head, body.len() as u64);
                 head.extend_from_slice(b"\r\n\r\n");
             }
             Payload::Stream(_) => head.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n"),

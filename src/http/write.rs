@@ -440,11 +440,7 @@ struct Detail<'a> {
 /// Appends `name: value\r\n`, skipping a field that could break the framing
 /// (an invalid name, or CR, LF or NUL in the value).
 fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-    // memchr's vector search: a byte-at-a-time loop here was most of what
-    // a header line cost (measured end to end with CORS and request IDs).
-    let value_ok = memchr::memchr3(b'\r', b'\n', 0, value).is_none();
-    if !(name_ok && value_ok) {
+    if !valid_field(name, value) {
         tracing::warn!(
             header = name,
             "dropped a response header with invalid bytes"
@@ -468,6 +464,16 @@ fn content_length_line(line: &mut [u8; 40], length: usize) -> usize {
     line[PREFIX.len()..end].copy_from_slice(&digits[20 - digit_count..]);
     line[end..end + 4].copy_from_slice(b"\r\n\r\n");
     end + 4
+}
+
+/// Whether `name: value` can be written as a header line without
+/// breaking the framing: a token-like name, and no CR, LF or NUL in the
+/// value (for responses here, for outbound requests in the client).
+pub(crate) fn valid_field(name: &str, value: &[u8]) -> bool {
+    let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+    // memchr's vector search: a byte-at-a-time loop here was most of what
+    // a header line cost (measured end to end with CORS and request IDs).
+    name_ok && memchr::memchr3(b'\r', b'\n', 0, value).is_none()
 }
 
 /// Appends `n` in decimal to `out`.

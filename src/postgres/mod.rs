@@ -283,33 +283,9 @@ impl Pg {
         let port = parsed.get_ports().first().copied().unwrap_or(5432);
         Ok(match &parsed.get_hosts()[0] {
             tokio_postgres::config::Host::Tcp(host) => {
-                let target = format!("{host}:{port}");
-                let addrs = crate::server::blocking::blocking(move || {
-                    use std::net::ToSocketAddrs;
-                    target.to_socket_addrs().map(Iterator::collect::<Vec<_>>)
-                })
-                .await
-                .map_err(|e| {
-                    PgError::new(PgErrorKind::Connect, format_args!("{host}:{port}: {e}"))
-                })?;
-                let mut last = None;
-                let mut stream = None;
-                for addr in addrs {
-                    match glommio::net::TcpStream::connect(addr).await {
-                        Ok(s) => {
-                            let _ = s.set_nodelay(true);
-                            stream = Some(s);
-                            break;
-                        }
-                        Err(e) => last = Some(format!("{addr}: {}", std::io::Error::from(e))),
-                    }
-                }
-                let stream = stream.ok_or_else(|| {
-                    PgError::new(
-                        PgErrorKind::Connect,
-                        last.unwrap_or_else(|| format!("{host}:{port}: no address")),
-                    )
-                })?;
+                let stream = crate::net::connect(host, port)
+                    .await
+                    .map_err(|e| PgError::new(PgErrorKind::Connect, e))?;
                 Socket::Tcp(stream.compat())
             }
             tokio_postgres::config::Host::Unix(dir) => {

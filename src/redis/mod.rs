@@ -148,29 +148,9 @@ impl Link {
             Box<dyn futures_lite::AsyncWrite + Unpin>,
         ) = match &target.place {
             Place::Tcp(host, port) => {
-                let name = format!("{host}:{port}");
-                let lookup = name.clone();
-                // On the shard's blocking pool: the shard never waits on getaddrinfo.
-                let addrs = glommio::executor()
-                    .spawn_blocking(move || {
-                        use std::net::ToSocketAddrs;
-                        lookup.to_socket_addrs().map(Iterator::collect::<Vec<_>>)
-                    })
+                let stream = crate::net::connect(host, *port)
                     .await
-                    .map_err(|e| connect(e, &name))?;
-                let mut last = std::io::Error::other("no address");
-                let mut found = None;
-                for addr in addrs {
-                    match glommio::net::TcpStream::connect(addr).await {
-                        Ok(stream) => {
-                            let _ = stream.set_nodelay(true);
-                            found = Some(stream);
-                            break;
-                        }
-                        Err(e) => last = e.into(),
-                    }
-                }
-                let stream = found.ok_or_else(|| connect(last, &name))?;
+                    .map_err(|e| RedisError::new(RedisErrorKind::Connect, e))?;
                 let (r, w) = futures_lite::io::split(stream);
                 (Box::new(r), Box::new(w))
             }
