@@ -164,6 +164,56 @@ macro_rules! method_shortcuts {
             }
             self
         }
+
+        /// Proxies every request under `prefix` (by whole segments:
+        /// `"/api/"` takes `/api/` and below, `"/api"` also `/api`) to
+        /// `upstream`, keeping the path; see [`proxy`](crate::proxy).
+        ///
+        /// # Panics
+        /// When the upstream's settings are invalid or a pattern is taken.
+        #[must_use]
+        pub fn proxy(self, prefix: &str, upstream: crate::proxy::Upstream) -> Self {
+            let route = crate::config::RouteConfig {
+                prefix: prefix.to_owned(),
+                proxy: upstream.config().name.clone(),
+                ..crate::config::RouteConfig::default()
+            };
+            self.proxy_with(route, upstream)
+        }
+
+        /// Proxies the requests `route` takes to `upstream`, with the
+        /// route's settings (prefix stripping, `Host`, body limit, header
+        /// rules, buffering, upgrades) as a `[[route]]` table gives them.
+        ///
+        /// # Panics
+        /// When the settings are invalid or a pattern is taken.
+        #[must_use]
+        pub fn proxy_with(
+            self,
+            mut route: crate::config::RouteConfig,
+            upstream: crate::proxy::Upstream,
+        ) -> Self {
+            upstream.config().name.clone_into(&mut route.proxy);
+            let problems = upstream.problems(&route);
+            assert!(
+                problems.is_empty(),
+                "invalid proxy route: {}",
+                problems.join("; ")
+            );
+            let proxied = crate::proxy::ProxyRoute::new(&route, Some(upstream.config().clone()))
+                .unwrap_or_else(|e| panic!("invalid proxy route: {e}"));
+            let handler: SharedHandler<S> = Arc::new(proxied.handler());
+            let mut scope = Scope::new();
+            for pattern in route.patterns() {
+                for method in ANY {
+                    scope = scope.route_shared(method, &pattern, Arc::clone(&handler));
+                }
+            }
+            if let Some(max) = route.max_body_bytes {
+                scope = scope.max_body_bytes(max);
+            }
+            self.nest("", scope)
+        }
     };
 }
 

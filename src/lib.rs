@@ -81,7 +81,15 @@
 //!    jitter, a retry budget, a circuit breaker per origin); `postgres` and
 //!    `redis` (below the rate limiter, whose fleet-wide policies use it)
 //!    connect through `net`, which resolves off the shard.
-//! 10. `runtime`: the process. `runtime::cpus` picks the CPUs (affinity ∩
+//! 10. [`proxy`]: the reverse proxy, over the client's pools. Proxied
+//!     routes (`[[route]]`, [`App::proxy`]) forward to an upstream's
+//!     servers picked by `proxy::balance` (weighted round robin, least
+//!     connections, consistent client hash, two random choices), each
+//!     shard with its own pools, passive and active health and counts
+//!     (`proxy::state`); `proxy::headers` drops hop-by-hop fields and sets
+//!     the forwarding ones; `proxy::tunnel` carries an upgraded
+//!     connection (WebSocket) both ways.
+//! 11. `runtime`: the process. `runtime::cpus` picks the CPUs (affinity ∩
 //!     cgroup cpuset, capped by the quota); `listener` opens every listener
 //!     before any shard starts (`runtime::steer`'s cBPF program sends each
 //!     client to one shard when limits need it); `shard` brings a shard up on
@@ -89,9 +97,9 @@
 //!     message (stop, reload, metrics snapshot); `supervise` restarts a
 //!     shard that dies and watches for blocked event loops; `admin` serves
 //!     metrics on their own listener; [`Server`] is the handle.
-//! 11. `app` ([`App`]): the builder service authors use, frozen into a
+//! 12. `app` ([`App`]): the builder service authors use, frozen into a
 //!     [`RouteService`] that the layers below take.
-//! 12. `doctor` (host checks), [`reference`](mod@reference) (the app `percore serve`
+//! 13. `doctor` (host checks), [`reference`](mod@reference) (the app `percore serve`
 //!     runs) and `testing` ([`TestClient`]: an app on a real one-shard
 //!     server, requests over a loopback socket), then [`cli`], the command
 //!     line over them ([`main`] for your own binary).
@@ -139,6 +147,7 @@ pub(crate) mod http;
 mod net;
 pub(crate) mod observe;
 pub mod postgres;
+pub mod proxy;
 pub(crate) mod ratelimit;
 pub mod redis;
 pub mod reference;

@@ -30,6 +30,8 @@ const LAYERS: &[&[&str]] = &[
     &["server"],
     // Calling other services from a shard.
     &["client", "postgres"],
+    // The reverse proxy, over the client.
+    &["proxy"],
     // The process: CPUs, listeners, threads, control, supervision, signals.
     &["runtime"],
     // The builder service authors use.

@@ -27,6 +27,7 @@
 
 mod conn;
 mod error;
+pub(crate) mod forward;
 mod pool;
 mod resilience;
 mod response;
@@ -365,12 +366,18 @@ fn tls_config(config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, Client
 }
 
 /// A request body.
-enum Payload {
+pub(crate) enum Payload {
     Empty,
     /// Sent with `Content-Length`; can be sent again for a retry.
     Full(bytes::Bytes),
     /// Sent chunked as it comes; never retried.
     Stream(futures_lite::stream::BoxedLocal<bytes::Bytes>),
+    /// A proxied body as it arrives: with `Content-Length` when `length`
+    /// is known, else chunked; an `Err` piece aborts the request.
+    Forwarded {
+        length: Option<u64>,
+        pieces: futures_lite::stream::BoxedLocal<Result<bytes::Bytes, ClientError>>,
+    },
     /// A body that could not be made (its JSON failed).
     Failed(ClientError),
 }
@@ -548,7 +555,8 @@ impl RequestBuilder {
         let client = self.client.clone();
         let inner = &client.inner;
         let config = &inner.config;
-        let replayable = self.retry && !matches!(self.body, Payload::Stream(_));
+        let replayable =
+            self.retry && !matches!(self.body, Payload::Stream(_) | Payload::Forwarded { .. });
         let attempts = if replayable {
             config.retry.attempts.max(1)
         } else {
@@ -670,7 +678,9 @@ impl RequestBuilder {
                 crate::http::write::push_decimal(&mut head, body.len() as u64);
                 head.extend_from_slice(b"\r\n\r\n");
             }
-            Payload::Stream(_) => head.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n"),
+            Payload::Stream(_) | Payload::Forwarded { .. } => {
+                head.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            }
             Payload::Empty | Payload::Failed(_) => {
                 if matches!(self.method, Method::Post | Method::Put | Method::Patch) {
                     head.extend_from_slice(b"Content-Length: 0\r\n");
@@ -744,6 +754,58 @@ impl RequestBuilder {
     }
 }
 
+/// Writes `head`, then a forwarded body piece by piece: as it is when its
+/// `length` is known (which it must then match), else chunked.
+async fn write_forwarded(
+    stream: &mut Stream,
+    head: &[u8],
+    length: Option<u64>,
+    pieces: &mut futures_lite::stream::BoxedLocal<Result<bytes::Bytes, ClientError>>,
+    limit: impl Fn() -> Duration,
+    write_timeout: Duration,
+    name: &str,
+) -> Result<(), ClientError> {
+    let sent = |error: std::io::Error| ClientError::io(name, "sending the request", &error);
+    stream
+        .write_all(head, limit(), write_timeout)
+        .await
+        .map_err(sent)?;
+    let mut frame = Vec::new();
+    let mut written = 0u64;
+    while let Some(piece) = futures_lite::StreamExt::next(pieces).await {
+        let piece = piece?;
+        if piece.is_empty() {
+            continue;
+        }
+        written += piece.len() as u64;
+        let bytes: &[u8] = if length.is_some() {
+            &piece
+        } else {
+            frame.clear();
+            frame.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            frame.extend_from_slice(&piece);
+            frame.extend_from_slice(b"\r\n");
+            &frame
+        };
+        stream
+            .write_all(bytes, limit(), write_timeout)
+            .await
+            .map_err(sent)?;
+    }
+    match length {
+        Some(length) if written != length => Err(ClientError::new(
+            ErrorKind::Io,
+            name,
+            "the forwarded body ended short of its length",
+        )),
+        Some(_) => Ok(()),
+        None => stream
+            .write_all(b"0\r\n\r\n", limit(), write_timeout)
+            .await
+            .map_err(sent),
+    }
+}
+
 /// Writes the request head and body on `lease`: a small body in the same
 /// write as the head, a streamed one chunked piece by piece.
 async fn write_request(
@@ -804,6 +866,19 @@ async fn write_request(
                 .write_all(b"0\r\n\r\n", write_limit(deadline), write_timeout)
                 .await
                 .map_err(sent)?;
+        }
+        Payload::Forwarded { length, pieces } => {
+            let limit = || write_limit(deadline);
+            write_forwarded(
+                &mut lease.conn().stream,
+                head,
+                *length,
+                pieces,
+                limit,
+                write_timeout,
+                name,
+            )
+            .await?;
         }
         Payload::Empty | Payload::Failed(_) => {
             lease

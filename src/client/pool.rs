@@ -287,6 +287,17 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
+    /// Takes the connection out of the pool for good (a tunnel): its
+    /// place is free again.
+    pub(crate) fn detach(mut self) -> Conn {
+        let conn = self
+            .conn
+            .take()
+            .unwrap_or_else(|| unreachable!("present until dropped"));
+        self.pool.closed();
+        conn
+    }
+
     pub(crate) fn conn(&mut self) -> &mut Conn {
         self.conn
             .as_mut()

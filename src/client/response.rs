@@ -265,6 +265,11 @@ impl ClientResponse {
         Ok(response)
     }
 
+    /// The connection, if the response still holds it.
+    pub(crate) fn take_lease(&mut self) -> Option<Lease> {
+        self.lease.take()
+    }
+
     /// The status code.
     #[must_use]
     pub fn status(&self) -> u16 {
@@ -293,7 +298,7 @@ impl ClientResponse {
     }
 
     /// Every header field, in order, as received.
-    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
         self.fields.iter().map(|&(ns, ne, vs, ve)| {
             (
                 std::str::from_utf8(&self.head[ns..ne]).unwrap_or_default(),
@@ -324,7 +329,8 @@ impl ClientResponse {
     /// Once the body is complete, the connection goes back to the pool if
     /// it may be reused (and nothing unasked-for follows the body).
     fn finish_if_done(&mut self) {
-        if !matches!(self.framing, Framing::Done) {
+        // A 101's connection is the tunnel's: `into_upgraded` takes it.
+        if !matches!(self.framing, Framing::Done) || self.status == 101 {
             return;
         }
         if let Some(mut lease) = self.lease.take() {

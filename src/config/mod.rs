@@ -12,7 +12,11 @@ use crate::http::parse::{Limits, MAX_HEADERS_CEILING};
 
 pub(crate) mod app_settings;
 mod load;
+mod proxy;
 mod values;
+
+pub use proxy::{HealthCheckConfig, RouteConfig, ServerEntry, UpstreamConfig, UpstreamServer};
+pub(crate) use proxy::{ProxyTable, problems as proxy_problems};
 
 pub use values::{AccessFormat, Cidr, CpuList};
 pub(crate) use values::{KeySource, cookie_key, mapped, mask};
@@ -45,6 +49,10 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// `[[upstream]]`: apps percore proxies to.
+    pub upstream: Vec<UpstreamConfig>,
+    /// `[[route]]`: paths proxied to an upstream.
+    pub route: Vec<RouteConfig>,
     /// The app's own settings (`App::settings`), as the file gives them;
     /// variables with the app's prefix override them when they are read.
     pub app: toml::Table,
@@ -969,6 +977,12 @@ impl Config {
         self.metrics.problems(&mut check);
         self.cors.problems(&mut check);
         self.tls.problems(&mut check);
+        proxy::problems(
+            &self.upstream,
+            &self.route,
+            &self.rate_limit.policy,
+            &mut check,
+        );
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             problems.push(Problem::new("log.level", format!("not a log filter: {e}")));
         }

@@ -26,6 +26,10 @@ pub struct Request<'a> {
     feed: Option<super::incoming::Feed>,
     /// The app's `[app]` settings in force.
     app_settings: Option<&'a std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    /// What proxied routes read of the configuration in force.
+    proxy: Option<&'a std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    /// It came over TLS.
+    https: bool,
 }
 
 impl<'a> Request<'a> {
@@ -50,7 +54,33 @@ impl<'a> Request<'a> {
             cookie_key: None,
             feed: None,
             app_settings: None,
+            proxy: None,
+            https: false,
         }
+    }
+
+    /// Sets what proxied routes read of the configuration, and whether the
+    /// request came over TLS.
+    #[must_use]
+    pub(crate) fn with_proxy(
+        mut self,
+        proxy: Option<&'a std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+        https: bool,
+    ) -> Self {
+        self.proxy = proxy;
+        self.https = https;
+        self
+    }
+
+    /// What proxied routes read of the configuration in force.
+    pub(crate) fn proxy_table(&self) -> Option<&'a (dyn std::any::Any + Send + Sync)> {
+        self.proxy.map(|p| &**p)
+    }
+
+    /// Whether the request came over TLS.
+    #[must_use]
+    pub fn is_https(&self) -> bool {
+        self.https
     }
 
     /// Sets the app's settings in force.
@@ -175,7 +205,7 @@ impl<'a> Request<'a> {
     }
 
     /// Every header field in order: name and value.
-    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + Clone + 'a {
         let bytes = self.head_bytes;
         self.headers.iter().map(move |h| {
             let name = std::str::from_utf8(h.name.get(bytes)).unwrap_or_default();

@@ -17,6 +17,44 @@ use super::status::Status;
 /// A response body produced piece by piece, sent with chunked framing.
 pub(crate) type BodyStream = Pin<Box<dyn Stream<Item = Vec<u8>>>>;
 
+/// A body stream that may be cut short: an `Err` ends the response as
+/// truncated (the connection closes with the body unfinished: no last
+/// chunk, or fewer bytes than its `Content-Length`), never as complete.
+pub(crate) type Pieces = Pin<Box<dyn Stream<Item = Result<Vec<u8>, Cut>>>>;
+
+/// The source of a streamed body failed mid-body (a proxied upstream
+/// reset): the client must see the body cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cut;
+
+/// What follows a response head on the connection.
+pub(crate) enum After {
+    /// A streamed body, framed as given.
+    Stream(Pieces, StreamFraming),
+    /// The connection is handed over (a `101`): what the upgrade left,
+    /// for the server to run (a proxy tunnel).
+    Upgrade(Box<dyn std::any::Any>),
+}
+
+/// What a proxied request's upstream exchange took, for the access log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct UpstreamNote {
+    /// The server's address.
+    pub(crate) address: String,
+    /// Connecting, when a new connection was made.
+    pub(crate) connect: Option<std::time::Duration>,
+    /// Until the response head arrived.
+    pub(crate) header: std::time::Duration,
+    /// Until the response was handed to the client's writer.
+    pub(crate) total: std::time::Duration,
+}
+
+/// A stream that cannot fail, as [`Pieces`].
+fn infallible(stream: BodyStream) -> Pieces {
+    use futures_lite::StreamExt;
+    Box::pin(stream.map(Ok))
+}
+
 /// What the writer needs to know about the request it answers.
 #[derive(Clone, Copy, Debug)]
 pub struct ResponseContext {
@@ -37,7 +75,7 @@ pub struct ResponseWriter<'a> {
     context: ResponseContext,
     status: Option<Status>,
     written: bool,
-    stream: Option<BodyStream>,
+    stream: Option<Pieces>,
     /// When set, the connection closes after this response (a stopping
     /// server); read when the head is written, not when the writer is made.
     closing: Option<&'a Cell<bool>>,
@@ -64,6 +102,10 @@ pub struct ResponseWriter<'a> {
     validation: Status,
     /// The declared length of the stream, when it has one.
     stream_length: Option<u64>,
+    /// The connection's next owner after a `101`.
+    upgrade: Option<Box<dyn std::any::Any>>,
+    /// The upstream exchange of a proxied request.
+    upstream: Option<Box<UpstreamNote>>,
 }
 
 /// How a streamed response body is delimited on the wire.
@@ -113,6 +155,8 @@ impl<'a> ResponseWriter<'a> {
             sent: None,
             validation: Status::UNPROCESSABLE_ENTITY,
             stream_length: None,
+            upgrade: None,
+            upstream: None,
             headers_end: 0,
             pending: Vec::new(),
         }
@@ -240,6 +284,7 @@ impl<'a> ResponseWriter<'a> {
         self.status = None;
         self.written = false;
         self.stream = None;
+        self.upgrade = None;
     }
 
     /// Whether a response has been written.
@@ -326,6 +371,17 @@ impl<'a> ResponseWriter<'a> {
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
         stream: BodyStream,
     ) {
+        self.send_pieces(status, content_type, headers, infallible(stream));
+    }
+
+    /// As [`send_stream`](Self::send_stream), for a stream that may be cut.
+    pub(crate) fn send_pieces<'h>(
+        &mut self,
+        status: Status,
+        content_type: Option<&str>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        stream: Pieces,
+    ) {
         if self.written {
             return;
         }
@@ -358,6 +414,19 @@ impl<'a> ResponseWriter<'a> {
         length: u64,
         stream: BodyStream,
     ) {
+        self.send_pieces_sized(status, content_type, headers, length, infallible(stream));
+    }
+
+    /// As [`send_stream_sized`](Self::send_stream_sized), for a stream
+    /// that may be cut.
+    pub(crate) fn send_pieces_sized<'h>(
+        &mut self,
+        status: Status,
+        content_type: Option<&str>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        length: u64,
+        stream: Pieces,
+    ) {
         if self.written {
             return;
         }
@@ -376,15 +445,40 @@ impl<'a> ResponseWriter<'a> {
         }
     }
 
-    /// Takes the body stream set by [`send_stream`](Self::send_stream) or
-    /// [`send_stream_sized`](Self::send_stream_sized), with how it is framed.
-    pub fn take_stream(&mut self) -> Option<(BodyStream, StreamFraming)> {
+    /// Takes what follows the head: the body stream set by
+    /// [`send_stream`](Self::send_stream) or
+    /// [`send_stream_sized`](Self::send_stream_sized) with how it is
+    /// framed, or the upgrade of a `101`.
+    pub(crate) fn take_after(&mut self) -> Option<After> {
+        if let Some(upgrade) = self.upgrade.take() {
+            return Some(After::Upgrade(upgrade));
+        }
         let framing = match self.stream_length.take() {
             Some(length) => StreamFraming::Length(length),
             None if self.context.http10 => StreamFraming::UntilClose,
             None => StreamFraming::Chunked,
         };
-        self.stream.take().map(|s| (s, framing))
+        self.stream.take().map(|s| After::Stream(s, framing))
+    }
+
+    /// Hands the connection, once this `101` is sent, to `next`.
+    pub(crate) fn upgrade(&mut self, next: Box<dyn std::any::Any>) {
+        self.upgrade = Some(next);
+    }
+
+    /// Records a proxied request's upstream exchange.
+    pub(crate) fn note_upstream(&mut self, note: UpstreamNote) {
+        self.upstream = Some(Box::new(note));
+    }
+
+    /// The upstream exchange recorded, if any.
+    pub(crate) fn take_upstream(&mut self) -> Option<Box<UpstreamNote>> {
+        self.upstream.take()
+    }
+
+    /// Whether responses echo the request's ID.
+    pub(crate) fn echoes_request_id(&self) -> bool {
+        !self.request_id.is_empty()
     }
 
     /// Status line, common headers, the caller's headers; no blank line.
@@ -424,7 +518,8 @@ impl<'a> ResponseWriter<'a> {
             push_header(out, name, value);
         }
         out.extend_from_slice(&self.pending);
-        if !keep_alive {
+        // A 101 names its own connection's fate (`Connection: upgrade`).
+        if !keep_alive && status != Status::SWITCHING_PROTOCOLS {
             out.extend_from_slice(b"Connection: close\r\n");
         } else if self.context.http10 {
             out.extend_from_slice(b"Connection: keep-alive\r\n");

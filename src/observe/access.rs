@@ -27,6 +27,37 @@ pub(crate) struct Entry<'a> {
     pub(crate) request_id: &'a str,
     pub(crate) referer: &'a str,
     pub(crate) user_agent: &'a str,
+    /// A proxied request's server, and its connect, header and response
+    /// times (nginx's `$upstream_addr`, `uct`, `uht`, `urt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) upstream_addr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) upstream_connect_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) upstream_header_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) upstream_response_us: Option<u64>,
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl<'a> Entry<'a> {
+    /// Adds what a proxied request's upstream exchange took.
+    pub(crate) fn with_upstream(
+        mut self,
+        note: Option<&'a crate::http::write::UpstreamNote>,
+    ) -> Self {
+        if let Some(note) = note {
+            self.upstream_addr = Some(&note.address);
+            // A reused connection took no time to connect.
+            self.upstream_connect_us = Some(note.connect.map_or(0, micros));
+            self.upstream_header_us = Some(micros(note.header));
+            self.upstream_response_us = Some(micros(note.total));
+        }
+        self
+    }
 }
 
 /// A shard's request IDs: the client's `X-Request-ID` when it is usable,
@@ -168,6 +199,10 @@ impl AccessLog {
             request_id: "-",
             referer: "-",
             user_agent: "-",
+            upstream_addr: None,
+            upstream_connect_us: None,
+            upstream_header_us: None,
+            upstream_response_us: None,
         });
         self.flush();
     }
@@ -197,6 +232,22 @@ impl AccessLog {
                     entry.duration_us % 1_000_000,
                     entry.request_id,
                 );
+                if let (Some(addr), Some(uct), Some(uht), Some(urt)) = (
+                    entry.upstream_addr,
+                    entry.upstream_connect_us,
+                    entry.upstream_header_us,
+                    entry.upstream_response_us,
+                ) {
+                    let secs = |us: u64| format!("{}.{:06}", us / 1_000_000, us % 1_000_000);
+                    let _ = write!(
+                        lines,
+                        " ua=\"{}\" uct={} uht={} urt={}",
+                        addr.escape_debug(),
+                        secs(uct),
+                        secs(uht),
+                        secs(urt)
+                    );
+                }
             }
         }
         lines.push(b'\n');

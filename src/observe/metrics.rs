@@ -154,6 +154,8 @@ pub(crate) struct Snapshot {
     pub(crate) limit_backend_errors: u64,
     /// The shard's outbound HTTP counts (`observe::outbound::read`).
     pub(crate) outbound: [u64; 6],
+    /// The shard's proxied upstreams.
+    pub(crate) upstreams: Vec<super::upstream::UpstreamSnapshot>,
     pub(crate) limit_keys: u64,
     pub(crate) limit_evictions: u64,
     /// Bytes of spare buffers and blocks the shard's pools hold (about).
@@ -303,6 +305,7 @@ pub(crate) fn render(routes: &[RouteLabel], shards: &[Scraped]) -> String {
         per_shard_family(&mut out, metric, answered.iter().copied());
     }
     render_rejections(&mut out, &answered);
+    super::upstream::render(&mut out, &answered);
     let supervision: [PerShard<Scraped>; 2] = [
         (
             "percore_stalls_total",
@@ -420,12 +423,12 @@ fn per_shard_family<'a, T: 'a>(
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// A label value with `\`, `"` and newlines escaped.
-fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     if !value.contains(['\\', '"', '\n']) {
         return value.into();
     }

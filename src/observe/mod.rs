@@ -5,4 +5,5 @@ pub(crate) mod counters;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod outbound;
+pub(crate) mod upstream;
 pub(crate) mod vitals;

@@ -23,6 +23,7 @@ use std::time::Instant;
 pub(crate) use crate::config::Cidr;
 use crate::config::KeySource;
 pub(crate) use gcra::{Gcra, Verdict};
+pub(crate) use key::client_ip;
 pub(crate) use table::{Key, Table};
 
 use crate::config::RateLimitConfig;
@@ -71,7 +72,12 @@ pub(crate) struct LimitSettings {
 impl LimitSettings {
     /// What each of `shards` shards enforces of `config`; `exact` when
     /// steering gives one client's requests to one shard.
-    pub(crate) fn of(config: &RateLimitConfig, shards: usize, exact: bool) -> Self {
+    pub(crate) fn of(
+        config: &RateLimitConfig,
+        routes: &[crate::config::RouteConfig],
+        shards: usize,
+        exact: bool,
+    ) -> Self {
         let share = if exact { 1 } else { shards.max(1) };
         let share_u32 = u32::try_from(share).unwrap_or(u32::MAX);
         #[allow(clippy::cast_precision_loss, reason = "a shard count")]
@@ -96,7 +102,19 @@ impl LimitSettings {
                         reason = "a positive number of seconds"
                     )]
                     window: (f64::from(p.burst) / p.rate).ceil().max(1.0) as u64,
-                    routes: p.routes.clone(),
+                    // A proxied route names its policy in its own table.
+                    routes: p
+                        .routes
+                        .iter()
+                        .cloned()
+                        .chain(
+                            routes
+                                .iter()
+                                // The global policy covers them anyway.
+                                .filter(|r| r.rate_limit == p.name && !p.routes.is_empty())
+                                .flat_map(crate::config::RouteConfig::patterns),
+                        )
+                        .collect(),
                     remote,
                 }
             })

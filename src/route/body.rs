@@ -112,6 +112,36 @@ impl Body {
     }
 }
 
+impl Body {
+    /// The body of `request`, and whether it had all arrived with the head.
+    pub(crate) fn of_request(request: &mut Request<'_>) -> (Self, bool) {
+        if let Some(feed) = request.take_feed() {
+            return (
+                Body {
+                    source: Source::Feed(feed),
+                },
+                false,
+            );
+        }
+        let body = request.body();
+        let whole = (!body.is_empty()).then(|| Bytes::copy_from_slice(body));
+        (
+            Body {
+                source: Source::Whole(whole),
+            },
+            true,
+        )
+    }
+
+    /// A body that had all arrived: its bytes.
+    pub(crate) fn whole(self) -> Option<Bytes> {
+        match self.source {
+            Source::Whole(whole) => whole,
+            Source::Feed(_) => None,
+        }
+    }
+}
+
 impl Stream for Body {
     type Item = Result<Bytes, BodyError>;
 
@@ -132,13 +162,7 @@ impl<S> FromRequest<S> for Body {
     }
 
     async fn from_request(request: &mut Request<'_>, _: &S) -> Result<Self, Infallible> {
-        let source = if let Some(feed) = request.take_feed() {
-            Source::Feed(feed)
-        } else {
-            let body = request.body();
-            Source::Whole((!body.is_empty()).then(|| Bytes::copy_from_slice(body)))
-        };
-        Ok(Body { source })
+        Ok(Body::of_request(request).0)
     }
 }
 

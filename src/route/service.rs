@@ -22,6 +22,9 @@ pub(crate) struct Routed<S> {
     pub(crate) layers: Box<[Layer<S>]>,
     /// The route's own body limit (else `limits.max_body_bytes`).
     pub(crate) max_body: Option<u64>,
+    /// Made from the configuration's `[[route]]` (a proxied route): the
+    /// built-in paths it would cover stay built-in.
+    pub(crate) configured: bool,
 }
 
 /// What an app makes of a configuration it accepts.
@@ -33,6 +36,9 @@ pub(crate) struct Accepted {
     pub(crate) openapi: Option<Arc<super::openapi::Document>>,
     /// Each route's own request timeout (`timeouts.routes`), by slot.
     pub(crate) route_timeouts: Arc<[Option<std::time::Duration>]>,
+    /// What proxied routes read of the configuration (a
+    /// `config::ProxyTable`).
+    pub(crate) proxy: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// How a route takes its body, decided when its head arrives.
@@ -85,6 +91,9 @@ pub struct RouteService<S> {
     largest: u64,
     /// Writes the body of a 405 (else `{"detail":"Method Not Allowed"}`).
     pub(crate) method_not_allowed: Option<Routed<S>>,
+    /// The `[[route]]` tables its configured routes were made from: a
+    /// reload must keep them (routes change only with a restart).
+    pub(crate) configured: Option<Vec<crate::config::RouteConfig>>,
 }
 
 impl<S> std::fmt::Debug for RouteService<S> {
@@ -111,6 +120,7 @@ impl<S> RouteService<S> {
             body_rules: false,
             largest_buffered: 0,
             largest: 0,
+            configured: None,
         }
     }
 
@@ -127,11 +137,25 @@ impl<S> RouteService<S> {
         layers: Box<[Layer<S>]>,
         max_body: Option<u64>,
     ) -> Result<(), String> {
+        self.add(method, pattern, handler, layers, max_body, false)
+    }
+
+    fn add(
+        &mut self,
+        method: Method,
+        pattern: &str,
+        handler: SharedHandler<S>,
+        layers: Box<[Layer<S>]>,
+        max_body: Option<u64>,
+        configured: bool,
+    ) -> Result<(), String> {
         let streams = handler.streams_body();
-        let mut operation = crate::http::describe::Operation::default();
-        handler.describe(&mut operation);
-        self.operations
-            .push((method, pattern.to_owned(), operation));
+        if !configured {
+            let mut operation = crate::http::describe::Operation::default();
+            handler.describe(&mut operation);
+            self.operations
+                .push((method, pattern.to_owned(), operation));
+        }
         if streams || max_body.is_some() {
             self.body_rules = true;
         }
@@ -146,6 +170,7 @@ impl<S> RouteService<S> {
             handler,
             layers,
             max_body,
+            configured,
         };
         self.routes
             .insert(method, pattern, routed)
@@ -157,6 +182,41 @@ impl<S> RouteService<S> {
         Ok(())
     }
 
+    /// Routes every method a proxy passes (all but `CONNECT` and `TRACE`)
+    /// for `pattern` to `handler`, a route made from the configuration:
+    /// left out of the OpenAPI document, and the built-in paths it covers
+    /// stay built-in.
+    ///
+    /// # Errors
+    /// When the pattern is malformed or already routed.
+    pub(crate) fn route_configured(
+        &mut self,
+        pattern: &str,
+        handler: &SharedHandler<S>,
+        max_body: Option<u64>,
+    ) -> Result<(), String> {
+        const PASSED: [Method; 7] = [
+            Method::Get,
+            Method::Head,
+            Method::Post,
+            Method::Put,
+            Method::Patch,
+            Method::Delete,
+            Method::Options,
+        ];
+        for method in PASSED {
+            self.add(
+                method,
+                pattern,
+                Arc::clone(handler),
+                Box::new([]),
+                max_body,
+                true,
+            )?;
+        }
+        Ok(())
+    }
+
     /// Answers what no route matches with `handler` inside `layers`.
     pub(crate) fn set_fallback(&mut self, handler: SharedHandler<S>, layers: Box<[Layer<S>]>) {
         self.fallback = Some(Routed {
@@ -164,6 +224,7 @@ impl<S> RouteService<S> {
             handler,
             layers,
             max_body: None,
+            configured: false,
         });
     }
 
@@ -178,6 +239,7 @@ impl<S> RouteService<S> {
             handler,
             layers,
             max_body: None,
+            configured: false,
         });
     }
 
@@ -209,10 +271,12 @@ impl<S> RouteService<S> {
                 continue;
             }
             let mut params = [("", ""); MAX_PARAMS];
-            if !matches!(
-                self.routes.lookup(Method::Get, path, &mut params),
-                Lookup::NotFound
-            ) {
+            let shadowed = match self.routes.lookup(Method::Get, path, &mut params) {
+                Lookup::Found(routed, _) => !routed.configured,
+                Lookup::MethodNotAllowed(_) => true,
+                Lookup::NotFound => false,
+            };
+            if shadowed {
                 problems.push(Problem {
                     key: key.to_owned(),
                     message: format!(
@@ -297,10 +361,34 @@ impl<S> RouteService<S> {
                 });
             }
         }
+        if let Some(started) = &self.configured {
+            if *started != config.route {
+                problems.push(Problem::new(
+                    "route",
+                    "[[route]] tables change only with a restart (the upstreams they name may change on reload)",
+                ));
+            }
+            for route in &config.route {
+                if route.timeout_secs == 0 {
+                    continue;
+                }
+                for pattern in route.patterns() {
+                    for (at, label) in self.labels.iter().enumerate() {
+                        if label.route == pattern {
+                            route_timeouts[FIRST_APP_ROUTE + at] =
+                                Some(std::time::Duration::from_secs(route.timeout_secs));
+                        }
+                    }
+                }
+            }
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
+        let proxy: Arc<dyn std::any::Any + Send + Sync> =
+            Arc::new(crate::config::ProxyTable::of(config));
         Ok(Accepted {
+            proxy: Some(proxy),
             route_timeouts: route_timeouts.into(),
             settings: parsed,
             openapi: super::openapi::document(&self.operations, config).map(Arc::new),

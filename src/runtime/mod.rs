@@ -277,8 +277,31 @@ impl Drop for Server {
     }
 }
 
+/// Adds the routes of `[[route]]` to `app`, from a configuration that
+/// holds (else its problems).
+fn add_configured_routes<S: 'static>(
+    app: &mut RouteService<S>,
+    config: &Config,
+) -> Result<(), Error> {
+    let mut problems = config.validate();
+    if problems.is_empty()
+        && let Err(mut more) = crate::proxy::add_routes(app, config)
+    {
+        problems.append(&mut more);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Config(problems))
+    }
+}
+
 /// Starts every shard; returns once all of them listen.
-pub(crate) fn start<S: 'static>(config: &Config, app: RouteService<S>) -> Result<Server, Error> {
+pub(crate) fn start<S: 'static>(
+    config: &Config,
+    mut app: RouteService<S>,
+) -> Result<Server, Error> {
+    add_configured_routes(&mut app, config)?;
     let accepted = app.check(config).map_err(Error::Config)?;
     // Before any executor: glommio panics when the kernel refuses a ring.
     crate::uring::probe().map_err(|(call, error)| Error::IoUringRefused {

@@ -76,6 +76,16 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     let control = start.control;
     context.scrape = Some(Arc::new(move || control.metrics_text()));
     let shard = Rc::new(context);
+    // The configuration's upstreams: their health checks start now.
+    if let Some(table) = shard
+        .settings()
+        .app
+        .proxy
+        .as_ref()
+        .and_then(|t| t.downcast_ref::<crate::config::ProxyTable>())
+    {
+        crate::proxy::warm(table);
+    }
     glommio::spawn_local(Rc::clone(&shard.deadlines).run()).detach();
     spawn_trimmer(&shard);
     let vitals = Arc::clone(&shard.vitals);

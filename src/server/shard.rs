@@ -83,7 +83,7 @@ impl Settings {
             );
         }
         Self {
-            rate_limit: LimitSettings::of(&config.rate_limit, shards, exact),
+            rate_limit: LimitSettings::of(&config.rate_limit, &config.route, shards, exact),
             tls: None,
             tls_common_headers: tls_common_headers.into_boxed_slice(),
             limits: config.codec_limits(),
@@ -210,6 +210,7 @@ impl<S> ShardContext<S> {
         (snapshot.limit_keys, snapshot.limit_evictions) = limiter.keys();
         snapshot.limit_backend_errors = limiter.backend_errors();
         snapshot.outbound = crate::observe::outbound::read();
+        snapshot.upstreams = crate::observe::upstream::snapshot();
         snapshot.pooled_bytes = (self.pool.pooled_bytes() + self.blocks.pooled_bytes()) as u64;
         snapshot
     }

@@ -264,6 +264,20 @@ fn grow(buf: &mut Vec<u8>, needed: usize, max: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Whoever takes a connection over once a `101` is sent (a proxy's
+/// tunnel): given the connection's byte stream and what the client sent
+/// after its request, it runs until the connection should end. A handler
+/// hands one to the writer boxed twice (`Box<Box<dyn Takeover>>` as `Any`),
+/// so the layers between need not know its type.
+pub(crate) trait Takeover {
+    fn run<'a>(
+        self: Box<Self>,
+        io: &'a mut dyn BodyIo,
+        pool: &'a BufferPool,
+        early: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + 'a>>;
+}
+
 /// The reads and writes a body that arrives while its handler runs needs,
 /// with the transport's type erased (the exchange code is not generic over
 /// it). Each call boxes its future: a streamed body reads in pieces of tens

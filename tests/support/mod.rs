@@ -517,3 +517,27 @@ where
     .join()
     .expect("the shard thread ends")
 }
+
+/// Sends a WebSocket upgrade request for `path` on `stream` and reads the
+/// response head (up to its blank line, nothing after it).
+pub fn websocket_handshake(stream: &mut (impl Read + Write), path: &str) -> String {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).expect("read"),
+            1,
+            "closed inside the response head"
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).expect("a text head")
+}
+
+/// The `Sec-WebSocket-Accept` of [`websocket_handshake`]'s key (RFC 6455's example).
+pub const WEBSOCKET_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";

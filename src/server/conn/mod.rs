@@ -26,7 +26,7 @@ use super::exchange::{Origin, error_writer, log_refusal, serve_buffered};
 use crate::config::ConnectionRules;
 use crate::http::parse::{Decoder, Limits};
 use crate::http::status::Status;
-use crate::http::write::{BodyStream, CONTINUE, LAST_CHUNK, StreamFraming, encode_chunk};
+use crate::http::write::{After, CONTINUE, LAST_CHUNK, Pieces, StreamFraming, encode_chunk};
 use crate::observe::counters::Rejection;
 use crate::server::shard::{Settings, ShardContext};
 use crate::transport::READ_BUFFER;
@@ -46,6 +46,8 @@ pub(crate) enum Phase {
     Sending,
     /// Producing the next piece of a streamed body.
     Streaming,
+    /// Handed over after a `101`: a tunnel runs until either side ends.
+    Tunnel,
     /// Ending, as given.
     Closing(Close),
 }
@@ -59,7 +61,7 @@ impl Phase {
 
 /// A streamed response body and how it is delimited.
 struct Streamed {
-    body: BodyStream,
+    body: Pieces,
     framing: StreamFraming,
 }
 
@@ -81,6 +83,8 @@ pub(crate) struct Conn<S> {
     /// Set by a response that ends the connection once it is sent.
     close_after: Option<Close>,
     stream: Option<Streamed>,
+    /// The connection's owner once the `101` is sent.
+    upgrade: Option<Box<dyn std::any::Any>>,
     /// The transport lets an idle connection give its buffers back.
     returns_buffers: bool,
     decoder: Decoder,
@@ -118,6 +122,7 @@ impl<S> Conn<S> {
             budget,
             close_after: None,
             stream: None,
+            upgrade: None,
             returns_buffers: false,
             buf: Vec::new(),
             out: Vec::new(),
@@ -221,6 +226,8 @@ impl<S> Conn<S> {
     fn after_send(&mut self) {
         if self.stream.is_some() {
             self.phase = Phase::Streaming;
+        } else if self.upgrade.is_some() {
+            self.phase = Phase::Tunnel;
         } else {
             self.exchange_done();
         }
@@ -312,9 +319,15 @@ impl<S> Conn<S> {
         } else if self.decoder.take_continue() {
             self.out.extend_from_slice(CONTINUE);
         }
-        self.stream = batch
-            .stream
-            .map(|(body, framing)| Streamed { body, framing });
+        match batch.stream {
+            Some(After::Stream(body, framing)) => self.stream = Some(Streamed { body, framing }),
+            Some(After::Upgrade(next)) => {
+                // The connection is the tunnel's once the 101 is out.
+                self.upgrade = Some(next);
+                self.close_after = None;
+            }
+            None => self.stream = None,
+        }
         self.send_or_continue();
     }
 
@@ -324,7 +337,16 @@ impl<S> Conn<S> {
             self.exchange_done();
             return;
         };
-        if let Some(piece) = stream.body.next().await {
+        let next = stream.body.next().await;
+        if let Some(Err(_)) = next {
+            // The source failed mid-body: end without the last chunk (or
+            // short of the length), so the client sees a cut-off body.
+            self.stream = None;
+            self.close_after = Some(Close::Quiet);
+            self.send_or_continue();
+            return;
+        }
+        if let Some(Ok(piece)) = next {
             match &mut stream.framing {
                 StreamFraming::Chunked => encode_chunk(&mut self.out, &piece),
                 StreamFraming::UntilClose => self.out.extend_from_slice(&piece),
@@ -356,6 +378,19 @@ impl<S> Conn<S> {
         }
         self.stream = None;
         self.send_or_continue();
+    }
+
+    /// Work: the tunnel after a `101`, over `wire`, with the bytes the
+    /// client sent after its request; then the connection ends.
+    async fn tunnel(&mut self, wire: Option<Wire<'_, '_>>) {
+        if let (Some(next), Some(wire)) = (self.upgrade.take(), wire) {
+            let early = self.buf[self.start..self.filled].to_vec();
+            (self.start, self.filled) = (0, 0);
+            if let Ok(takeover) = next.downcast::<Box<dyn crate::transport::Takeover>>() {
+                takeover.run(wire.io, wire.pool, early).await;
+            }
+        }
+        self.phase = Phase::Closing(Close::Quiet);
     }
 
     /// For [`LocalService`](super::LocalService): answer `input` as if it
@@ -400,7 +435,7 @@ impl<S> Protocol for Conn<S> {
             },
             // A stream may be long (server-sent events): each piece's send
             // is timed, not the wait for it.
-            Phase::Streaming => Step::Work { limit: None },
+            Phase::Streaming | Phase::Tunnel => Step::Work { limit: None },
             Phase::Sending => Step::Send {
                 limit: self.rules().send,
             },
@@ -445,6 +480,7 @@ impl<S> Protocol for Conn<S> {
         match self.phase {
             Phase::Handling => self.answer(wire).await,
             Phase::Streaming => self.next_piece().await,
+            Phase::Tunnel => self.tunnel(wire).await,
             phase => debug_assert!(false, "work in {phase:?}"),
         }
     }
@@ -459,6 +495,7 @@ impl<S> Protocol for Conn<S> {
             "handler ran past timeouts.request_secs; answered 504"
         );
         self.stream = None;
+        self.upgrade = None;
         self.take_out_buffer();
         error_writer(&self.shard, &self.settings.common_headers, &mut self.out)
             .send_error(Status::GATEWAY_TIMEOUT, "the request took too long");

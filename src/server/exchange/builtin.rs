@@ -35,13 +35,16 @@ pub(super) fn health<S>(
         );
         return Some(READINESS);
     }
-    let failing: Vec<&str> = shard
+    let upstreams = crate::observe::upstream::unready();
+    let mut failing: Vec<&str> = shard
         .app
         .readiness
         .iter()
         .filter(|(_, check)| !check(&shard.state))
         .map(|(name, _)| name.as_str())
         .collect();
+    // Upstreams with `health.readiness` and no server in rotation.
+    failing.extend(upstreams.iter().map(String::as_str));
     if failing.is_empty() {
         writer.send(Status::OK, JSON, [], br#"{"status":"ready"}"#);
     } else {

@@ -15,9 +15,7 @@ use crate::http::incoming::Feed;
 use crate::http::parse::{HeaderSpan, Message, Method, Version};
 use crate::http::request::{Request, split_target, target_str};
 use crate::http::status::Status;
-use crate::http::write::{
-    BodyStream, ResponseContext, ResponseWriter, StreamFraming, push_decimal,
-};
+use crate::http::write::{After, ResponseContext, ResponseWriter, UpstreamNote, push_decimal};
 use crate::observe::metrics::{METRICS, UNMATCHED};
 use crate::ratelimit::{ClientIdentity, Decision, RateLimitHeaders, Refusal};
 use crate::route::cors::Verdict;
@@ -26,8 +24,7 @@ use crate::route::router::{Lookup, MAX_PARAMS};
 use crate::route::service::Routed;
 use crate::server::shard::{Settings, ShardContext};
 
-/// Routes one request and writes its response. Returns whether the
-/// connection stays open, and a body stream if the response has one.
+/// Routes one request and writes its response; says how.
 /// `feed` carries a body that arrives while the handler runs, with the
 /// flag that is set until it has all arrived.
 #[allow(clippy::too_many_arguments, reason = "one call site per kind of body")]
@@ -40,7 +37,7 @@ pub(super) async fn respond<S>(
     out: &mut Vec<u8>,
     facts: RequestContext<'_>,
     feed: Option<(Feed, &Cell<bool>)>,
-) -> (bool, Option<(BodyStream, StreamFraming)>, Status, usize) {
+) -> Answered {
     let RequestContext {
         origin,
         now,
@@ -126,6 +123,8 @@ pub(super) async fn respond<S>(
             cookie_key: settings.cookie_key.as_ref(),
             app_settings: settings.app.settings.as_ref(),
             route_timeouts: &settings.app.route_timeouts,
+            proxy: settings.app.proxy.as_ref(),
+            https: origin.tls,
             feed,
         };
         route(shard, request, body, &mut writer).await
@@ -133,7 +132,26 @@ pub(super) async fn respond<S>(
     let status = writer
         .status_sent()
         .unwrap_or(Status::INTERNAL_SERVER_ERROR);
-    (writer.keep_alive(), writer.take_stream(), status, slot)
+    Answered {
+        keep_alive: writer.keep_alive(),
+        after: writer.take_after(),
+        status,
+        slot,
+        upstream: writer.take_upstream(),
+    }
+}
+
+/// How one request was answered.
+pub(super) struct Answered {
+    /// The connection stays open.
+    pub(super) keep_alive: bool,
+    /// A body stream or an upgrade follows the head.
+    pub(super) after: Option<After>,
+    pub(super) status: Status,
+    /// The route's metrics slot.
+    pub(super) slot: usize,
+    /// A proxied request's upstream exchange.
+    pub(super) upstream: Option<Box<UpstreamNote>>,
 }
 
 /// Routes a request to its handler (a panic becomes a 500); returns the
@@ -155,6 +173,8 @@ async fn route<S>(
         cookie_key,
         app_settings,
         route_timeouts,
+        proxy,
+        https,
         feed,
     } = facts;
     let (path, _) = split_target(target_str(head_bytes, &head));
@@ -181,6 +201,7 @@ async fn route<S>(
                 .with_request_id(request_id)
                 .with_cookie_key(cookie_key)
                 .with_app_settings(app_settings)
+                .with_proxy(proxy, https)
                 .with_feed(feed);
             let limit = route_timeouts.get(routed.slot).copied().flatten();
             match limit {
@@ -253,6 +274,8 @@ struct RoutedRequest<'a> {
     cookie_key: Option<&'a cookie::Key>,
     app_settings: Option<&'a crate::config::app_settings::Parsed>,
     route_timeouts: &'a [Option<std::time::Duration>],
+    proxy: Option<&'a std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    https: bool,
     feed: Option<Feed>,
 }
 

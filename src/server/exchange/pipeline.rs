@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::dispatch::respond;
+use super::dispatch::{Answered, respond};
 use super::upload;
 use super::{Origin, error_writer, header, log_refusal};
 use crate::http::date::DATE_LEN;
@@ -15,7 +15,7 @@ use crate::http::parse::{
 };
 use crate::http::request::{split_target, target_str};
 use crate::http::status::Status;
-use crate::http::write::{BodyStream, StreamFraming};
+use crate::http::write::After;
 use crate::observe::access::{self, Entry};
 use crate::route::service::BodyRule;
 use crate::server::connection::Wire;
@@ -30,8 +30,9 @@ pub(crate) struct Batch {
     /// A request was refused (its framing broken or over a limit): what
     /// the peer still sends is unread, so the close lingers.
     pub(crate) refused: bool,
-    /// A streamed body to send after the output, and whether it is chunked.
-    pub(crate) stream: Option<(BodyStream, StreamFraming)>,
+    /// A streamed body to send after the output (and how it is framed),
+    /// or the upgrade the connection is handed to.
+    pub(crate) stream: Option<After>,
 }
 
 /// Answers every complete request at the start of `input`, appending the
@@ -259,7 +260,7 @@ impl<S> Exchange<'_, S> {
         out: &mut Vec<u8>,
         budget: &mut u32,
         streamed: Option<StreamedBody<'_, '_>>,
-    ) -> (bool, Option<(BodyStream, StreamFraming)>, bool) {
+    ) -> (bool, Option<After>, bool) {
         let (shard, settings) = (self.shard, self.settings);
         // The last request a connection may make is answered with close.
         *budget = budget.saturating_sub(1);
@@ -332,7 +333,13 @@ impl<S> Exchange<'_, S> {
                 (answer, !open.get())
             }
         };
-        let (keep_alive, stream, status, slot) = answer;
+        let Answered {
+            keep_alive,
+            after: stream,
+            status,
+            slot,
+            upstream,
+        } = answer;
         shard.metrics.request(slot, status);
         if let Some((log, started, before)) = &logging {
             let entry = Logged {
@@ -343,7 +350,10 @@ impl<S> Exchange<'_, S> {
                 peer: self.origin.peer,
             };
             let elapsed = started.elapsed();
-            log.record(&entry.entry(status, out.len() - before, elapsed, id));
+            let line = entry
+                .entry(status, out.len() - before, elapsed, id)
+                .with_upstream(upstream.as_deref());
+            log.record(&line);
         }
         (keep_alive && finished, stream, finished)
     }
@@ -397,6 +407,10 @@ impl<'a> Logged<'a> {
             request_id: text(id),
             referer: field("referer"),
             user_agent: field("user-agent"),
+            upstream_addr: None,
+            upstream_connect_us: None,
+            upstream_header_us: None,
+            upstream_response_us: None,
         }
     }
 }
