@@ -25,6 +25,11 @@
 # IDLE_CONNECTIONS=10000 LATENCY_SECONDS=8 (about 10 minutes in all);
 # ONLY=layers compares the reference app with and without CORS, request IDs
 # and one from_fn layer (examples/layered.rs; about two minutes).
+# ONLY=proxy: percore's reverse proxy against nginx's proxy_pass (keepalive
+# 32, the same forwarding fields), one core each, to the same upstream (an
+# nginx worker answering /plaintext on LOAD_CPU, beside the load), at 64 and
+# 256 connections, then p99 at 80 % of nginx's proxied capacity (about
+# three minutes).
 # ONLY=limiter runs just the rate-limit scenario (about a minute); ONLY=tls
 # just the HTTPS ones (about two). ONLY=baseline BASELINE=path/to/percore
 # puts an older build (percore-base, percore-base-tls) beside this one and
@@ -103,6 +108,20 @@ http {
     listen 127.0.0.1:${port[nginx]};
     location = /plaintext { default_type "text/plain; charset=utf-8"; return 200 "Hello, World!"; }
     location = /json { default_type application/json; return 200 '{"message":"Hello, World!"}'; }
+    # ONLY=proxy: the same upstream percore-proxy forwards to.
+    location /up/ {
+      proxy_pass http://bench/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+  upstream bench {
+    server 127.0.0.1:${port[upstream]:-9};
+    keepalive 32;
   }
   server {
     listen 127.0.0.1:${port[nginx-tls]} ssl;
@@ -167,6 +186,46 @@ TOML
       [ "$name" = percore-base-tls ] && binary=$BASELINE
       PERCORE_IDLE_POLL_US=$spin "${on_cpu[@]}" "$binary" --config "$work/$name.toml" \
                --listen "127.0.0.1:$(free_port)" --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
+    percore-proxy)
+      cat > "$work/proxy.toml" <<TOML
+[[upstream]]
+name = "bench"
+servers = ["127.0.0.1:${port[upstream]}"]
+keepalive = 32
+[[route]]
+prefix = "/up/"
+proxy = "bench"
+strip_prefix = true
+TOML
+      "${on_cpu[@]}" target/release/percore --config "$work/proxy.toml" --listen "127.0.0.1:${port[$name]}" \
+               --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
+    upstream)
+      mkdir -p "$work/upstream"
+      cat > "$work/upstream/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes 1;
+worker_cpu_affinity $(python3 -c "print(format(1 << $LOAD_CPU, 'b'))");
+worker_rlimit_nofile $(ulimit -n);
+pid $work/upstream/nginx.pid;
+error_log $work/upstream/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  client_body_temp_path $work/upstream;
+  proxy_temp_path $work/upstream;
+  fastcgi_temp_path $work/upstream;
+  uwsgi_temp_path $work/upstream;
+  scgi_temp_path $work/upstream;
+  server {
+    listen 127.0.0.1:${port[upstream]};
+    location = /plaintext { default_type "text/plain; charset=utf-8"; return 200 "Hello, World!"; }
+  }
+}
+CONF
+      nginx -c "$work/upstream/nginx.conf" & pid[upstream]=$! ;;
     nginx) port[nginx-tls]=${port[nginx-tls]:-$(free_port)}
            nginx_conf; nginx -c "$work/nginx/nginx.conf" & pid[nginx-master]=$! ;;
     actix) "${on_cpu[@]}" bench/peers/actix/target/release/peer-actix "127.0.0.1:${port[$name]}" & pid[$name]=$! ;;
@@ -305,6 +364,34 @@ if [ "${ONLY:-}" = layers ]; then
   EXTRA_HEADER="Origin: http://bench.test"
   scenario "plaintext keep-alive, 64 connections, no layers vs CORS + request ID + one layer" 64 /plaintext "" percore percore-layered
   scenario "json keep-alive, 64 connections, no layers vs CORS + request ID + one layer" 64 /json "" percore percore-layered
+  python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
+  exit 0
+fi
+
+if [ "${ONLY:-}" = proxy ]; then
+  port[upstream]=$(free_port)
+  for server in upstream nginx percore-proxy; do start "$server"; done
+  scenario "proxied plaintext keep-alive, 64 connections" 64 /up/plaintext "" nginx percore-proxy
+  scenario "proxied plaintext keep-alive, 256 connections" 256 /up/plaintext "" nginx percore-proxy
+  proxied_json() { # NAME ARGS... -> oha's JSON summary
+    local name=$1; shift
+    taskset -c "$LOAD_CPU" oha --no-tui --output-format json -c 64 "$@" "http://127.0.0.1:${port[$name]}/up/plaintext"
+  }
+  capacity=$(proxied_json nginx -z 5s | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["summary"]["requestsPerSec"]))')
+  echo "== open-loop latency; nginx proxied capacity under oha: $capacity req/s" >&2
+  rate=$((capacity * 80 / 100))
+  for round in 1 2 3; do
+    for server in nginx percore-proxy; do
+      proxied_json "$server" -z "${LATENCY_SECONDS}s" -q "$rate" --latency-correction > "$work/oha.json"
+      python3 - "$work/oha.json" "$server" "$rate" >> "$results" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+p = data["latencyPercentiles"]
+print(f"latency 80% proxied ({sys.argv[3]} req/s)|{sys.argv[2]}|{p['p50']*1e6:.0f},{p['p99']*1e6:.0f},{p['p99.9']*1e6:.0f}|0")
+PY
+      tail -1 "$results" >&2
+    done
+  done
   python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
   exit 0
 fi

@@ -775,3 +775,93 @@ fn the_seeds_nginx_configuration_translated_serves_through_percore() {
     assert_eq!(health.status, 200);
     server.stop().unwrap();
 }
+
+#[test]
+fn the_proxy_serves_on_glommio_streams_too() {
+    let up = Upstream::start(1);
+    let server = proxy(&[up.address(0)], |c| {
+        c.server.io = percore::config::IoPath::Glommio;
+    });
+    let mut client = Client::connect(support::addr(&server));
+    for _ in 0..10 {
+        assert_eq!(
+            client.request(&support::get("/whoami")).text(),
+            up.ports[0].to_string()
+        );
+    }
+    let reply = client.request(&support::get("/big?bytes=3000000"));
+    assert_eq!(reply.body.len(), 3_000_000);
+    server.stop().unwrap();
+}
+
+/// The resident memory of process `pid`, bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_client_that_stops_reading_holds_a_bounded_buffer_not_the_response() {
+    let up = Upstream::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[upstream]]\nname = \"app\"\nservers = [\"{}\"]\n[[route]]\nprefix = \"/\"\nproxy = \"app\"\n",
+            up.address(0)
+        ),
+    )
+    .unwrap();
+    let spawned = support::spawn_percore_args(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let proxy = support::KillOnDrop(spawned.child);
+    let before = rss(proxy.0.id());
+    // Ask for 512 MiB and read none of it.
+    let mut stalled = std::net::TcpStream::connect(spawned.addrs[0]).unwrap();
+    stalled
+        .write_all(&support::get("/big?bytes=536870912"))
+        .unwrap();
+    // Wait until the upstream stops being able to send (bounded): when the
+    // proxy stops reading from it, its count stays put.
+    let sent = || -> u64 { up.get(0, "/sent").text().parse().unwrap() };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = sent();
+    let mut steady = 0;
+    while steady < 5 {
+        assert!(Instant::now() < deadline, "the upstream never stalled");
+        std::thread::sleep(Duration::from_millis(100));
+        let now = sent();
+        steady = if now == last { steady + 1 } else { 0 };
+        last = now;
+    }
+    let grown = rss(proxy.0.id()).saturating_sub(before);
+    eprintln!("upstream sent {last} bytes; proxy grew {grown} bytes");
+    assert!(
+        last < 64 << 20,
+        "{last} bytes left the upstream for a client that reads none"
+    );
+    assert!(
+        grown < 32 << 20,
+        "the proxy grew by {grown} bytes for one stalled client"
+    );
+    // The stalled client still gets its bytes when it reads.
+    let mut head = [0u8; 4096];
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(stalled.read(&mut head).unwrap() > 0);
+    drop(proxy);
+}

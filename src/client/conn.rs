@@ -12,6 +12,10 @@ use super::error::{ClientError, ErrorKind};
 
 /// The byte stream under one connection.
 pub(crate) enum Stream {
+    /// Plain TCP on the shard's own ring (multishot receive into its
+    /// provided buffers, sends as ring operations): the path of a shard
+    /// serving with `io = "uring"`.
+    Ring(Box<RingStream>),
     Tcp(TcpStream),
     Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
     Unix(UnixStream),
@@ -20,10 +24,27 @@ pub(crate) enum Stream {
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Self::Ring(_) => "Ring",
             Self::Tcp(_) => "Tcp",
             Self::Tls(_) => "Tls",
             Self::Unix(_) => "Unix",
         })
+    }
+}
+
+/// The error of a connect that failed on every address (`last` is the
+/// last address tried and its error).
+fn connect_error(last: Option<(&SocketAddr, std::io::Error)>, origin: &str) -> ClientError {
+    match last {
+        Some((addr, error)) if error.kind() == std::io::ErrorKind::TimedOut => ClientError::new(
+            ErrorKind::Timeout,
+            origin,
+            format_args!("connect to {addr}"),
+        ),
+        Some((addr, error)) => {
+            ClientError::new(ErrorKind::Connect, origin, format_args!("{addr}: {error}"))
+        }
+        None => ClientError::new(ErrorKind::Timeout, origin, "connect"),
     }
 }
 
@@ -39,7 +60,78 @@ async fn within<T>(
     .await
 }
 
+/// A TCP connection on the shard's ring, with the rest of a receive that
+/// did not fit the last read, and a buffer its sends reuse.
+pub(crate) struct RingStream {
+    conn: crate::uring::Connection,
+    held: Option<crate::uring::Received>,
+    at: usize,
+    out: Vec<u8>,
+}
+
+impl RingStream {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.held.is_none() {
+            match self.conn.recv().await? {
+                Some(received) => (self.held, self.at) = (Some(received), 0),
+                None => return Ok(0),
+            }
+        }
+        let Some(received) = &self.held else {
+            return Ok(0);
+        };
+        let bytes = &received.bytes()[self.at..];
+        let n = bytes.len().min(buf.len());
+        buf[..n].copy_from_slice(&bytes[..n]);
+        self.at += n;
+        if self.at == received.bytes().len() {
+            self.held = None;
+        }
+        Ok(n)
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        out.extend_from_slice(bytes);
+        let (result, mut out) = self.conn.send_all(out).await;
+        out.clear();
+        self.out = out;
+        result
+    }
+}
+
 impl Stream {
+    /// Connects to the first of `addrs` that answers on the shard's
+    /// `ring`, within `timeout` in all.
+    pub(crate) async fn ring(
+        ring: &std::rc::Rc<crate::uring::Ring>,
+        addrs: &[SocketAddr],
+        timeout: Duration,
+        origin: &str,
+    ) -> Result<Self, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        for addr in addrs {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match crate::uring::connect(ring, *addr, left).await {
+                Ok(conn) => {
+                    return Ok(Self::Ring(Box::new(RingStream {
+                        conn,
+                        held: None,
+                        at: 0,
+                        out: Vec::new(),
+                    })));
+                }
+                Err(error) => last = Some((addr, error)),
+            }
+        }
+        Err(connect_error(last, origin))
+    }
+
     /// Connects to the first of `addrs` that answers, within `timeout` in
     /// all.
     pub(crate) async fn tcp(
@@ -62,21 +154,10 @@ impl Stream {
                 Err(error) => last = Some((addr, error)),
             }
         }
-        Err(match last {
-            Some((addr, error)) => {
-                let error = std::io::Error::from(error);
-                if error.kind() == std::io::ErrorKind::TimedOut {
-                    ClientError::new(
-                        ErrorKind::Timeout,
-                        origin,
-                        format_args!("connect to {addr}"),
-                    )
-                } else {
-                    ClientError::new(ErrorKind::Connect, origin, format_args!("{addr}: {error}"))
-                }
-            }
-            None => ClientError::new(ErrorKind::Timeout, origin, "connect"),
-        })
+        Err(connect_error(
+            last.map(|(addr, error)| (addr, std::io::Error::from(error))),
+            origin,
+        ))
     }
 
     /// TLS over `tcp`, checking the certificate for `host`.
@@ -129,7 +210,8 @@ impl Stream {
         let tcp = match self {
             Self::Tcp(s) => s,
             Self::Tls(s) => s.get_ref().0,
-            Self::Unix(_) => return,
+            // Timed by a timer per operation.
+            Self::Ring(_) | Self::Unix(_) => return,
         };
         let _ = tcp.set_read_timeout(Some(read));
         let _ = tcp.set_write_timeout(Some(write));
@@ -145,6 +227,7 @@ impl Stream {
         socket: Duration,
     ) -> std::io::Result<usize> {
         match self {
+            Self::Ring(s) => within(limit, s.read(buf)).await,
             Self::Tcp(s) if limit >= socket => s.read(buf).await,
             Self::Tls(s) if limit >= socket => s.read(buf).await,
             Self::Tcp(s) => within(limit, s.read(buf)).await,
@@ -162,6 +245,7 @@ impl Stream {
         socket: Duration,
     ) -> std::io::Result<()> {
         match self {
+            Self::Ring(s) => within(limit, s.write_all(bytes)).await,
             Self::Tcp(s) if limit >= socket => s.write_all(bytes).await,
             Self::Tcp(s) => within(limit, s.write_all(bytes)).await,
             Self::Tls(s) => {
@@ -186,6 +270,8 @@ impl Stream {
     pub(crate) fn peer_closed(&self) -> bool {
         use std::os::fd::AsRawFd;
         let fd = match self {
+            // Its receive is always armed: whatever the peer did is news.
+            Self::Ring(s) => return s.held.is_some() || s.conn.has_news(),
             Self::Tcp(s) => s.as_raw_fd(),
             Self::Tls(s) => s.get_ref().0.as_raw_fd(),
             // glommio's Unix stream does not lend its descriptor: a stale

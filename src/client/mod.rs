@@ -309,6 +309,9 @@ impl Client {
                     .resolver
                     .resolve(host, *port, config.dns_ttl, name)
                     .await?;
+                if !*tls && let Some(ring) = crate::uring::current() {
+                    return Stream::ring(&ring, &addrs, config.connect_timeout, name).await;
+                }
                 let tcp = Stream::tcp(&addrs, config.connect_timeout, name).await?;
                 if *tls {
                     let tls_config = self.tls_config()?;

@@ -2,6 +2,7 @@
 //! fields dropped both ways, forwarding fields added (only a trusted
 //! proxy's earlier values kept), framing left to whoever writes next.
 
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::Cidr;
@@ -69,14 +70,6 @@ impl Forwarding<'_> {
     }
 }
 
-/// `for=` of RFC 7239: IPv6 quoted and bracketed.
-fn node(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    }
-}
-
 fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -114,29 +107,33 @@ pub(crate) fn request_fields<'a>(
             push_field(out, name, value);
         }
     }
+    // The client's address: the peer's, or behind a trusted proxy the
+    // nearest untrusted one it forwarded.
     let client = facts.peer.map(|peer| {
+        if !trusted {
+            return peer.ip();
+        }
         let xff = (!forwarded_for.is_empty()).then(|| forwarded_for.join(&b","[..]));
         let fwd = (!forwarded.is_empty()).then(|| forwarded.join(&b","[..]));
         crate::ratelimit::client_ip(peer.ip(), facts.trusted, fwd.as_deref(), xff.as_deref())
     });
     // X-Forwarded-For: a trusted proxy's list, then the peer.
-    let mut xff = Vec::new();
-    if trusted {
-        for value in &forwarded_for {
-            if !xff.is_empty() {
-                xff.extend_from_slice(b", ");
+    let kept_for: &[&[u8]] = if trusted { &forwarded_for } else { &[] };
+    if facts.peer.is_some() || !kept_for.is_empty() {
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        for (at, value) in kept_for.iter().enumerate() {
+            if at > 0 {
+                out.extend_from_slice(b", ");
             }
-            xff.extend_from_slice(value);
+            out.extend_from_slice(value);
         }
-    }
-    if let Some(peer) = facts.peer {
-        if !xff.is_empty() {
-            xff.extend_from_slice(b", ");
+        if let Some(peer) = facts.peer {
+            if !kept_for.is_empty() {
+                out.extend_from_slice(b", ");
+            }
+            let _ = write!(out, "{}", peer.ip());
         }
-        xff.extend_from_slice(peer.ip().to_string().as_bytes());
-    }
-    if !xff.is_empty() {
-        push_field(out, "X-Forwarded-For", &xff);
+        out.extend_from_slice(b"\r\n");
     }
     let scheme: &[u8] = if facts.https { b"https" } else { b"http" };
     let proto = proto.filter(|_| trusted).unwrap_or(scheme);
@@ -145,30 +142,36 @@ pub(crate) fn request_fields<'a>(
         push_field(out, "X-Forwarded-Host", host);
     }
     if let Some(client) = client {
-        push_field(out, "X-Real-IP", client.to_string().as_bytes());
+        let _ = write!(out, "X-Real-IP: {client}\r\n");
     }
     // Forwarded (RFC 7239): a trusted proxy's elements, then this hop's.
-    let mut element = Vec::new();
+    out.extend_from_slice(b"Forwarded: ");
     if trusted {
         for value in &forwarded {
-            element.extend_from_slice(value);
-            element.extend_from_slice(b", ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b", ");
         }
     }
-    if let Some(peer) = facts.peer {
-        element.extend_from_slice(format!("for={};", node(peer.ip())).as_bytes());
+    match facts.peer.map(|p| p.ip()) {
+        Some(IpAddr::V4(v4)) => {
+            let _ = write!(out, "for={v4};");
+        }
+        Some(IpAddr::V6(v6)) => {
+            let _ = write!(out, "for=\"[{v6}]\";");
+        }
+        None => {}
     }
-    element.extend_from_slice(b"proto=");
-    element.extend_from_slice(scheme);
+    out.extend_from_slice(b"proto=");
+    out.extend_from_slice(scheme);
     if let Some(host) = facts
         .host
         .filter(|h| h.iter().all(|&b| b.is_ascii_graphic() && b != b'"'))
     {
-        element.extend_from_slice(b";host=\"");
-        element.extend_from_slice(host);
-        element.push(b'"');
+        out.extend_from_slice(b";host=\"");
+        out.extend_from_slice(host);
+        out.push(b'"');
     }
-    push_field(out, "Forwarded", &element);
+    out.extend_from_slice(b"\r\n");
     if !facts.request_id.is_empty() {
         push_field(out, "X-Request-ID", facts.request_id.as_bytes());
     }

@@ -329,7 +329,7 @@ async fn proxy(route: &ProxyRoute, request: &mut Request<'_>, writer: &mut Respo
         0 => servers,
         n => (n as usize).min(servers),
     };
-    let mut tried: Vec<usize> = Vec::with_capacity(2);
+    let mut tried: Vec<usize> = Vec::new();
     let started = Instant::now();
     loop {
         let Some(at) = exchange.upstream.pick(client_ip, &tried) else {
@@ -369,7 +369,7 @@ async fn proxy(route: &ProxyRoute, request: &mut Request<'_>, writer: &mut Respo
                     return fail(route, writer, Status::BAD_GATEWAY, detail);
                 }
                 let relayed = Relayed {
-                    upstream: exchange.config.name.as_str().into(),
+                    upstream: Rc::clone(&exchange.upstream.name),
                     server,
                     in_flight,
                 };
@@ -399,8 +399,8 @@ async fn try_server(
         exchange.upgrade.as_deref(),
     );
     let in_flight = server.begin();
-    let deadline = Instant::now() + NO_DEADLINE;
     let began = Instant::now();
+    let deadline = began + NO_DEADLINE;
     let client = &exchange.upstream.client;
     let (lease, connect) = match client.open(&server.endpoint, deadline).await {
         Ok(opened) => opened,
@@ -681,6 +681,10 @@ async fn relay(
     }
     if response.is_complete() {
         let fields = headers::response_fields(response.headers(), echoes, &route.response_set);
+        // Most bodies come in one read: sent from it, not joined.
+        if let [piece] = first.as_slice() {
+            return writer.send(status, None, fields, piece);
+        }
         let body: Vec<u8> = first.concat();
         return writer.send(status, None, fields, &body);
     }

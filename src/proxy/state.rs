@@ -168,6 +168,8 @@ impl Drop for InFlight {
 /// An upstream on this shard.
 pub(crate) struct ShardUpstream {
     pub(crate) config: Arc<UpstreamConfig>,
+    /// Its name, as the streams of its responses hold it.
+    pub(crate) name: Rc<str>,
     pub(crate) client: Client,
     pub(crate) servers: Vec<Rc<Server>>,
     balance: Balance,
@@ -264,6 +266,7 @@ impl ShardUpstream {
             .collect();
         let upstream = Rc::new(Self {
             balance: Balance::parse(&config.balance).unwrap_or(Balance::RoundRobin),
+            name: config.name.as_str().into(),
             config,
             client,
             servers,

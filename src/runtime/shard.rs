@@ -122,6 +122,8 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
                 }
             };
             glommio::spawn_local(Rc::clone(&ring).drive()).detach();
+            // The outbound client's connections go on it too.
+            crate::uring::set_current(&ring);
             shard_ring = Some(Rc::clone(&ring));
             for (listener, role) in start.listeners {
                 accepting.push(glommio::spawn_local(accept::ring_accept_loop(

@@ -32,12 +32,13 @@ mod socket;
     reason = "the seam static files build on (their issue); tested in uring::tests"
 )]
 pub(crate) use file::{FileStat, open_beneath, read_at, stat};
+pub(crate) use oneshot::connect;
 #[allow(
     unused_imports,
-    reason = "the seam the outbound client builds on (its issue); tested in uring::tests"
+    reason = "tested in uring::tests; timers use glommio's"
 )]
-pub(crate) use oneshot::{connect, sleep};
-pub(crate) use socket::{Acceptor, Connection};
+pub(crate) use oneshot::sleep;
+pub(crate) use socket::{Acceptor, Connection, Received};
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -113,6 +114,22 @@ struct Inner {
     wake: Vec<Waker>,
     /// `uring` was dropped by [`release_after_crash`].
     crashed: bool,
+}
+
+thread_local! {
+    /// The ring of the shard running on this thread, for the outbound
+    /// client's connections (weak: the shard owns its ring).
+    static CURRENT: RefCell<std::rc::Weak<Ring>> = const { RefCell::new(std::rc::Weak::new()) };
+}
+
+/// Makes `ring` the one this thread's outbound connections use.
+pub(crate) fn set_current(ring: &Rc<Ring>) {
+    CURRENT.with(|current| *current.borrow_mut() = Rc::downgrade(ring));
+}
+
+/// The ring of the shard on this thread, if it serves on one.
+pub(crate) fn current() -> Option<Rc<Ring>> {
+    CURRENT.with(|current| current.borrow().upgrade())
 }
 
 /// A shard's ring. Shared by the shard's tasks through `Rc`.

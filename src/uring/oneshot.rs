@@ -179,10 +179,7 @@ pub(super) async unsafe fn with_bytes(
     (io_result(result), buffer)
 }
 
-#[allow(
-    dead_code,
-    reason = "the outbound client's seam (its issue); tested in uring::tests"
-)]
+#[allow(dead_code, reason = "tested in uring::tests; timers use glommio's")]
 /// Waits `duration` on the ring (an `IORING_OP_TIMEOUT`).
 pub(crate) async fn sleep(ring: &Rc<Ring>, duration: Duration) {
     let time = types::Timespec::new()
@@ -200,10 +197,6 @@ pub(crate) async fn sleep(ring: &Rc<Ring>, duration: Duration) {
     op.await;
 }
 
-#[allow(
-    dead_code,
-    reason = "the outbound client's seam (its issue); tested in uring::tests"
-)]
 /// Opens a TCP connection to `addr` through the ring, within `timeout`;
 /// the connection then receives like an accepted one.
 pub(crate) async fn connect(

@@ -122,6 +122,13 @@ impl Connection {
         socket2::SockRef::from(self.fd.as_ref().expect("open until dropped"))
     }
 
+    /// Whether the receive has delivered something not taken yet (bytes,
+    /// the end, an error): a pooled connection with one is not clean.
+    pub(crate) fn has_news(&self) -> bool {
+        let inner = self.ring.inner.borrow();
+        matches!(inner.slots.get(self.key), Some(Slot::Recv(stream, _)) if !stream.queue.is_empty())
+    }
+
     /// Makes the close abortive (`SO_LINGER` 0): the kernel answers RST and
     /// frees the socket's buffers at once instead of trying to deliver what
     /// is queued to a peer that stopped reading.

@@ -10,6 +10,7 @@ must survive. Prints "port N" per listener, then "ready".
   /reset-chunked  one chunk, then resets
   /ws             Upgrade: websocket -> 101, then echoes bytes
   /connections    connections this listener accepted
+  /sent           body bytes /big has written so far, over all requests
   /health         200, or 503 after POST /health/down (and 200 after /health/up)
   /whoami         the listener's own port
 """
@@ -83,6 +84,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(200 if self.server.healthy else 503, b"health")
         if url.path == "/whoami":
             return self.reply(200, str(self.server.server_address[1]).encode())
+        if url.path == "/sent":
+            return self.reply(200, str(self.server.sent).encode())
         if url.path == "/connections":
             return self.reply(200, str(self.server.accepted).encode())
         if url.path == "/big":
@@ -97,6 +100,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 piece = block[: min(len(block), size - sent)]
                 self.wfile.write(piece)
                 sent += len(piece)
+                self.server.sent += len(piece)
             return
         if url.path == "/stream":
             n = int(query.get("n", ["3"])[0])
@@ -152,10 +156,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        # A client (the proxy) that went away mid-response is expected here.
+        pass
+
     def __init__(self, *args):
         super().__init__(*args)
         self.accepted = 0
         self.healthy = True
+        self.sent = 0
 
     def get_request(self):
         pair = super().get_request()
