@@ -48,7 +48,11 @@
 //!    access-log formats).
 //! 3. [`error`](Error): every failure that stops percore, each naming its fix.
 //! 4. `observe`: logging, the access log, rejection counters, metrics and
-//!    the watchdog's vitals.
+//!    the watchdog's vitals; then `uring`, each shard's own `io_uring`, a
+//!    leaf (an owning record per operation; multishot accept and receive
+//!    into provided buffers, batched sends, connect, timeouts and file
+//!    operations, and a connected socket as an `AsyncRead`/`AsyncWrite`
+//!    stream for the outbound clients), and `net`, their TCP connects.
 //! 5. `ratelimit` (per-shard rate limiting: GCRA over bounded key tables) and
 //!    `route` (`route::router` maps method and path to a handler;
 //!    `route::handler` turns `async fn`s into handlers; `route::extract`
@@ -58,10 +62,7 @@
 //!    `route::shutdown` are CORS, server-sent events and the drain signal;
 //!    `route::startup` builds each shard's state and runs its shutdown hooks;
 //!    `route::service` is an app frozen for serving).
-//! 6. `uring` (each shard's own `io_uring`: an owning record per operation;
-//!    multishot accept and receive into provided buffers, batched sends,
-//!    connect, timeouts and file operations) and `tls` (rustls
-//!    configuration, certificates, SNI, shared ticket keys).
+//! 6. `tls` (rustls configuration, certificates, SNI, shared ticket keys).
 //! 7. `transport`: the byte stream under a connection, plain (the ring or
 //!    glommio's stream) or TLS over plain, with the shard's buffer pool.
 //! 8. `server`: one shard's serving. Its context (`server::shard`), the

@@ -17,14 +17,16 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     // Logging, access log, counters and metrics.
     &["observe"],
+    // The shard's own ring (a leaf: it uses no other module).
+    &["uring"],
     // Outbound TCP connects for the clients above.
     &["net"],
     // The Redis client (below the rate limiter, whose fleet-wide policies use it).
     &["redis"],
     // Rate limiting; routing, handlers and the frozen route service.
     &["ratelimit", "route"],
-    // The shard's ring and TLS settings, then the byte streams over them.
-    &["uring", "tls"],
+    // TLS settings, then the byte streams over them and the ring.
+    &["tls"],
     &["transport"],
     // Serving connections on one shard.
     &["server"],

@@ -865,3 +865,34 @@ fn a_client_that_stops_reading_holds_a_bounded_buffer_not_the_response() {
     assert!(stalled.read(&mut head).unwrap() > 0);
     drop(proxy);
 }
+
+#[test]
+fn a_reload_moves_an_upstream_to_new_servers_and_keeps_its_routes() {
+    let up = Upstream::start(2);
+    let mut config = support::config();
+    config.upstream = vec![upstream("app", &[up.address(0)])];
+    config.route = vec![route("/", "app")];
+    let mut server = App::new().start(&config).expect("the proxy starts");
+    let mut client = Client::connect(support::addr(&server));
+    assert_eq!(
+        client.request(&support::get("/whoami")).text(),
+        up.ports[0].to_string()
+    );
+    config.upstream = vec![upstream("app", &[up.address(1)])];
+    server.reload(&config).expect("the reload is accepted");
+    // The same client connection, the upstream's new server.
+    assert_eq!(
+        client.request(&support::get("/whoami")).text(),
+        up.ports[1].to_string()
+    );
+    // Routes change only with a restart: such a reload is refused whole.
+    let mut changed = config.clone();
+    changed.route = vec![route("/other/", "app")];
+    let error = server.reload(&changed).unwrap_err().to_string();
+    assert!(error.contains("route"), "{error}");
+    assert_eq!(
+        client.request(&support::get("/whoami")).text(),
+        up.ports[1].to_string()
+    );
+    server.stop().unwrap();
+}

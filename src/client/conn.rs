@@ -15,7 +15,7 @@ pub(crate) enum Stream {
     /// Plain TCP on the shard's own ring (multishot receive into its
     /// provided buffers, sends as ring operations): the path of a shard
     /// serving with `io = "uring"`.
-    Ring(Box<RingStream>),
+    Ring(Box<crate::uring::RingStream>),
     Tcp(TcpStream),
     Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
     Unix(UnixStream),
@@ -60,47 +60,6 @@ async fn within<T>(
     .await
 }
 
-/// A TCP connection on the shard's ring, with the rest of a receive that
-/// did not fit the last read, and a buffer its sends reuse.
-pub(crate) struct RingStream {
-    conn: crate::uring::Connection,
-    held: Option<crate::uring::Received>,
-    at: usize,
-    out: Vec<u8>,
-}
-
-impl RingStream {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.held.is_none() {
-            match self.conn.recv().await? {
-                Some(received) => (self.held, self.at) = (Some(received), 0),
-                None => return Ok(0),
-            }
-        }
-        let Some(received) = &self.held else {
-            return Ok(0);
-        };
-        let bytes = &received.bytes()[self.at..];
-        let n = bytes.len().min(buf.len());
-        buf[..n].copy_from_slice(&bytes[..n]);
-        self.at += n;
-        if self.at == received.bytes().len() {
-            self.held = None;
-        }
-        Ok(n)
-    }
-
-    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        out.extend_from_slice(bytes);
-        let (result, mut out) = self.conn.send_all(out).await;
-        out.clear();
-        self.out = out;
-        result
-    }
-}
-
 impl Stream {
     /// Connects to the first of `addrs` that answers on the shard's
     /// `ring`, within `timeout` in all.
@@ -117,15 +76,8 @@ impl Stream {
             if left.is_zero() {
                 break;
             }
-            match crate::uring::connect(ring, *addr, left).await {
-                Ok(conn) => {
-                    return Ok(Self::Ring(Box::new(RingStream {
-                        conn,
-                        held: None,
-                        at: 0,
-                        out: Vec::new(),
-                    })));
-                }
+            match crate::uring::connect_stream(ring, *addr, left).await {
+                Ok(stream) => return Ok(Self::Ring(Box::new(stream))),
                 Err(error) => last = Some((addr, error)),
             }
         }
@@ -245,7 +197,13 @@ impl Stream {
         socket: Duration,
     ) -> std::io::Result<()> {
         match self {
-            Self::Ring(s) => within(limit, s.write_all(bytes)).await,
+            Self::Ring(s) => {
+                within(limit, async {
+                    s.write_all(bytes).await?;
+                    s.flush().await
+                })
+                .await
+            }
             Self::Tcp(s) if limit >= socket => s.write_all(bytes).await,
             Self::Tcp(s) => within(limit, s.write_all(bytes)).await,
             Self::Tls(s) => {
@@ -271,7 +229,7 @@ impl Stream {
         use std::os::fd::AsRawFd;
         let fd = match self {
             // Its receive is always armed: whatever the peer did is news.
-            Self::Ring(s) => return s.held.is_some() || s.conn.has_news(),
+            Self::Ring(s) => return s.has_news(),
             Self::Tcp(s) => s.as_raw_fd(),
             Self::Tls(s) => s.get_ref().0.as_raw_fd(),
             // glommio's Unix stream does not lend its descriptor: a stale

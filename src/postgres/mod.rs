@@ -33,7 +33,7 @@ pub use tokio_postgres::{Row, Statement};
 
 /// The socket under a connection, as tokio-postgres reads it.
 enum Socket {
-    Tcp(Compat<glommio::net::TcpStream>),
+    Tcp(Compat<crate::net::NetStream>),
     Unix(Compat<glommio::net::UnixStream>),
 }
 

@@ -64,6 +64,15 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
         return true;
     }
     crate::route::shutdown::mark_shard_thread();
+    // The ring first: the state the app builds (its database pools) and
+    // the outbound client connect on it.
+    let ring = match start.io {
+        IoPath::Glommio => None,
+        IoPath::Uring => match shard_ring(&start) {
+            Some(ring) => Some(ring),
+            None => return true,
+        },
+    };
     let Some(state) = build_state(&start).await else {
         return true;
     };
@@ -99,8 +108,8 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
     // Kept, not detached: dropping them stops accepting.
     let mut accepting = Vec::new();
     let mut shard_ring = None;
-    match start.io {
-        IoPath::Glommio => {
+    match ring {
+        None => {
             for (listener, role) in start.listeners {
                 let listener = adopt::listener(listener);
                 accepting.push(glommio::spawn_local(accept::accept_loop(
@@ -110,20 +119,7 @@ pub(crate) async fn run<S: 'static>(start: ShardStart<S>) -> bool {
                 )));
             }
         }
-        IoPath::Uring => {
-            let ring = match Ring::new(start.ring) {
-                Ok(ring) => ring,
-                Err(error) => {
-                    let _ = start.ready.send(Err(crate::error::Error::Ring {
-                        shard: start.index,
-                        error,
-                    }));
-                    return true;
-                }
-            };
-            glommio::spawn_local(Rc::clone(&ring).drive()).detach();
-            // The outbound client's connections go on it too.
-            crate::uring::set_current(&ring);
+        Some(ring) => {
             shard_ring = Some(Rc::clone(&ring));
             for (listener, role) in start.listeners {
                 accepting.push(glommio::spawn_local(accept::ring_accept_loop(
@@ -179,6 +175,25 @@ fn spawn_trimmer<S: 'static>(shard: &Rc<ShardContext<S>>) {
         }
     })
     .detach();
+}
+
+/// The shard's own ring, driven and made this thread's current one; a
+/// failure goes to the `ready` channel.
+fn shard_ring<S>(start: &ShardStart<S>) -> Option<Rc<Ring>> {
+    match Ring::new(start.ring) {
+        Ok(ring) => {
+            glommio::spawn_local(Rc::clone(&ring).drive()).detach();
+            crate::uring::set_current(&ring);
+            Some(ring)
+        }
+        Err(error) => {
+            let _ = start.ready.send(Err(crate::error::Error::Ring {
+                shard: start.index,
+                error,
+            }));
+            None
+        }
+    }
 }
 
 /// Builds the shard's state with the app's factory; a failure goes to the

@@ -26,19 +26,20 @@ mod file;
 mod oneshot;
 mod op;
 mod socket;
+mod stream;
 
 #[allow(
     unused_imports,
     reason = "the seam static files build on (their issue); tested in uring::tests"
 )]
 pub(crate) use file::{FileStat, open_beneath, read_at, stat};
-pub(crate) use oneshot::connect;
 #[allow(
     unused_imports,
     reason = "tested in uring::tests; timers use glommio's"
 )]
 pub(crate) use oneshot::sleep;
-pub(crate) use socket::{Acceptor, Connection, Received};
+pub(crate) use socket::{Acceptor, Connection};
+pub(crate) use stream::{RingStream, connect_stream};
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

@@ -138,25 +138,37 @@ impl Connection {
 
     /// The next bytes from the peer; `Ok(None)` at end of stream.
     pub(crate) async fn recv(&mut self) -> io::Result<Option<Received>> {
-        let event = futures_lite::future::poll_fn(|cx| {
+        futures_lite::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// As [`recv`](Self::recv), polled: `cx` is woken when bytes, the end
+    /// or an error arrive.
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<Option<Received>>> {
+        let event = {
             let mut inner = self.ring.inner.borrow_mut();
-            let rearm = match inner.slots.get_mut(self.key) {
+            let (event, rearm) = match inner.slots.get_mut(self.key) {
                 Some(Slot::Recv(stream, _)) => {
                     if let Some(event) = stream.queue.pop_front() {
-                        return std::task::Poll::Ready(event);
+                        (Some(event), false)
+                    } else {
+                        stream.waker = Some(cx.waker().clone());
+                        (None, stream.phase == Phase::Unarmed)
                     }
-                    stream.waker = Some(cx.waker().clone());
-                    stream.phase == Phase::Unarmed
                 }
-                _ => return std::task::Poll::Ready(RecvEvent::Error(libc::EBADF)),
+                _ => (Some(RecvEvent::Error(libc::EBADF)), false),
             };
             if rearm {
                 inner.arm_recv(self.key);
             }
-            std::task::Poll::Pending
-        })
-        .await;
-        match event {
+            event
+        };
+        let Some(event) = event else {
+            return std::task::Poll::Pending;
+        };
+        std::task::Poll::Ready(match event {
             RecvEvent::Data { id, len } => Ok(Some(Received {
                 ring: Rc::clone(&self.ring),
                 id,
@@ -164,7 +176,16 @@ impl Connection {
             })),
             RecvEvent::End => Ok(None),
             RecvEvent::Error(errno) => Err(io::Error::from_raw_os_error(errno)),
-        }
+        })
+    }
+
+    /// The ring and the descriptor, for an operation that outlives a
+    /// borrow of the connection (a stream's send in flight).
+    pub(crate) fn ring_and_fd(&self) -> (Rc<Ring>, RawFd) {
+        (
+            Rc::clone(&self.ring),
+            self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+        )
     }
 
     /// Sends all of `buffer`; gives the buffer back for reuse. Dropped

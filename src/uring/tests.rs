@@ -172,7 +172,7 @@ fn a_dropped_send_to_a_peer_that_stopped_reading_is_cancelled() {
 fn connect_reaches_a_listener_and_reports_refusal() {
     on_ring(8, 256, |ring| async move {
         let (listener, addr) = listener();
-        let mut connection = super::connect(&ring, addr, Duration::from_secs(5))
+        let mut connection = super::oneshot::connect(&ring, addr, Duration::from_secs(5))
             .await
             .unwrap();
         let (mut accepted, _) = listener.accept().unwrap();
@@ -188,7 +188,7 @@ fn connect_reaches_a_listener_and_reports_refusal() {
         assert_eq!(&back, b"back");
 
         drop(listener);
-        let refused = super::connect(&ring, addr, Duration::from_secs(5)).await;
+        let refused = super::oneshot::connect(&ring, addr, Duration::from_secs(5)).await;
         assert_eq!(
             refused.err().map(|e| e.kind()),
             Some(std::io::ErrorKind::ConnectionRefused)
@@ -217,7 +217,7 @@ fn connect_times_out_when_nothing_answers() {
             fillers.push(filler);
         }
         let started = Instant::now();
-        let timed_out = super::connect(&ring, addr, Duration::from_millis(300)).await;
+        let timed_out = super::oneshot::connect(&ring, addr, Duration::from_millis(300)).await;
         assert_eq!(
             timed_out.err().map(|e| e.kind()),
             Some(std::io::ErrorKind::TimedOut)
