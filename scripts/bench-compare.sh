@@ -274,6 +274,17 @@ run_wrk() {
 }
 
 results="$work/results"
+
+# latency_row FILE SCENARIO SERVER: oha's JSON summary as a results row
+# (p50, p99 and p99.9 in µs).
+latency_row() {
+  python3 - "$@" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+p = data["latencyPercentiles"]
+print(f"{sys.argv[2]}|{sys.argv[3]}|{p['p50']*1e6:.0f},{p['p99']*1e6:.0f},{p['p99.9']*1e6:.0f}|0")
+PY
+}
 : > "$results"
 
 # scenario NAME CONNECTIONS PATH DEPTH SERVER...
@@ -383,12 +394,7 @@ if [ "${ONLY:-}" = proxy ]; then
   for round in 1 2 3; do
     for server in nginx percore-proxy; do
       proxied_json "$server" -z "${LATENCY_SECONDS}s" -q "$rate" --latency-correction > "$work/oha.json"
-      python3 - "$work/oha.json" "$server" "$rate" >> "$results" <<'PY'
-import json, sys
-data = json.load(open(sys.argv[1]))
-p = data["latencyPercentiles"]
-print(f"latency 80% proxied ({sys.argv[3]} req/s)|{sys.argv[2]}|{p['p50']*1e6:.0f},{p['p99']*1e6:.0f},{p['p99.9']*1e6:.0f}|0")
-PY
+      latency_row "$work/oha.json" "latency 80% proxied ($rate req/s)" "$server" >> "$results"
       tail -1 "$results" >&2
     done
   done
@@ -425,12 +431,7 @@ for share in 50 80; do
   for round in 1 2 3; do
     for server in nginx percore; do
       oha_json "$server" -z "${LATENCY_SECONDS}s" -q "$rate" --latency-correction > "$work/oha.json"
-      python3 - "$work/oha.json" "$share" "$server" "$rate" >> "$results" <<'PY'
-import json, sys
-data = json.load(open(sys.argv[1]))
-p = data["latencyPercentiles"]
-print(f"latency {sys.argv[2]}% ({sys.argv[4]} req/s)|{sys.argv[3]}|{p['p50']*1e6:.0f},{p['p99']*1e6:.0f},{p['p99.9']*1e6:.0f}|0")
-PY
+      latency_row "$work/oha.json" "latency $share% ($rate req/s)" "$server" >> "$results"
       tail -1 "$results" >&2
     done
   done

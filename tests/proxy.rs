@@ -896,3 +896,92 @@ fn a_reload_moves_an_upstream_to_new_servers_and_keeps_its_routes() {
     );
     server.stop().unwrap();
 }
+
+#[test]
+fn a_route_without_an_upstream_limits_the_apps_own_routes_under_it() {
+    let app = App::new()
+        .post("/reports/{id}", async |body: percore::Bytes| {
+            format!("{} bytes", body.0.len())
+        })
+        .get("/reports/slow", async || {
+            glommio::timer::sleep(Duration::from_secs(5)).await;
+            "late"
+        })
+        .get("/reports/{id}", async || "report")
+        .post("/other", async |body: percore::Bytes| {
+            format!("{} bytes", body.0.len())
+        });
+    let mut config = support::config();
+    config.rate_limit.enabled = true;
+    config.rate_limit.policy = vec![percore::config::PolicyConfig {
+        name: "reports".into(),
+        rate: 0.5,
+        burst: 3,
+        routes: vec!["/nothing".into()],
+        ..percore::config::PolicyConfig::default()
+    }];
+    config.route = vec![RouteConfig {
+        prefix: "/reports/".into(),
+        max_body_bytes: Some(10),
+        rate_limit: "reports".into(),
+        timeout_secs: 1,
+        ..RouteConfig::default()
+    }];
+    let server = app.start(&config).expect("starts");
+    let mut client = Client::connect(support::addr(&server));
+    let post = |path: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // The body limit: the route's under the prefix, the default elsewhere.
+    let mut other = Client::connect(support::addr(&server));
+    assert_eq!(
+        other
+            .request(post("/other", "twenty bytes of body").as_bytes())
+            .status,
+        200
+    );
+    assert_eq!(
+        client.request(post("/reports/1", "tiny").as_bytes()).status,
+        200
+    );
+    let mut big = Client::connect(support::addr(&server));
+    assert_eq!(
+        big.request(post("/reports/1", "twenty bytes of body").as_bytes())
+            .status,
+        413
+    );
+    // The timeout: 504 well before the handler's 5 s.
+    let started = Instant::now();
+    assert_eq!(client.request(&support::get("/reports/slow")).status, 504);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // The policy: three at once (two spent above), then 429; /other is not under it.
+    let mut client = Client::connect(support::addr(&server));
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| client.request(&support::get("/reports/2")).status)
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    for _ in 0..4 {
+        assert_eq!(other.request(post("/other", "x").as_bytes()).status, 200);
+    }
+    server.stop().unwrap();
+
+    // A table that covers nothing is a mistake, said at start.
+    let mut config = support::config();
+    config.route = vec![RouteConfig {
+        prefix: "/reprots/".into(),
+        max_body_bytes: Some(10),
+        ..RouteConfig::default()
+    }];
+    let error = App::new()
+        .get("/reports/{id}", async || "report")
+        .start(&config)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("route[0]") && error.contains("no route of the app"),
+        "{error}"
+    );
+}

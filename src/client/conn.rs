@@ -48,6 +48,29 @@ fn connect_error(last: Option<(&SocketAddr, std::io::Error)>, origin: &str) -> C
     }
 }
 
+/// Tries `connect` on each of `addrs` in turn until one answers, all
+/// within `timeout`.
+async fn first_answer<T, F: std::future::Future<Output = std::io::Result<T>>>(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    origin: &str,
+    connect: impl Fn(SocketAddr, Duration) -> F,
+) -> Result<T, ClientError> {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match connect(*addr, left).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last = Some((addr, error)),
+        }
+    }
+    Err(connect_error(last, origin))
+}
+
 /// Waits for `work` at most `limit`: a timeout is `TimedOut`.
 async fn within<T>(
     limit: Duration,
@@ -69,19 +92,11 @@ impl Stream {
         timeout: Duration,
         origin: &str,
     ) -> Result<Self, ClientError> {
-        let deadline = Instant::now() + timeout;
-        let mut last = None;
-        for addr in addrs {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match crate::uring::connect_stream(ring, *addr, left).await {
-                Ok(stream) => return Ok(Self::Ring(Box::new(stream))),
-                Err(error) => last = Some((addr, error)),
-            }
-        }
-        Err(connect_error(last, origin))
+        let stream = first_answer(addrs, timeout, origin, |addr, left| {
+            crate::uring::connect_stream(ring, addr, left)
+        })
+        .await?;
+        Ok(Self::Ring(Box::new(stream)))
     }
 
     /// Connects to the first of `addrs` that answers, within `timeout` in
@@ -91,25 +106,14 @@ impl Stream {
         timeout: Duration,
         origin: &str,
     ) -> Result<TcpStream, ClientError> {
-        let deadline = Instant::now() + timeout;
-        let mut last = None;
-        for addr in addrs {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match TcpStream::connect_timeout(*addr, left).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok(stream);
-                }
-                Err(error) => last = Some((addr, error)),
-            }
-        }
-        Err(connect_error(
-            last.map(|(addr, error)| (addr, std::io::Error::from(error))),
-            origin,
-        ))
+        let stream = first_answer(addrs, timeout, origin, |addr, left| async move {
+            TcpStream::connect_timeout(addr, left)
+                .await
+                .map_err(std::io::Error::from)
+        })
+        .await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
     }
 
     /// TLS over `tcp`, checking the certificate for `host`.

@@ -148,7 +148,9 @@ impl Default for HealthCheckConfig {
 }
 
 /// `[[route]]`: requests under a prefix (or at one path) sent to an
-/// upstream, with the route's own limits and header rules.
+/// upstream, with the route's own limits and header rules; or, without
+/// `proxy`, the limits of the app's own routes under it (body limit,
+/// rate-limit policy, timeout).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RouteConfig {
@@ -157,7 +159,8 @@ pub struct RouteConfig {
     pub prefix: String,
     /// Or one exact path.
     pub path: String,
-    /// The upstream it goes to.
+    /// The upstream it goes to (empty: the app's own routes under the
+    /// prefix, which get the limits given here).
     pub proxy: String,
     /// Take the prefix off the path sent upstream (`/api/users` goes as
     /// `/users`).
@@ -232,6 +235,27 @@ impl RouteConfig {
             patterns.push(trimmed.to_owned());
         }
         patterns
+    }
+
+    /// Whether the route pattern `pattern` (the app's, or one of
+    /// [`patterns`](Self::patterns)) is under this route: its exact path,
+    /// or the prefix by whole segments.
+    #[must_use]
+    pub fn covers(&self, pattern: &str) -> bool {
+        if !self.path.is_empty() {
+            return pattern == self.path;
+        }
+        let trimmed = self.prefix.trim_end_matches('/');
+        (!self.prefix.ends_with('/') && pattern == trimmed)
+            || pattern
+                .strip_prefix(trimmed)
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// Proxies to an upstream (else it sets limits for the app's routes).
+    #[must_use]
+    pub fn proxied(&self) -> bool {
+        !self.proxy.is_empty()
     }
 
     /// The prefix taken off the path when `strip_prefix` is set.
@@ -400,9 +424,23 @@ fn route_problems(
             );
         }
         check(
-            upstreams.iter().any(|u| u.name == route.proxy),
+            !route.proxied() || upstreams.iter().any(|u| u.name == route.proxy),
             &format!("{key}.proxy"),
             "must name an [[upstream]]",
+        );
+        let defaults = RouteConfig::default();
+        let proxy_only = route.strip_prefix
+            || route.host != defaults.host
+            || route.buffering
+            || route.via
+            || !route.request_headers.is_empty()
+            || !route.response_headers.is_empty()
+            || !route.error_page.is_empty();
+        check(
+            route.proxied() || !proxy_only,
+            &key,
+            "strip_prefix, host, buffering, via, request_headers, response_headers and error_page \
+             apply to a proxied route: set proxy, or remove them",
         );
         check(
             route.rate_limit.is_empty() || policies.iter().any(|p| p.name == route.rate_limit),

@@ -733,6 +733,16 @@ pub(crate) fn add_routes<S: 'static>(
     let mut problems = Vec::new();
     for (at, route) in config.route.iter().enumerate() {
         let key = format!("route[{at}]");
+        if !route.proxied() {
+            // Limits for the app's own routes under it.
+            if service.limit_routes_under(route) == 0 {
+                problems.push(crate::config::Problem::new(
+                    key,
+                    "no route of the app is under it (and it names no upstream to proxy to)",
+                ));
+            }
+            continue;
+        }
         let proxied = match ProxyRoute::new(route, None) {
             Ok(proxied) => proxied,
             Err(why) => {

@@ -43,6 +43,8 @@ pub(crate) struct Policy {
     pub(crate) window: u64,
     /// Route patterns (`/login` or `POST /login`); empty: every other route.
     pub(crate) routes: Vec<String>,
+    /// `[[route]]` tables naming it: the routes under each.
+    pub(crate) under: Vec<crate::config::RouteConfig>,
     /// Kept in Redis (`backend = "redis"`): whether a request is allowed
     /// when Redis does not answer.
     pub(crate) remote: Option<FailOpen>,
@@ -102,18 +104,13 @@ impl LimitSettings {
                         reason = "a positive number of seconds"
                     )]
                     window: (f64::from(p.burst) / p.rate).ceil().max(1.0) as u64,
-                    // A proxied route names its policy in its own table.
-                    routes: p
-                        .routes
+                    routes: p.routes.clone(),
+                    // A [[route]] names its policy in its own table; the
+                    // global policy covers its routes anyway.
+                    under: routes
                         .iter()
+                        .filter(|r| r.rate_limit == p.name && !p.routes.is_empty())
                         .cloned()
-                        .chain(
-                            routes
-                                .iter()
-                                // The global policy covers them anyway.
-                                .filter(|r| r.rate_limit == p.name && !p.routes.is_empty())
-                                .flat_map(crate::config::RouteConfig::patterns),
-                        )
                         .collect(),
                     remote,
                 }
@@ -238,7 +235,10 @@ impl Limiter {
                 settings
                     .policies
                     .iter()
-                    .position(|p| p.routes.iter().any(|r| *r == label.route || *r == named))
+                    .position(|p| {
+                        p.routes.iter().any(|r| *r == label.route || *r == named)
+                            || p.under.iter().any(|r| r.covers(&label.route))
+                    })
                     .or(global)
             })
             .collect();

@@ -77,6 +77,27 @@ impl<T> Default for Router<T> {
 }
 
 impl<T> Router<T> {
+    /// Calls `f` with every value in the table.
+    pub(crate) fn for_each_mut(&mut self, f: &mut impl FnMut(&mut T)) {
+        fn walk<T>(node: &mut Node<T>, f: &mut impl FnMut(&mut T)) {
+            for (_, value) in &mut node.methods {
+                f(value);
+            }
+            if let Some((_, methods)) = &mut node.tail {
+                for (_, value) in methods {
+                    f(value);
+                }
+            }
+            if let Some((_, child)) = &mut node.param {
+                walk(child, f);
+            }
+            for (_, child) in &mut node.literals {
+                walk(child, f);
+            }
+        }
+        walk(&mut self.root, f);
+    }
+
     /// An empty table.
     #[must_use]
     pub fn new() -> Self {

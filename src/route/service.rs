@@ -217,6 +217,35 @@ impl<S> RouteService<S> {
         Ok(())
     }
 
+    /// Gives the app's routes that `route` covers its body limit; returns
+    /// how many it covers.
+    pub(crate) fn limit_routes_under(&mut self, route: &crate::config::RouteConfig) -> usize {
+        let covered: Vec<usize> = self
+            .labels
+            .iter()
+            .enumerate()
+            .filter(|(_, label)| route.covers(&label.route))
+            .map(|(at, _)| FIRST_APP_ROUTE + at)
+            .collect();
+        if let Some(limit) = route.max_body_bytes
+            && !covered.is_empty()
+        {
+            self.body_rules = true;
+            self.largest = self.largest.max(limit);
+            let mut buffered = self.largest_buffered;
+            self.routes.for_each_mut(&mut |routed: &mut Routed<S>| {
+                if covered.contains(&routed.slot) {
+                    routed.max_body = Some(limit);
+                    if !routed.handler.streams_body() {
+                        buffered = buffered.max(limit);
+                    }
+                }
+            });
+            self.largest_buffered = buffered;
+        }
+        covered.len()
+    }
+
     /// Answers what no route matches with `handler` inside `layers`.
     pub(crate) fn set_fallback(&mut self, handler: SharedHandler<S>, layers: Box<[Layer<S>]>) {
         self.fallback = Some(Routed {
@@ -372,12 +401,10 @@ impl<S> RouteService<S> {
                 if route.timeout_secs == 0 {
                     continue;
                 }
-                for pattern in route.patterns() {
-                    for (at, label) in self.labels.iter().enumerate() {
-                        if label.route == pattern {
-                            route_timeouts[FIRST_APP_ROUTE + at] =
-                                Some(std::time::Duration::from_secs(route.timeout_secs));
-                        }
+                for (at, label) in self.labels.iter().enumerate() {
+                    if route.covers(&label.route) {
+                        route_timeouts[FIRST_APP_ROUTE + at] =
+                            Some(std::time::Duration::from_secs(route.timeout_secs));
                     }
                 }
             }
