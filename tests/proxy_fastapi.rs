@@ -1,6 +1,6 @@
 //! percore in front of the seeds' own stack: a FastAPI app under gunicorn
 //! with uvicorn workers (from PyPI; `.ci/run` installs them in its
-//! virtualenv and sets `PERCORE_PYTHON_VENV`), bound to Unix sockets as
+//! virtualenv and sets `TEST_PYTHON_VENV`), bound to Unix sockets as
 //! gunicorn's `bind = "unix:..."`. JSON, a streamed response, a large
 //! upload, a WebSocket, and one of two gunicorns down.
 
@@ -16,7 +16,7 @@ use support::Client;
 
 /// The virtualenv's `bin/` with gunicorn in it.
 fn venv_bin() -> PathBuf {
-    let venv = std::env::var("PERCORE_PYTHON_VENV").unwrap_or_else(|_| ".ci/.venv".to_owned());
+    let venv = std::env::var("TEST_PYTHON_VENV").unwrap_or_else(|_| ".ci/.venv".to_owned());
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(venv);
     let bin = venv.join("bin");
     assert!(
