@@ -30,6 +30,10 @@
 # nginx worker answering /plaintext on LOAD_CPU, beside the load), at 64 and
 # 256 connections, then p99 at 80 % of nginx's proxied capacity (about
 # three minutes).
+# ONLY=seeds: the seeds' stack end to end, nginx -> gunicorn (two uvicorn
+# workers, FastAPI, tests/support/fastapi_app.py, on a Unix socket) against
+# percore -> the same gunicorn, GET /app/items/7 (about a minute; installs
+# FastAPI, uvicorn and gunicorn into .ci/.venv when missing).
 # ONLY=limiter runs just the rate-limit scenario (about a minute); ONLY=tls
 # just the HTTPS ones (about two). ONLY=baseline BASELINE=path/to/percore
 # puts an older build (percore-base, percore-base-tls) beside this one and
@@ -108,6 +112,16 @@ http {
     listen 127.0.0.1:${port[nginx]};
     location = /plaintext { default_type "text/plain; charset=utf-8"; return 200 "Hello, World!"; }
     location = /json { default_type application/json; return 200 '{"message":"Hello, World!"}'; }
+    # ONLY=seeds: the gunicorn percore-seeds forwards to.
+    location /app/ {
+      proxy_pass http://fastapi_app/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
     # ONLY=proxy: the same upstream percore-proxy forwards to.
     location /up/ {
       proxy_pass http://bench/;
@@ -121,6 +135,10 @@ http {
   }
   upstream bench {
     server 127.0.0.1:${port[upstream]:-9};
+    keepalive 32;
+  }
+  upstream fastapi_app {
+    server unix:$work/gunicorn.sock;
     keepalive 32;
   }
   server {
@@ -198,6 +216,19 @@ proxy = "bench"
 strip_prefix = true
 TOML
       "${on_cpu[@]}" target/release/percore --config "$work/proxy.toml" --listen "127.0.0.1:${port[$name]}" \
+               --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
+    percore-seeds)
+      cat > "$work/seeds.toml" <<TOML
+[[upstream]]
+name = "fastapi_app"
+servers = ["unix:$work/gunicorn.sock"]
+keepalive = 32
+[[route]]
+prefix = "/app/"
+proxy = "fastapi_app"
+strip_prefix = true
+TOML
+      "${on_cpu[@]}" target/release/percore --config "$work/seeds.toml" --listen "127.0.0.1:${port[$name]}" \
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
     upstream)
       mkdir -p "$work/upstream"
@@ -398,6 +429,24 @@ if [ "${ONLY:-}" = proxy ]; then
       tail -1 "$results" >&2
     done
   done
+  python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
+  exit 0
+fi
+
+if [ "${ONLY:-}" = seeds ]; then
+  venv=$root/.ci/.venv
+  if [[ ! -x $venv/bin/gunicorn ]]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q fastapi 'uvicorn[standard]' gunicorn
+  fi
+  "$venv/bin/gunicorn" -k uvicorn.workers.UvicornWorker -w 2 -b "unix:$work/gunicorn.sock" \
+    --chdir tests/support --log-level warning --graceful-timeout 1 fastapi_app:app &
+  pid[gunicorn]=$!
+  for _ in $(seq 100); do [ -S "$work/gunicorn.sock" ] && break; sleep 0.1; done
+  # nginx's worker runs as nobody: let it reach the socket.
+  chmod 755 "$work"; chmod 777 "$work/gunicorn.sock"
+  for server in nginx percore-seeds; do start "$server"; done
+  scenario "FastAPI under gunicorn (2 uvicorn workers), GET /items/7, 64 connections" 64 /app/items/7 "" nginx percore-seeds
   python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
   exit 0
 fi

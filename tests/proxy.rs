@@ -986,3 +986,28 @@ fn a_route_without_an_upstream_limits_the_apps_own_routes_under_it() {
         "{error}"
     );
 }
+
+#[test]
+fn a_kept_alive_connection_the_upstream_closed_is_replaced_not_answered_502() {
+    let up = Upstream::start(1);
+    let server = proxy(&[up.address(0)], |_| {});
+    let mut client = Client::connect(support::addr(&server));
+    for _ in 0..5 {
+        // The upstream answers as if it kept the connection, then closes
+        // it: the next request meets the closed one in the pool.
+        assert_eq!(client.request(&support::get("/then-close")).text(), "bye");
+        let reply = client.request(&support::get("/whoami"));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let m = metrics(&server);
+    let series = format!(
+        "percore_upstream_server_up{{shard=\"0\",upstream=\"app\",server=\"{}\"}}",
+        up.address(0)
+    );
+    assert_eq!(
+        support::sample(&m, &series),
+        1,
+        "a stale connection counted as a failure:\n{m}"
+    );
+    server.stop().unwrap();
+}

@@ -27,6 +27,12 @@ impl Endpoint {
         self.pool.counts()
     }
 
+    /// Closes its idle connections (after one turned out stale, the rest,
+    /// idle as long, likely are too).
+    pub(crate) fn close_idle(&self) {
+        self.pool.close_idle();
+    }
+
     /// The origin as logs name it.
     pub(crate) fn name(&self) -> &Rc<str> {
         &self.pool.name

@@ -262,6 +262,8 @@ struct Exchange<'r> {
     replayable: bool,
     /// Why the client's body failed, if it did while it was sent.
     body_error: Rc<std::cell::RefCell<Option<BodyError>>>,
+    /// Tries again on a new connection after a stale kept-alive one.
+    stale_retries: u8,
 }
 
 /// How one try on one server ended.
@@ -280,6 +282,8 @@ enum Tried {
     },
     /// Failed in a way the next server may be tried after.
     Again,
+    /// A reused connection was stale: the same server again, anew.
+    Stale,
     /// The answer is an error made here.
     Failed(Status, String),
     /// The client's body failed: that is the answer.
@@ -315,6 +319,7 @@ async fn proxy(route: &ProxyRoute, request: &mut Request<'_>, writer: &mut Respo
         upstream,
         config,
         body_error: Rc::default(),
+        stale_retries: 0,
     };
     let client_ip = request.peer_addr().map(|p| {
         crate::ratelimit::client_ip(
@@ -343,6 +348,9 @@ async fn proxy(route: &ProxyRoute, request: &mut Request<'_>, writer: &mut Respo
         let last = tried.len() >= max_tries;
         match try_server(route, request, &mut exchange, at, last).await {
             Tried::Again => {}
+            Tried::Stale => {
+                tried.pop();
+            }
             Tried::Failed(status, detail) => return fail(route, writer, status, &detail),
             Tried::BodyFailed(error) => {
                 return crate::http::response::IntoResponse::write_response(error, writer);
@@ -455,6 +463,21 @@ async fn try_server(
                 ErrorKind::Protocol => Failure::Protocol,
                 _ => Failure::Broken,
             };
+            // A kept-alive connection the server had closed (the keep-alive
+            // race, and a Unix socket cannot be checked while idle): no byte
+            // came back, so the same server is asked again on a new
+            // connection, not counted as failed.
+            let stale = connect.is_none() && !answered && kind == Failure::Broken;
+            if stale
+                && exchange.replayable
+                && idempotent(exchange.method)
+                && exchange.stale_retries < 2
+            {
+                exchange.stale_retries += 1;
+                // Its idle neighbours waited as long: the retry connects anew.
+                server.endpoint.close_idle();
+                return Tried::Stale;
+            }
             server.failed(kind, name);
             log_failure(name, &server, &error, last);
             if !last && !answered && exchange.replayable && idempotent(exchange.method) {

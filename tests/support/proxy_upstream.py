@@ -13,6 +13,7 @@ must survive. Prints "port N" per listener, then "ready".
   /sent           body bytes /big has written so far, over all requests
   /health         200, or 503 after POST /health/down (and 200 after /health/up)
   /whoami         the listener's own port
+  /then-close     answers as if kept alive, then closes the connection
 """
 
 import argparse
@@ -82,6 +83,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(200, b"ok")
         if url.path == "/health":
             return self.reply(200 if self.server.healthy else 503, b"health")
+        if url.path == "/then-close":
+            self.reply(200, b"bye")
+            self.wfile.flush()
+            self.close_connection = True
+            return
         if url.path == "/whoami":
             return self.reply(200, str(self.server.server_address[1]).encode())
         if url.path == "/sent":
