@@ -144,6 +144,17 @@ impl Stream {
         timeout: Duration,
         origin: &str,
     ) -> Result<Self, ClientError> {
+        if let Some(ring) = crate::uring::current() {
+            // On the shard's ring, like TCP: and an idle one can tell it
+            // was closed.
+            return match crate::uring::connect_unix_stream(&ring, path, timeout).await {
+                Ok(stream) => Ok(Self::Ring(Box::new(stream))),
+                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                    Err(ClientError::new(ErrorKind::Timeout, origin, "connect"))
+                }
+                Err(error) => Err(ClientError::new(ErrorKind::Connect, origin, error)),
+            };
+        }
         match within(timeout, async {
             UnixStream::connect(path)
                 .await

@@ -39,7 +39,7 @@ pub(crate) use file::{FileStat, open_beneath, read_at, stat};
 )]
 pub(crate) use oneshot::sleep;
 pub(crate) use socket::{Acceptor, Connection};
-pub(crate) use stream::{RingStream, connect_stream};
+pub(crate) use stream::{RingStream, connect_stream, connect_unix_stream};
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

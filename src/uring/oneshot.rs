@@ -210,10 +210,38 @@ pub(crate) async fn connect(
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_tcp_nodelay(true)?;
+    connect_socket(ring, socket, addr.into(), timeout).await
+}
+
+/// Opens a connection to the Unix socket at `path` through the ring,
+/// within `timeout`.
+pub(crate) async fn connect_unix(
+    ring: &Rc<Ring>,
+    path: &std::path::Path,
+    timeout: Duration,
+) -> io::Result<Connection> {
+    let socket =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM.cloexec(), None)?;
+    connect_socket(ring, socket, socket2::SockAddr::unix(path)?, timeout).await
+}
+
+/// Connects `socket` to `addr` with an `IORING_OP_CONNECT`, within
+/// `timeout`.
+async fn connect_socket(
+    ring: &Rc<Ring>,
+    socket: socket2::Socket,
+    addr: socket2::SockAddr,
+    timeout: Duration,
+) -> io::Result<Connection> {
     let fd = socket.as_raw_fd();
+    let shown = addr
+        .as_socket()
+        .map(|a| a.to_string())
+        .or_else(|| addr.as_pathname().map(|p| p.display().to_string()))
+        .unwrap_or_default();
     // SAFETY: the entry points at the held, boxed address.
     let op = unsafe {
-        ring.start(Held::Address(Box::new(addr.into())), false, |held| {
+        ring.start(Held::Address(Box::new(addr)), false, |held| {
             let Held::Address(address) = held else {
                 unreachable!("held above")
             };
@@ -229,7 +257,7 @@ pub(crate) async fn connect(
         // The losing connect was dropped, which cancelled it.
         None => Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("connecting to {addr} took longer than {timeout:?}"),
+            format!("connecting to {shown} took longer than {timeout:?}"),
         )),
         Some(result) => {
             io_result(result)?;

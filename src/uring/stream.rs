@@ -152,6 +152,18 @@ impl futures_lite::AsyncWrite for RingStream {
     }
 }
 
+/// Opens a connection to the Unix socket at `path` on the shard's `ring`
+/// as a stream.
+pub(crate) async fn connect_unix_stream(
+    ring: &Rc<super::Ring>,
+    path: &std::path::Path,
+    timeout: std::time::Duration,
+) -> io::Result<RingStream> {
+    super::oneshot::connect_unix(ring, path, timeout)
+        .await
+        .map(RingStream::new)
+}
+
 /// Opens a TCP connection to `addr` on the shard's `ring` as a stream.
 pub(crate) async fn connect_stream(
     ring: &Rc<super::Ring>,
