@@ -373,10 +373,10 @@ pub(crate) enum Payload {
     Empty,
     /// Sent with `Content-Length`; can be sent again for a retry.
     Full(bytes::Bytes),
-    /// Sent chunked as it comes; never retried.
-    Stream(futures_lite::stream::BoxedLocal<bytes::Bytes>),
-    /// A proxied body as it arrives: with `Content-Length` when `length`
-    /// is known, else chunked; an `Err` piece aborts the request.
+    /// Sent as it comes (with `Content-Length` when `length` is known,
+    /// else chunked); never retried. An `Err` piece aborts the request:
+    /// the connection is dropped, so the origin never sees a
+    /// complete-looking body (a proxied client that went away).
     Forwarded {
         length: Option<u64>,
         pieces: futures_lite::stream::BoxedLocal<Result<bytes::Bytes, ClientError>>,
@@ -492,7 +492,10 @@ impl RequestBuilder {
         mut self,
         stream: impl futures_lite::Stream<Item = bytes::Bytes> + 'static,
     ) -> Self {
-        self.body = Payload::Stream(Box::pin(stream));
+        self.body = Payload::Forwarded {
+            length: None,
+            pieces: Box::pin(futures_lite::StreamExt::map(stream, Ok)),
+        };
         self
     }
 
@@ -558,8 +561,7 @@ impl RequestBuilder {
         let client = self.client.clone();
         let inner = &client.inner;
         let config = &inner.config;
-        let replayable =
-            self.retry && !matches!(self.body, Payload::Stream(_) | Payload::Forwarded { .. });
+        let replayable = self.retry && !matches!(self.body, Payload::Forwarded { .. });
         let attempts = if replayable {
             config.retry.attempts.max(1)
         } else {
@@ -681,7 +683,15 @@ impl RequestBuilder {
                 crate::http::write::push_decimal(&mut head, body.len() as u64);
                 head.extend_from_slice(b"\r\n\r\n");
             }
-            Payload::Stream(_) | Payload::Forwarded { .. } => {
+            Payload::Forwarded {
+                length: Some(length),
+                ..
+            } => {
+                head.extend_from_slice(b"Content-Length: ");
+                crate::http::write::push_decimal(&mut head, *length);
+                head.extend_from_slice(b"\r\n\r\n");
+            }
+            Payload::Forwarded { length: None, .. } => {
                 head.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
             }
             Payload::Empty | Payload::Failed(_) => {
@@ -842,31 +852,6 @@ async fn write_request(
                 .map_err(sent)?;
             stream
                 .write_all(body, write_limit(deadline), write_timeout)
-                .await
-                .map_err(sent)?;
-        }
-        Payload::Stream(pieces) => {
-            let stream = &mut lease.conn().stream;
-            stream
-                .write_all(head, write_limit(deadline), write_timeout)
-                .await
-                .map_err(sent)?;
-            let mut frame = Vec::new();
-            while let Some(piece) = futures_lite::StreamExt::next(pieces).await {
-                if piece.is_empty() {
-                    continue;
-                }
-                frame.clear();
-                frame.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-                frame.extend_from_slice(&piece);
-                frame.extend_from_slice(b"\r\n");
-                stream
-                    .write_all(&frame, write_limit(deadline), write_timeout)
-                    .await
-                    .map_err(sent)?;
-            }
-            stream
-                .write_all(b"0\r\n\r\n", write_limit(deadline), write_timeout)
                 .await
                 .map_err(sent)?;
         }
