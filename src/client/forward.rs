@@ -1,9 +1,11 @@
-//! The exchange the reverse proxy makes through the client's pools: it
-//! picks the server itself, writes a head it built from the client's
-//! request, streams a body that may fail (the client went away), and
-//! needs to know which step failed (connect, or before any response byte)
-//! to decide whether the next server may be tried. A `101` hands over the
-//! raw connection for a tunnel.
+//! One exchange on a pooled connection: a connection from the pool or new
+//! (`Client::open`), then the request written and the response head read
+//! (`Client::exchange`). `RequestBuilder::send` makes each of its tries
+//! with them. The reverse proxy calls them itself: it picks the server,
+//! writes a head it built from the client's request, streams a body that
+//! may fail (the client went away), and needs to know which step failed
+//! (connect, or before any response byte) to decide whether the next server
+//! may be tried. A `101` hands over the raw connection for a tunnel.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -82,13 +84,35 @@ impl Client {
         endpoint: &Endpoint,
         deadline: Instant,
     ) -> Result<(Lease, Option<Duration>), ClientError> {
+        self.open_on(&endpoint.target.origin, &endpoint.pool, deadline)
+            .await
+    }
+
+    /// A connection to `origin` from `pool`, or a new one, connected
+    /// before `deadline`; and how long a new one took to connect.
+    pub(super) async fn open_on(
+        &self,
+        origin: &super::target::Origin,
+        pool: &Rc<OriginPool>,
+        deadline: Instant,
+    ) -> Result<(Lease, Option<Duration>), ClientError> {
         let config = &self.inner.config;
-        let name = &endpoint.pool.name;
-        match endpoint.pool.checkout(deadline).await {
+        let name = &pool.name;
+        match pool.checkout(deadline).await {
             Checkout::Reused(lease) => Ok((lease, None)),
             Checkout::Open(opening) => {
                 let started = Instant::now();
-                let stream = self.connect(&endpoint.target.origin, name).await?;
+                let left = deadline.saturating_duration_since(started);
+                let connecting = self.connect(origin, name);
+                let stream = futures_lite::future::or(connecting, async {
+                    glommio::timer::sleep(left).await;
+                    Err(ClientError::new(
+                        ErrorKind::Timeout,
+                        name,
+                        "the call took longer than its overall timeout",
+                    ))
+                })
+                .await?;
                 stream.set_timeouts(config.read_timeout, config.write_timeout);
                 Ok((opening.opened(stream), Some(started.elapsed())))
             }
@@ -96,7 +120,8 @@ impl Client {
                 ErrorKind::PoolTimeout,
                 name,
                 format_args!(
-                    "all {} connections were busy for {:?} (upstream max_connections)",
+                    "all {} connections were busy for {:?} (the pool's max_per_origin; \
+                     an upstream's max_connections)",
                     config.pool.max_per_origin, config.pool.wait_timeout
                 ),
             )),

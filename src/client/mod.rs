@@ -46,9 +46,8 @@ pub use resilience::{BreakerConfig, RetryConfig};
 pub use response::ClientResponse;
 
 use conn::Stream;
-use pool::{Checkout, Lease, OriginPool};
+use pool::{Lease, OriginPool};
 use resilience::{Admit, Budget};
-use response::ReadRules;
 use target::{Origin, Resolver, Target};
 
 use crate::http::parse::Method;
@@ -713,57 +712,19 @@ impl RequestBuilder {
         head: &[u8],
         deadline: Instant,
     ) -> Result<ClientResponse, Failure> {
-        let config = &self.client.inner.config;
-        let unsent = |error| Failure { error, sent: false };
-        let mut lease: Lease = match pool.checkout(deadline).await {
-            Checkout::Reused(lease) => lease,
-            Checkout::Open(opening) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let connecting = self.client.connect(&target.origin, name);
-                let stream = futures_lite::future::or(connecting, async {
-                    glommio::timer::sleep(left).await;
-                    Err(ClientError::new(
-                        ErrorKind::Timeout,
-                        name,
-                        "the call took longer than its overall timeout",
-                    ))
-                })
-                .await
-                .map_err(unsent)?;
-                stream.set_timeouts(config.read_timeout, config.write_timeout);
-                opening.opened(stream)
-            }
-            Checkout::TimedOut => {
-                return Err(unsent(ClientError::new(
-                    ErrorKind::PoolTimeout,
-                    name,
-                    format_args!(
-                        "all {} connections were busy for {:?} (client pool.max_per_origin)",
-                        config.pool.max_per_origin, config.pool.wait_timeout
-                    ),
-                )));
-            }
-        };
-        lease.conn().uses += 1;
-        write_request(
-            &mut lease,
-            head,
-            &mut self.body,
-            config.write_timeout,
-            deadline,
-            name,
-        )
-        .await
-        .map_err(|error| Failure { error, sent: true })?;
-        let rules = ReadRules {
-            read_timeout: config.read_timeout,
-            deadline,
-            max_body: config.max_response_body,
-            head_request: self.method == Method::Head,
-        };
-        ClientResponse::read(lease, &rules, name)
+        let client = &self.client;
+        let (lease, _) = client
+            .open_on(&target.origin, pool, deadline)
             .await
-            .map_err(|(error, _answered)| Failure { error, sent: true })
+            .map_err(|error| Failure { error, sent: false })?;
+        let head_request = self.method == Method::Head;
+        client
+            .exchange(lease, head, &mut self.body, head_request, deadline, name)
+            .await
+            .map_err(|failed| Failure {
+                error: failed.error,
+                sent: true,
+            })
     }
 }
 
