@@ -214,6 +214,30 @@ macro_rules! method_shortcuts {
             }
             self.nest("", scope)
         }
+
+        /// Serves the files of `files` under `prefix` (by whole segments,
+        /// as [`proxy`](Self::proxy)); see [`files`](crate::files) and
+        /// [`StaticConfig`](crate::StaticConfig).
+        ///
+        /// # Panics
+        /// When the settings are invalid or the directory cannot be opened.
+        #[must_use]
+        pub fn files(self, prefix: &str, files: crate::config::StaticConfig) -> Self {
+            let route = crate::config::RouteConfig {
+                prefix: prefix.to_owned(),
+                files: Some(files),
+                ..crate::config::RouteConfig::default()
+            };
+            let handler: SharedHandler<S> = Arc::new(
+                crate::files::handler_for(&route)
+                    .unwrap_or_else(|e| panic!("invalid static route: {e}")),
+            );
+            let mut scope = Scope::new();
+            for pattern in route.patterns() {
+                scope = scope.route_shared(Method::Get, &pattern, Arc::clone(&handler));
+            }
+            self.nest("", scope)
+        }
     };
 }
 

@@ -144,6 +144,7 @@ pub mod client;
 pub mod config;
 pub(crate) mod doctor;
 pub(crate) mod error;
+pub mod files;
 pub(crate) mod http;
 mod net;
 pub(crate) mod observe;
@@ -162,7 +163,7 @@ pub(crate) mod uring;
 
 pub use app::{App, Scope};
 pub use cli::main;
-pub use config::Config;
+pub use config::{CompressionConfig, Config, StaticConfig};
 /// The `cookie` crate, whose [`Cookie`](cookie::Cookie) builder sets a
 /// cookie's attributes for [`Cookies`].
 pub use cookie;

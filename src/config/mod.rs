@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::http::parse::{Limits, MAX_HEADERS_CEILING};
 
 pub(crate) mod app_settings;
+mod files;
 mod load;
 mod proxy;
 mod values;
 
+pub use files::{CompressionConfig, StaticConfig};
 pub use proxy::{HealthCheckConfig, RouteConfig, ServerEntry, UpstreamConfig, UpstreamServer};
 pub(crate) use proxy::{ProxyTable, problems as proxy_problems};
 
@@ -51,8 +53,11 @@ pub struct Config {
     pub log: LogConfig,
     /// `[[upstream]]`: apps percore proxies to.
     pub upstream: Vec<UpstreamConfig>,
-    /// `[[route]]`: paths proxied to an upstream.
+    /// `[[route]]`: paths proxied to an upstream, served from files, or
+    /// given limits of their own.
     pub route: Vec<RouteConfig>,
+    /// Responses compressed for clients that accept it.
+    pub compression: CompressionConfig,
     /// The app's own settings (`App::settings`), as the file gives them;
     /// variables with the app's prefix override them when they are read.
     pub app: toml::Table,
@@ -977,6 +982,7 @@ impl Config {
         self.metrics.problems(&mut check);
         self.cors.problems(&mut check);
         self.tls.problems(&mut check);
+        self.compression.problems(&mut check);
         proxy::problems(
             &self.upstream,
             &self.route,

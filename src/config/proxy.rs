@@ -159,9 +159,14 @@ pub struct RouteConfig {
     pub prefix: String,
     /// Or one exact path.
     pub path: String,
-    /// The upstream it goes to (empty: the app's own routes under the
-    /// prefix, which get the limits given here).
+    /// The upstream it goes to (empty: files, with `static`, or the app's
+    /// own routes under the prefix, which get the limits given here).
     pub proxy: String,
+    /// The files it serves (`static = { alias = "/srv/static" }`).
+    #[serde(rename = "static")]
+    pub files: Option<super::StaticConfig>,
+    /// Compress its responses (else `compression.enabled` decides).
+    pub compress: Option<bool>,
     /// Take the prefix off the path sent upstream (`/api/users` goes as
     /// `/users`).
     pub strip_prefix: bool,
@@ -204,6 +209,8 @@ impl Default for RouteConfig {
             prefix: String::new(),
             path: String::new(),
             proxy: String::new(),
+            files: None,
+            compress: None,
             strip_prefix: false,
             host: "pass".into(),
             max_body_bytes: None,
@@ -252,10 +259,17 @@ impl RouteConfig {
                 .is_some_and(|rest| rest.starts_with('/'))
     }
 
-    /// Proxies to an upstream (else it sets limits for the app's routes).
+    /// Proxies to an upstream.
     #[must_use]
     pub fn proxied(&self) -> bool {
         !self.proxy.is_empty()
+    }
+
+    /// Routes requests to a handler of its own (an upstream, or files);
+    /// else it sets limits for the app's routes under it.
+    #[must_use]
+    pub fn handled(&self) -> bool {
+        self.proxied() || self.files.is_some()
     }
 
     /// The prefix taken off the path when `strip_prefix` is set.
@@ -421,6 +435,19 @@ fn route_problems(
                 value.is_empty() || (value.starts_with('/') && !value.contains('{')),
                 &format!("{key}.{name}"),
                 "must start with '/' and hold no '{'",
+            );
+        }
+        check(
+            !(route.proxied() && route.files.is_some()),
+            &key,
+            "proxies (proxy) or serves files (static), not both",
+        );
+        if let Some(files) = &route.files {
+            files.problems(&format!("{key}.static"), check);
+            check(
+                route.max_body_bytes.is_none() && route.timeout_secs == 0,
+                &key,
+                "max_body_bytes and timeout_secs do not apply to files (they take no body)",
             );
         }
         check(

@@ -3,6 +3,7 @@
 
 pub(crate) mod base64;
 pub(crate) mod body;
+pub(crate) mod compress;
 pub(crate) mod date;
 pub(crate) mod describe;
 mod framing;

@@ -11,6 +11,7 @@ use std::pin::Pin;
 
 use futures_lite::Stream;
 
+use super::compress::{Compressor, Encoding};
 use super::date::DATE_LEN;
 use super::status::Status;
 
@@ -47,6 +48,37 @@ pub(crate) struct UpstreamNote {
     pub(crate) header: std::time::Duration,
     /// Until the response was handed to the client's writer.
     pub(crate) total: std::time::Duration,
+}
+
+thread_local! {
+    /// Spare buffers for body pieces (file chunks), shared by the streams
+    /// that fill them and the connections that send them.
+    static CHUNKS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most spare piece buffers a shard keeps, and the largest it keeps.
+const SPARE_CHUNKS: usize = 8;
+const SPARE_CHUNK_BYTES: usize = 256 << 10;
+
+/// An empty buffer for a body piece, pooled when one is spare.
+pub(crate) fn spare_chunk() -> Vec<u8> {
+    CHUNKS
+        .with(|chunks| chunks.borrow_mut().pop())
+        .unwrap_or_default()
+}
+
+/// Keeps `buffer` for another piece (if the pool has room for it).
+pub(crate) fn recycle_chunk(mut buffer: Vec<u8>) {
+    if !(4096..=SPARE_CHUNK_BYTES).contains(&buffer.capacity()) {
+        return;
+    }
+    buffer.clear();
+    CHUNKS.with(|chunks| {
+        let mut chunks = chunks.borrow_mut();
+        if chunks.len() < SPARE_CHUNKS {
+            chunks.push(buffer);
+        }
+    });
 }
 
 /// A stream that cannot fail, as [`Pieces`].
@@ -106,6 +138,9 @@ pub struct ResponseWriter<'a> {
     upgrade: Option<Box<dyn std::any::Any>>,
     /// The upstream exchange of a proxied request.
     upstream: Option<Box<UpstreamNote>>,
+    /// Compression in force for this response, and the coding the client
+    /// accepts (if any).
+    compression: Option<(&'a Compressor, Option<Encoding>)>,
 }
 
 /// How a streamed response body is delimited on the wire.
@@ -157,6 +192,7 @@ impl<'a> ResponseWriter<'a> {
             stream_length: None,
             upgrade: None,
             upstream: None,
+            compression: None,
             headers_end: 0,
             pending: Vec::new(),
         }
@@ -197,6 +233,18 @@ impl<'a> ResponseWriter<'a> {
     pub(crate) fn with_late_headers(mut self, late: &'a dyn LateHeaders) -> Self {
         self.late = Some(late);
         self
+    }
+
+    /// Compresses this response's body with `compressor` when its type and
+    /// length call for it, in `encoding` (the client's choice; `None`: the
+    /// client accepts no coding, and compressible responses only say
+    /// `Vary: Accept-Encoding`).
+    pub(crate) fn set_compression(
+        &mut self,
+        compressor: &'a Compressor,
+        encoding: Option<Encoding>,
+    ) {
+        self.compression = Some((compressor, encoding));
     }
 
     /// Answers requests whose fields do not fit their types with `status`
@@ -336,6 +384,7 @@ impl<'a> ResponseWriter<'a> {
             self.out.extend_from_slice(b"\r\n");
             return;
         }
+        let plan = self.plan(start);
         let length_at = self.out.len();
         if fill(self.out).is_err() {
             self.out.truncate(start);
@@ -346,13 +395,72 @@ impl<'a> ResponseWriter<'a> {
             );
             return;
         }
-        let body_len = self.out.len() - length_at;
+        let mut body_len = self.out.len() - length_at;
+        let mut length_at = length_at;
+        if let Some((compressor, Some(encoding))) = plan
+            && !self.context.head_request
+            && compressor.long_enough(body_len as u64)
+        {
+            let mut packed = Vec::new();
+            compressor.compress(encoding, &self.out[length_at..], &mut packed);
+            self.out.truncate(length_at);
+            self.weaken_etag(start);
+            push_header(self.out, "Content-Encoding", encoding.token().as_bytes());
+            length_at = self.out.len();
+            self.headers_end = length_at;
+            body_len = packed.len();
+            self.out.extend_from_slice(&packed);
+        }
         let mut line = [0u8; 40];
         let line_len = content_length_line(&mut line, body_len);
         insert_at(self.out, length_at, &line[..line_len]);
         if self.context.head_request {
             self.out.truncate(length_at + line_len);
         }
+    }
+
+    /// Whether the response whose head starts at `start` is compressed:
+    /// `None` when its type is not (or compression is off, or the head
+    /// names an encoding already); else the compressor and the client's
+    /// coding, after `Vary: Accept-Encoding` is added to the head.
+    fn plan(&mut self, start: usize) -> Option<(&'a Compressor, Option<Encoding>)> {
+        let (compressor, encoding) = self.compression?;
+        let status = self.sent?;
+        if status == Status::PARTIAL_CONTENT || status.code() < 200 {
+            return None;
+        }
+        let head = &self.out[start..];
+        if field(head, "content-encoding").is_some() {
+            return None;
+        }
+        if !compressor.compresses(field(head, "content-type")?) {
+            return None;
+        }
+        let vary_known = field(head, "vary").is_some_and(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding"))
+        });
+        if !vary_known {
+            self.out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+        }
+        self.headers_end = self.out.len();
+        Some((compressor, encoding))
+    }
+
+    /// Makes a strong `ETag` in the head from `start` weak (a compressed
+    /// body is another representation, equal only in meaning); returns
+    /// how many bytes it added.
+    fn weaken_etag(&mut self, start: usize) -> usize {
+        let Some(value) = field(&self.out[start..], "etag") else {
+            return 0;
+        };
+        if value.starts_with(b"W/") {
+            return 0;
+        }
+        let at = value.as_ptr() as usize - self.out[start..].as_ptr() as usize + start;
+        insert_at(self.out, at, b"W/");
+        self.headers_end += 2;
+        2
     }
 
     /// Writes an error response with the JSON body `{"detail": detail}`.
@@ -389,7 +497,14 @@ impl<'a> ResponseWriter<'a> {
         if self.context.http10 {
             self.context.keep_alive = false;
         }
+        let start = self.out.len();
         self.head(status, content_type, headers);
+        let stream = self.encode_stream(start, stream);
+        self.chunked_rest(status, stream);
+    }
+
+    /// `Transfer-Encoding` (unless HTTP/1.0), the blank line, and the body.
+    fn chunked_rest(&mut self, status: Status, stream: Pieces) {
         if !self.context.http10 {
             self.out
                 .extend_from_slice(b"Transfer-Encoding: chunked\r\n");
@@ -399,6 +514,20 @@ impl<'a> ResponseWriter<'a> {
         if status.allows_body() && !self.context.head_request {
             self.stream = Some(stream);
         }
+    }
+
+    /// The stream of the response whose head starts at `start`, encoded
+    /// when its type calls for it (the head then says so).
+    fn encode_stream(&mut self, start: usize, stream: Pieces) -> Pieces {
+        let Some((compressor, Some(encoding))) = self.plan(start) else {
+            return stream;
+        };
+        if self.context.http10 || self.context.head_request {
+            return stream;
+        }
+        self.weaken_etag(start);
+        push_header(self.out, "Content-Encoding", encoding.token().as_bytes());
+        compressor.stream(encoding, stream)
     }
 
     /// Writes the head of a response whose body is `stream`, declared to
@@ -431,7 +560,20 @@ impl<'a> ResponseWriter<'a> {
             return;
         }
         self.written = true;
+        let start = self.out.len();
         self.head(status, content_type, headers);
+        if let Some((compressor, Some(_))) = self.compression
+            && compressor.long_enough(length)
+            && !self.context.http10
+            && !self.context.head_request
+            && status.allows_body()
+        {
+            // Compressed, its length is unknown until the end: chunked.
+            let stream = self.encode_stream(start, stream);
+            self.chunked_rest(status, stream);
+            return;
+        }
+        self.plan(start);
         let mut digits = Vec::with_capacity(20);
         push_decimal(&mut digits, length);
         self.out.extend_from_slice(b"Content-Length: ");
@@ -530,6 +672,16 @@ impl<'a> ResponseWriter<'a> {
 #[derive(serde::Serialize)]
 struct Detail<'a> {
     detail: &'a str,
+}
+
+/// The value of the first field named `name` (lowercase) in `head`.
+fn field<'h>(head: &'h [u8], name: &str) -> Option<&'h [u8]> {
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let (field, value) = line.split_at(line.iter().position(|&b| b == b':')?);
+        field
+            .eq_ignore_ascii_case(name.as_bytes())
+            .then(|| value[1..].trim_ascii())
+    })
 }
 
 /// Appends `name: value\r\n`, skipping a field that could break the framing

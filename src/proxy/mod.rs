@@ -47,6 +47,7 @@ use crate::http::request::Request;
 use crate::http::status::Status;
 use crate::http::write::{Cut, ResponseWriter};
 use crate::route::handler::{ErasedHandler, HandlerFuture};
+use crate::route::service::SharedHandler;
 use state::{Failure, Server, ShardUpstream};
 
 /// An upstream built in code, for [`App::proxy`](crate::App::proxy): the
@@ -743,12 +744,26 @@ async fn relay(
     }
 }
 
-/// Adds the configuration's `[[route]]` tables to `service`, each to the
-/// `[[upstream]]` it names (read from the configuration in force at each
-/// request, so a reload may change the upstreams).
+/// The methods a proxy passes: all but `CONNECT` and `TRACE`.
+const PASSED: [Method; 7] = [
+    Method::Get,
+    Method::Head,
+    Method::Post,
+    Method::Put,
+    Method::Patch,
+    Method::Delete,
+    Method::Options,
+];
+
+/// Adds the configuration's `[[route]]` tables to `service`: a proxied
+/// one to the `[[upstream]]` it names (read from the configuration in
+/// force at each request, so a reload may change the upstreams), a static
+/// one to its files; the others give their limits to the app's routes
+/// under them.
 ///
 /// # Errors
-/// A route whose pattern is taken or whose error page cannot be read.
+/// A route whose pattern is taken, whose error page cannot be read, or
+/// whose directory cannot be opened.
 pub(crate) fn add_routes<S: 'static>(
     service: &mut crate::route::service::RouteService<S>,
     config: &crate::Config,
@@ -756,29 +771,37 @@ pub(crate) fn add_routes<S: 'static>(
     let mut problems = Vec::new();
     for (at, route) in config.route.iter().enumerate() {
         let key = format!("route[{at}]");
-        if !route.proxied() {
+        if !route.handled() {
             // Limits for the app's own routes under it.
             if service.limit_routes_under(route) == 0 {
                 problems.push(crate::config::Problem::new(
                     key,
-                    "no route of the app is under it (and it names no upstream to proxy to)",
+                    "no route of the app is under it (and it names no upstream to proxy to, \
+                     and no files to serve)",
                 ));
             }
             continue;
         }
-        let proxied = match ProxyRoute::new(route, None) {
-            Ok(proxied) => proxied,
-            Err(why) => {
-                problems.push(crate::config::Problem::new(
-                    format!("{key}.error_page"),
-                    why,
-                ));
+        let made = if route.files.is_some() {
+            crate::files::handler_for(route)
+                .map(|h| (Arc::new(h) as SharedHandler<S>, &crate::files::METHODS[..]))
+                .map_err(|why| (format!("{key}.static"), why))
+        } else {
+            ProxyRoute::new(route, None)
+                .map(|p| (Arc::new(p.handler()) as SharedHandler<S>, &PASSED[..]))
+                .map_err(|why| (format!("{key}.error_page"), why))
+        };
+        let (handler, methods) = match made {
+            Ok(made) => made,
+            Err((key, why)) => {
+                problems.push(crate::config::Problem::new(key, why));
                 continue;
             }
         };
-        let handler: crate::route::service::SharedHandler<S> = Arc::new(proxied.handler());
         for pattern in route.patterns() {
-            if let Err(why) = service.route_configured(&pattern, &handler, route.max_body_bytes) {
+            if let Err(why) =
+                service.route_configured(methods, &pattern, &handler, route.max_body_bytes)
+            {
                 problems.push(crate::config::Problem::new(
                     key.clone(),
                     format!("{pattern}: {why} (the app routes it, or another [[route]] does)"),

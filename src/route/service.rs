@@ -36,6 +36,9 @@ pub(crate) struct Accepted {
     pub(crate) openapi: Option<Arc<super::openapi::Document>>,
     /// Each route's own request timeout (`timeouts.routes`), by slot.
     pub(crate) route_timeouts: Arc<[Option<std::time::Duration>]>,
+    /// Whether each route compresses (a `[[route]]`'s `compress`), by
+    /// slot; `None`: as `compression.enabled` says.
+    pub(crate) route_compress: Arc<[Option<bool>]>,
     /// What proxied routes read of the configuration (a
     /// `config::ProxyTable`).
     pub(crate) proxy: Option<Arc<dyn std::any::Any + Send + Sync>>,
@@ -182,29 +185,20 @@ impl<S> RouteService<S> {
         Ok(())
     }
 
-    /// Routes every method a proxy passes (all but `CONNECT` and `TRACE`)
-    /// for `pattern` to `handler`, a route made from the configuration:
-    /// left out of the OpenAPI document, and the built-in paths it covers
-    /// stay built-in.
+    /// Routes `methods` for `pattern` to `handler`, a route made from the
+    /// configuration: left out of the OpenAPI document, and the built-in
+    /// paths it covers stay built-in.
     ///
     /// # Errors
     /// When the pattern is malformed or already routed.
     pub(crate) fn route_configured(
         &mut self,
+        methods: &[Method],
         pattern: &str,
         handler: &SharedHandler<S>,
         max_body: Option<u64>,
     ) -> Result<(), String> {
-        const PASSED: [Method; 7] = [
-            Method::Get,
-            Method::Head,
-            Method::Post,
-            Method::Put,
-            Method::Patch,
-            Method::Delete,
-            Method::Options,
-        ];
-        for method in PASSED {
+        for &method in methods {
             self.add(
                 method,
                 pattern,
@@ -374,6 +368,17 @@ impl<S> RouteService<S> {
             None => None,
         };
         let mut route_timeouts = vec![None; self.route_count()];
+        let mut route_compress = vec![None; self.route_count()];
+        for route in &config.route {
+            let Some(compress) = route.compress else {
+                continue;
+            };
+            for (at, label) in self.labels.iter().enumerate() {
+                if route.covers(&label.route) {
+                    route_compress[FIRST_APP_ROUTE + at] = Some(compress);
+                }
+            }
+        }
         for (pattern, &secs) in &config.timeouts.routes {
             let mut found = false;
             for (at, label) in self.labels.iter().enumerate() {
@@ -417,6 +422,7 @@ impl<S> RouteService<S> {
         Ok(Accepted {
             proxy: Some(proxy),
             route_timeouts: route_timeouts.into(),
+            route_compress: route_compress.into(),
             settings: parsed,
             openapi: super::openapi::document(&self.operations, config).map(Arc::new),
         })

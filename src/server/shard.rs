@@ -67,6 +67,10 @@ pub(crate) struct Settings {
     pub(crate) tls: Option<TlsSettings>,
     /// The common headers of HTTPS responses (`common_headers` and HSTS).
     pub(crate) tls_common_headers: Box<[u8]>,
+    /// Response compression, when any route may compress.
+    pub(crate) compression: Option<crate::http::compress::Compressor>,
+    /// Routes compress unless theirs says otherwise (`compression.enabled`).
+    pub(crate) compress_by_default: bool,
 }
 
 impl Settings {
@@ -108,6 +112,10 @@ impl Settings {
             },
             request_ids: config.log.request_id
                 || config.log.access != crate::config::AccessFormat::Off,
+            compression: (config.compression.enabled
+                || config.route.iter().any(|r| r.compress == Some(true)))
+            .then(|| crate::http::compress::Compressor::of(&config.compression)),
+            compress_by_default: config.compression.enabled,
         }
     }
 }

@@ -25,6 +25,47 @@ pub(crate) struct FileStat {
     pub(crate) modified: SystemTime,
     /// A regular file (not a directory, device, socket or pipe).
     pub(crate) regular: bool,
+    /// A directory.
+    pub(crate) directory: bool,
+    /// The inode and the device it is on: which file this is, so a file
+    /// replaced under the same name (a deploy's rename) is told apart.
+    pub(crate) inode: u64,
+    pub(crate) device: u64,
+}
+
+impl FileStat {
+    fn of(stat: &libc::statx) -> Self {
+        let modified = SystemTime::UNIX_EPOCH
+            + Duration::new(
+                u64::try_from(stat.stx_mtime.tv_sec).unwrap_or(0),
+                stat.stx_mtime.tv_nsec,
+            );
+        let kind = u32::from(stat.stx_mode) & libc::S_IFMT;
+        Self {
+            size: stat.stx_size,
+            modified,
+            regular: kind == libc::S_IFREG,
+            directory: kind == libc::S_IFDIR,
+            inode: stat.stx_ino,
+            device: (u64::from(stat.stx_dev_major) << 32) | u64::from(stat.stx_dev_minor),
+        }
+    }
+}
+
+/// What a stat asks for.
+const STAT_MASK: u32 = libc::STATX_TYPE | libc::STATX_SIZE | libc::STATX_MTIME | libc::STATX_INO;
+
+/// How an open beneath a directory resolves: never above it, never
+/// through a magic link, and (unless `symlinks`) through no symlink.
+/// Non-blocking, so opening a FIFO never waits for a writer.
+fn open_how(symlinks: bool) -> types::OpenHow {
+    let mut resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    if !symlinks {
+        resolve |= libc::RESOLVE_NO_SYMLINKS;
+    }
+    types::OpenHow::new()
+        .flags((libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) as u64)
+        .resolve(resolve)
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
@@ -35,11 +76,14 @@ fn c_path(path: &Path) -> io::Result<CString> {
 /// Opens `path` read-only beneath the directory `dir`: absolute paths,
 /// `..` above `dir`, and symlinks that lead out of it fail with `EXDEV`;
 /// magic links (`/proc/self/fd/N`) fail with `ELOOP`.
-pub(crate) async fn open_beneath(ring: &Rc<Ring>, dir: RawFd, path: &Path) -> io::Result<OwnedFd> {
-    let how = types::OpenHow::new()
-        .flags((libc::O_RDONLY | libc::O_CLOEXEC) as u64)
-        .resolve(libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS);
-    let request = Box::new((c_path(path)?, how));
+/// With `symlinks` false, any symlink fails with `ELOOP`.
+pub(crate) async fn open_beneath(
+    ring: &Rc<Ring>,
+    dir: RawFd,
+    path: &Path,
+    symlinks: bool,
+) -> io::Result<OwnedFd> {
+    let request = Box::new((c_path(path)?, open_how(symlinks)));
     // SAFETY: the entry points at the held, boxed path and `open_how`.
     let op = unsafe {
         ring.start(Held::Open(request), true, |held| {
@@ -73,7 +117,7 @@ pub(crate) async fn stat(ring: &Rc<Ring>, fd: RawFd) -> io::Result<FileStat> {
                 (&raw mut request.1).cast::<types::statx>(),
             )
             .flags(libc::AT_EMPTY_PATH)
-            .mask(libc::STATX_TYPE | libc::STATX_SIZE | libc::STATX_MTIME)
+            .mask(STAT_MASK)
             .build()
         })
     };
@@ -82,21 +126,12 @@ pub(crate) async fn stat(ring: &Rc<Ring>, fd: RawFd) -> io::Result<FileStat> {
     let Held::Stat(request) = held else {
         return Err(io::ErrorKind::Interrupted.into());
     };
-    let stat = request.1;
-    let modified = SystemTime::UNIX_EPOCH
-        + Duration::new(
-            u64::try_from(stat.stx_mtime.tv_sec).unwrap_or(0),
-            stat.stx_mtime.tv_nsec,
-        );
-    Ok(FileStat {
-        size: stat.stx_size,
-        modified,
-        regular: u32::from(stat.stx_mode) & libc::S_IFMT == libc::S_IFREG,
-    })
+    Ok(FileStat::of(&request.1))
 }
 
 /// Reads up to `buffer.len()` bytes of `fd` at `offset` into `buffer`;
 /// returns how many, and the buffer.
+#[cfg(test)]
 pub(crate) async fn read_at(
     ring: &Rc<Ring>,
     fd: RawFd,
@@ -116,4 +151,114 @@ pub(crate) async fn read_at(
         })
     }
     .await
+}
+
+/// Reads up to `max` bytes of `fd` at `offset` onto the end of `buffer`
+/// (into its spare capacity, grown as needed: a pooled buffer is never
+/// zeroed again); returns how many, and the buffer.
+pub(crate) async fn read_append(
+    ring: &Rc<Ring>,
+    fd: RawFd,
+    mut buffer: Vec<u8>,
+    offset: u64,
+    max: usize,
+) -> (io::Result<usize>, Vec<u8>) {
+    buffer.reserve(max);
+    let start = buffer.len();
+    // SAFETY: the entry points into the held buffer's spare capacity,
+    // which stays put while the record holds it.
+    let (result, mut buffer) = unsafe {
+        with_bytes(ring, buffer, |buffer| {
+            let spare = buffer.spare_capacity_mut();
+            let len = spare.len().min(max);
+            opcode::Read::new(
+                types::Fd(fd),
+                spare.as_mut_ptr().cast::<u8>(),
+                u32::try_from(len).unwrap_or(u32::MAX),
+            )
+            .offset(offset)
+            .build()
+        })
+    }
+    .await;
+    if let Ok(read) = result {
+        let room = buffer.capacity() - start;
+        let read = read.min(room).min(max);
+        // SAFETY: the kernel wrote `read` bytes there, within the capacity.
+        unsafe { buffer.set_len(start + read) };
+        return (Ok(read), buffer);
+    }
+    (result, buffer)
+}
+
+/// The same operations as blocking system calls, for a thread with no
+/// ring (an app served in-process by `LocalService` or the test client).
+pub(crate) mod blocking {
+    use super::{FileStat, OwnedFd, RawFd, STAT_MASK, c_path, io, open_how};
+    use std::os::fd::FromRawFd;
+    use std::path::Path;
+
+    /// As [`open_beneath`](super::open_beneath).
+    pub(crate) fn open_beneath(dir: RawFd, path: &Path, symlinks: bool) -> io::Result<OwnedFd> {
+        let path = c_path(path)?;
+        let how = open_how(symlinks);
+        // SAFETY: `open_how` is the kernel's `struct open_how`, passed with
+        // its size; the path is NUL-terminated.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir,
+                path.as_ptr(),
+                &raw const how,
+                size_of::<io_uring::types::OpenHow>(),
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = RawFd::try_from(fd).map_err(io::Error::other)?;
+        // SAFETY: a successful open is a new descriptor that only we hold.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// As [`stat`](super::stat).
+    pub(crate) fn stat(fd: RawFd) -> io::Result<FileStat> {
+        // SAFETY: `statx` is plain data; all zeroes is a valid value.
+        let mut buffer: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH stats
+        // `fd`; the buffer is ours.
+        let result = unsafe {
+            libc::statx(
+                fd,
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                STAT_MASK,
+                &raw mut buffer,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(FileStat::of(&buffer))
+    }
+
+    /// As [`read_append`](super::read_append).
+    pub(crate) fn read_append(
+        fd: RawFd,
+        buffer: &mut Vec<u8>,
+        offset: u64,
+        max: usize,
+    ) -> io::Result<usize> {
+        buffer.reserve(max);
+        let start = buffer.len();
+        let spare = buffer.spare_capacity_mut();
+        let len = spare.len().min(max);
+        let offset = libc::off_t::try_from(offset).map_err(io::Error::other)?;
+        // SAFETY: `pread` writes at most `len` bytes into the spare capacity.
+        let read = unsafe { libc::pread(fd, spare.as_mut_ptr().cast(), len, offset) };
+        let read = usize::try_from(read).map_err(|_| io::Error::last_os_error())?;
+        // SAFETY: the kernel wrote `read` bytes there.
+        unsafe { buffer.set_len(start + read) };
+        Ok(read)
+    }
 }

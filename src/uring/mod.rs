@@ -18,21 +18,15 @@
 #![allow(unsafe_code, reason = "io_uring shares memory with the kernel")]
 
 mod buffers;
-#[allow(
-    dead_code,
-    reason = "the seam static files build on (their issue); tested in uring::tests"
-)]
 mod file;
 mod oneshot;
 mod op;
 mod socket;
 mod stream;
 
-#[allow(
-    unused_imports,
-    reason = "the seam static files build on (their issue); tested in uring::tests"
-)]
-pub(crate) use file::{FileStat, open_beneath, read_at, stat};
+#[cfg(test)]
+pub(crate) use file::read_at;
+pub(crate) use file::{FileStat, blocking as blocking_file, open_beneath, read_append, stat};
 #[allow(
     unused_imports,
     reason = "tested in uring::tests; timers use glommio's"

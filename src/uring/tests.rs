@@ -239,7 +239,7 @@ fn files_open_beneath_their_root_only() {
     let secret = outside.path().join("secret");
     on_ring(8, 256, move |ring| async move {
         let fd = dir.as_raw_fd();
-        let file = super::open_beneath(&ring, fd, "inside.txt".as_ref())
+        let file = super::open_beneath(&ring, fd, "inside.txt".as_ref(), true)
             .await
             .unwrap();
         let stat = super::stat(&ring, file.as_raw_fd()).await.unwrap();
@@ -250,19 +250,21 @@ fn files_open_beneath_their_root_only() {
         assert_eq!(&buffer[..5], b"bytes");
         // A symlink that stays beneath the root is followed.
         assert!(
-            super::open_beneath(&ring, fd, "alias".as_ref())
+            super::open_beneath(&ring, fd, "alias".as_ref(), true)
                 .await
                 .is_ok()
         );
         for escape in ["../x", "leak", secret.to_str().unwrap(), "/etc/passwd"] {
-            let refused = super::open_beneath(&ring, fd, escape.as_ref()).await;
+            let refused = super::open_beneath(&ring, fd, escape.as_ref(), true).await;
             assert_eq!(
                 refused.err().and_then(|e| e.raw_os_error()),
                 Some(libc::EXDEV),
                 "{escape} was opened"
             );
         }
-        let directory = super::open_beneath(&ring, fd, ".".as_ref()).await.unwrap();
+        let directory = super::open_beneath(&ring, fd, ".".as_ref(), true)
+            .await
+            .unwrap();
         assert!(
             !super::stat(&ring, directory.as_raw_fd())
                 .await

@@ -26,7 +26,9 @@ use super::exchange::{Origin, error_writer, log_refusal, serve_buffered};
 use crate::config::ConnectionRules;
 use crate::http::parse::{Decoder, Limits};
 use crate::http::status::Status;
-use crate::http::write::{After, CONTINUE, LAST_CHUNK, Pieces, StreamFraming, encode_chunk};
+use crate::http::write::{
+    After, CONTINUE, LAST_CHUNK, Pieces, StreamFraming, encode_chunk, recycle_chunk,
+};
 use crate::observe::counters::Rejection;
 use crate::server::shard::{Settings, ShardContext};
 use crate::transport::READ_BUFFER;
@@ -352,6 +354,19 @@ impl<S> Conn<S> {
                 StreamFraming::UntilClose => self.out.extend_from_slice(&piece),
                 StreamFraming::Length(left) => {
                     let take = usize::try_from(*left).map_or(piece.len(), |l| l.min(piece.len()));
+                    if take == piece.len() && self.out.is_empty() {
+                        // The piece becomes the output as it is (a file
+                        // chunk is sent with no copy); the buffer it
+                        // displaces holds the next piece.
+                        let spare = std::mem::replace(&mut self.out, piece);
+                        *left -= take as u64;
+                        if *left == 0 {
+                            self.stream = None;
+                        }
+                        recycle_chunk(spare);
+                        self.phase = Phase::Sending;
+                        return;
+                    }
                     self.out.extend_from_slice(&piece[..take]);
                     *left -= take as u64;
                     if *left == 0 {
@@ -365,6 +380,7 @@ impl<S> Conn<S> {
                     }
                 }
             }
+            recycle_chunk(piece);
             self.phase = Phase::Sending;
             return;
         }

@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::builtin::{health, metrics, openapi, to_https};
 use super::header;
 use super::pipeline::RequestContext;
+use crate::http::compress::Compressor;
 use crate::http::incoming::Feed;
 use crate::http::parse::{HeaderSpan, Message, Method, Version};
 use crate::http::request::{Request, split_target, target_str};
@@ -120,10 +121,7 @@ pub(super) async fn respond<S>(
             now,
             late: &late,
             request_id: std::str::from_utf8(request_id).unwrap_or_default(),
-            cookie_key: settings.cookie_key.as_ref(),
-            app_settings: settings.app.settings.as_ref(),
-            route_timeouts: &settings.app.route_timeouts,
-            proxy: settings.app.proxy.as_ref(),
+            settings,
             https: origin.tls,
             feed,
         };
@@ -156,11 +154,11 @@ pub(super) struct Answered {
 
 /// Routes a request to its handler (a panic becomes a 500); returns the
 /// route's metrics slot.
-async fn route<S>(
+async fn route<'w, S>(
     shard: &ShardContext<S>,
-    facts: RoutedRequest<'_>,
+    facts: RoutedRequest<'w>,
     body: &mut [u8],
-    writer: &mut ResponseWriter<'_>,
+    writer: &mut ResponseWriter<'w>,
 ) -> usize {
     let RoutedRequest {
         head_bytes,
@@ -170,10 +168,7 @@ async fn route<S>(
         now,
         late,
         request_id,
-        cookie_key,
-        app_settings,
-        route_timeouts,
-        proxy,
+        settings,
         https,
         feed,
     } = facts;
@@ -184,6 +179,11 @@ async fn route<S>(
         Lookup::Found(routed, _) => routed.slot,
         _ => UNMATCHED,
     };
+    let cookie_key = settings.cookie_key.as_ref();
+    let app_settings = settings.app.settings.as_ref();
+    compress(writer, compression_of(settings), slot, || {
+        header(headers, head_bytes, "accept-encoding")
+    });
     let client = ClientIdentity {
         peer,
         headers,
@@ -201,9 +201,14 @@ async fn route<S>(
                 .with_request_id(request_id)
                 .with_cookie_key(cookie_key)
                 .with_app_settings(app_settings)
-                .with_proxy(proxy, https)
+                .with_proxy(settings.app.proxy.as_ref(), https)
                 .with_feed(feed);
-            let limit = route_timeouts.get(routed.slot).copied().flatten();
+            let limit = settings
+                .app
+                .route_timeouts
+                .get(routed.slot)
+                .copied()
+                .flatten();
             match limit {
                 Some(limit) => {
                     Box::pin(call_within(shard, routed, &mut request, writer, limit)).await;
@@ -213,16 +218,7 @@ async fn route<S>(
             routed.slot
         }
         Lookup::MethodNotAllowed(methods) => {
-            let mut allow = String::new();
-            for (method, _) in methods {
-                if !allow.is_empty() {
-                    allow.push_str(", ");
-                }
-                allow.push_str(method.as_str());
-                if *method == Method::Get && !methods.iter().any(|(m, _)| *m == Method::Head) {
-                    allow.push_str(", HEAD");
-                }
-            }
+            let allow = allow_list(methods);
             if let Some(custom) = &shard.app.method_not_allowed {
                 // The app's own body; the status and `Allow` stay the RFC's.
                 let mut request = Request::new(head_bytes, body, head, headers)
@@ -262,6 +258,48 @@ async fn route<S>(
     }
 }
 
+/// The `Allow` value of a path routed for `methods` (`HEAD` comes with
+/// `GET`).
+fn allow_list<T>(methods: &[(Method, T)]) -> String {
+    let mut allow = String::new();
+    for (method, _) in methods {
+        if !allow.is_empty() {
+            allow.push_str(", ");
+        }
+        allow.push_str(method.as_str());
+        if *method == Method::Get && !methods.iter().any(|(m, _)| *m == Method::Head) {
+            allow.push_str(", HEAD");
+        }
+    }
+    allow
+}
+
+/// The compressor in force, whether routes compress by default, and
+/// each route's own choice.
+fn compression_of(settings: &Settings) -> Option<(&Compressor, bool, &[Option<bool>])> {
+    let compressor = settings.compression.as_ref()?;
+    Some((
+        compressor,
+        settings.compress_by_default,
+        &settings.app.route_compress,
+    ))
+}
+
+/// Compresses the response of the route in `slot` if it compresses, for
+/// a client whose `Accept-Encoding` is `accept_encoding`.
+fn compress<'w, 'h>(
+    writer: &mut ResponseWriter<'w>,
+    compression: Option<(&'w Compressor, bool, &[Option<bool>])>,
+    slot: usize,
+    accept_encoding: impl FnOnce() -> Option<&'h [u8]>,
+) {
+    if let Some((compressor, by_default, routes)) = compression
+        && routes.get(slot).copied().flatten().unwrap_or(by_default)
+    {
+        writer.set_compression(compressor, compressor.choose(accept_encoding()));
+    }
+}
+
 /// What `route` reads of a request besides its body.
 struct RoutedRequest<'a> {
     head_bytes: &'a [u8],
@@ -271,10 +309,9 @@ struct RoutedRequest<'a> {
     now: Instant,
     late: &'a RateLimitHeaders,
     request_id: &'a str,
-    cookie_key: Option<&'a cookie::Key>,
-    app_settings: Option<&'a crate::config::app_settings::Parsed>,
-    route_timeouts: &'a [Option<std::time::Duration>],
-    proxy: Option<&'a std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    /// The cookie key, `[app]` settings, route timeouts, compression and
+    /// proxy table in force.
+    settings: &'a Settings,
     https: bool,
     feed: Option<Feed>,
 }
