@@ -184,10 +184,22 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 #[allow(clippy::too_many_lines, reason = "one table, read top to bottom")]
 fn conditional_requests_and_ranges_follow_rfc_9110() {
     let tree = Tree::new();
-    // cache_file_bytes below the large file: it streams from disk, so both
-    // paths (kept bytes, and chunks read per send) meet the same table.
-    let server = serve(&with_route(static_route("/s/", alias(&tree))));
-    let addr = support::addr(&server);
+    // The large file is above cache_file_bytes: it goes from disk, spliced
+    // (sendfile) or read in chunks, so every path (kept bytes, splices,
+    // chunks) meets the same table.
+    for sendfile in [true, false] {
+        let files = StaticConfig {
+            sendfile,
+            ..alias(&tree)
+        };
+        let server = serve(&with_route(static_route("/s/", files)));
+        the_table(support::addr(&server));
+        server.stop().unwrap();
+    }
+}
+
+#[allow(clippy::too_many_lines, reason = "one table, read top to bottom")]
+fn the_table(addr: SocketAddr) {
     let large = pattern(300_000);
     for (path, content) in [
         ("/s/small.txt", b"0123456789abcdefghij".to_vec()),
@@ -322,7 +334,56 @@ fn conditional_requests_and_ranges_follow_rfc_9110() {
             assert_eq!(client.read_reply(false).body, content);
         }
     }
-    server.stop().unwrap();
+}
+
+#[test]
+fn a_file_truncated_while_sent_reaches_the_client_cut_off() {
+    use std::io::Read;
+    for sendfile in [true, false] {
+        let tree = Tree::new();
+        let path = tree.root().join("shrinking.bin");
+        std::fs::write(&path, pattern(32 << 20)).unwrap();
+        let files = StaticConfig {
+            sendfile,
+            ..alias(&tree)
+        };
+        let server = serve(&with_route(static_route("/s/", files)));
+        let mut stream = std::net::TcpStream::connect(support::addr(&server)).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET /s/shrinking.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut first = [0u8; 4096];
+        let read = stream.read(&mut first).unwrap();
+        assert!(first[..read].starts_with(b"HTTP/1.1 200"));
+        // Cut to 1 MiB while most of it is unsent (socket buffers hold a
+        // few MiB at most).
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let mut total = read;
+        let mut chunk = vec![0u8; 1 << 16];
+        // Bounded: the body is 32 MiB at most, and each read takes bytes
+        // or ends (a timeout fails the test).
+        loop {
+            let read = stream.read(&mut chunk).expect("the end within the timeout");
+            if read == 0 {
+                break;
+            }
+            total += read;
+            assert!(total < 40 << 20);
+        }
+        assert!(
+            total < (32 << 20),
+            "sendfile {sendfile}: {total} bytes arrived, a complete-looking body"
+        );
+        server.stop().unwrap();
+    }
 }
 
 #[test]

@@ -46,7 +46,7 @@ use crate::http::describe::Operation;
 use crate::http::parse::Method;
 use crate::http::request::Request;
 use crate::http::status::Status;
-use crate::http::write::{Cut, Pieces, ResponseWriter, push_decimal};
+use crate::http::write::{Cut, FileSource, Pieces, ResponseWriter, push_decimal};
 use crate::route::handler::{ErasedHandler, HandlerFuture};
 use cache::{Entry, Io, Policy, Representation};
 use conditional::{Outcome, Preconditions, Ranges, Validators};
@@ -328,6 +328,7 @@ fn respond(
         representation,
         io,
         chunk: config.chunk_bytes,
+        sendfile: config.sendfile,
     };
     match ranges {
         Ranges::Whole => {
@@ -401,6 +402,8 @@ struct Body<'e> {
     representation: &'e Representation,
     io: Io,
     chunk: usize,
+    /// Send straight from the file where the connection can.
+    sendfile: bool,
 }
 
 /// A piece of a streamed body.
@@ -429,8 +432,15 @@ impl Body<'_> {
             return writer.send(status, Some(content_type), fields, &bytes[start..end]);
         }
         let parts = VecDeque::from([Part::File { offset, length }]);
+        let file = Rc::clone(&self.representation.file);
+        let sendfile = self.sendfile;
         let stream = self.stream(parts);
-        writer.send_pieces_sized(status, Some(content_type), fields, length, stream);
+        if sendfile {
+            let source = FileSource { file, offset };
+            writer.send_file_sized(status, Some(content_type), fields, length, source, stream);
+        } else {
+            writer.send_pieces_sized(status, Some(content_type), fields, length, stream);
+        }
     }
 
     /// Sends `ranges` as `multipart/byteranges`.

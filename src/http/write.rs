@@ -28,10 +28,25 @@ pub(crate) type Pieces = Pin<Box<dyn Stream<Item = Result<Vec<u8>, Cut>>>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cut;
 
+/// A body that can go straight from a file to the socket (plain TCP on
+/// the ring splices it, nginx's `sendfile`): the file and where it starts.
+#[derive(Clone, Debug)]
+pub(crate) struct FileSource {
+    pub(crate) file: std::rc::Rc<std::os::fd::OwnedFd>,
+    pub(crate) offset: u64,
+}
+
 /// What follows a response head on the connection.
 pub(crate) enum After {
     /// A streamed body, framed as given.
     Stream(Pieces, StreamFraming),
+    /// `length` bytes from a file: spliced where the transport can, else
+    /// the `fallback` stream of the same bytes.
+    File {
+        source: FileSource,
+        length: u64,
+        fallback: Pieces,
+    },
     /// The connection is handed over (a `101`): what the upgrade left,
     /// for the server to run (a proxy tunnel).
     Upgrade(Box<dyn std::any::Any>),
@@ -141,6 +156,8 @@ pub struct ResponseWriter<'a> {
     /// Compression in force for this response, and the coding the client
     /// accepts (if any).
     compression: Option<(&'a Compressor, Option<Encoding>)>,
+    /// The file the sized stream's bytes can be spliced from.
+    file: Option<FileSource>,
 }
 
 /// How a streamed response body is delimited on the wire.
@@ -193,6 +210,7 @@ impl<'a> ResponseWriter<'a> {
             upgrade: None,
             upstream: None,
             compression: None,
+            file: None,
             headers_end: 0,
             pending: Vec::new(),
         }
@@ -333,6 +351,7 @@ impl<'a> ResponseWriter<'a> {
         self.written = false;
         self.stream = None;
         self.upgrade = None;
+        self.file = None;
     }
 
     /// Whether a response has been written.
@@ -429,18 +448,11 @@ impl<'a> ResponseWriter<'a> {
         if status == Status::PARTIAL_CONTENT || status.code() < 200 {
             return None;
         }
-        let head = &self.out[start..];
-        if field(head, "content-encoding").is_some() {
+        let head = Scanned::of(&self.out[start..]);
+        if head.encoded || !compressor.compresses(head.content_type?) {
             return None;
         }
-        if !compressor.compresses(field(head, "content-type")?) {
-            return None;
-        }
-        let vary_known = field(head, "vary").is_some_and(|v| {
-            v.split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding"))
-        });
-        if !vary_known {
+        if !head.varies {
             self.out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
         }
         self.headers_end = self.out.len();
@@ -587,6 +599,25 @@ impl<'a> ResponseWriter<'a> {
         }
     }
 
+    /// As [`send_pieces_sized`](Self::send_pieces_sized) with `fallback`,
+    /// for bytes that are `length` bytes of `source`: unless they are
+    /// compressed on the way, the connection sends them straight from the
+    /// file where its transport can.
+    pub(crate) fn send_file_sized<'h>(
+        &mut self,
+        status: Status,
+        content_type: Option<&str>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        length: u64,
+        source: FileSource,
+        fallback: Pieces,
+    ) {
+        self.send_pieces_sized(status, content_type, headers, length, fallback);
+        if self.stream.is_some() && self.stream_length == Some(length) {
+            self.file = Some(source);
+        }
+    }
+
     /// Takes what follows the head: the body stream set by
     /// [`send_stream`](Self::send_stream) or
     /// [`send_stream_sized`](Self::send_stream_sized) with how it is
@@ -594,6 +625,16 @@ impl<'a> ResponseWriter<'a> {
     pub(crate) fn take_after(&mut self) -> Option<After> {
         if let Some(upgrade) = self.upgrade.take() {
             return Some(After::Upgrade(upgrade));
+        }
+        if let (Some(source), Some(length)) = (self.file.take(), self.stream_length)
+            && let Some(fallback) = self.stream.take()
+        {
+            self.stream_length = None;
+            return Some(After::File {
+                source,
+                length,
+                fallback,
+            });
         }
         let framing = match self.stream_length.take() {
             Some(length) => StreamFraming::Length(length),
@@ -672,6 +713,41 @@ impl<'a> ResponseWriter<'a> {
 #[derive(serde::Serialize)]
 struct Detail<'a> {
     detail: &'a str,
+}
+
+/// What compression reads of a written head, in one pass over it.
+#[derive(Default)]
+struct Scanned<'h> {
+    content_type: Option<&'h [u8]>,
+    /// It names a `Content-Encoding`.
+    encoded: bool,
+    /// It says `Vary: Accept-Encoding` already.
+    varies: bool,
+}
+
+impl<'h> Scanned<'h> {
+    fn of(head: &'h [u8]) -> Self {
+        let mut scanned = Self::default();
+        for line in head.split(|&b| b == b'\n').skip(1) {
+            let Some(colon) = memchr::memchr(b':', line) else {
+                continue;
+            };
+            let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+            match name.len() {
+                12 if name.eq_ignore_ascii_case(b"content-type") => {
+                    scanned.content_type = Some(value);
+                }
+                16 if name.eq_ignore_ascii_case(b"content-encoding") => scanned.encoded = true,
+                4 if name.eq_ignore_ascii_case(b"vary") => {
+                    scanned.varies |= value
+                        .split(|&b| b == b',')
+                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding"));
+                }
+                _ => {}
+            }
+        }
+        scanned
+    }
 }
 
 /// The value of the first field named `name` (lowercase) in `head`.

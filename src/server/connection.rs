@@ -33,6 +33,9 @@ pub(crate) enum Step {
     Work { limit: Option<Duration> },
     /// Send [`Protocol::output`] within `limit`.
     Send { limit: Option<Duration> },
+    /// Send the next part of [`Protocol::file_part`] straight from the
+    /// file (the transport splices) within `limit`.
+    SendFile { limit: Option<Duration> },
     /// End the connection.
     Close(Close),
 }
@@ -111,6 +114,15 @@ pub(crate) trait Protocol {
     fn output(&mut self) -> &mut Vec<u8>;
     /// The outcome of a [`Step::Send`].
     fn sent(&mut self, outcome: Sent);
+    /// The file, offset and length a [`Step::SendFile`] sends from.
+    fn file_part(&self) -> Option<(std::rc::Rc<std::os::fd::OwnedFd>, u64, usize)> {
+        None
+    }
+    /// The outcome of a [`Step::SendFile`]: bytes sent (0: the file ended
+    /// early), or how it failed.
+    fn file_sent(&mut self, outcome: Result<usize, Sent>) {
+        let _ = outcome;
+    }
     /// The connection has ended: give the buffers back.
     fn release(&mut self);
 }
@@ -157,6 +169,7 @@ pub(crate) fn serve_connection<S: 'static>(
             }
         }
         conn.returns_buffers(transport.returns_idle_buffers());
+        conn.splices(transport.splices());
         drive(
             &mut conn,
             &mut transport,
@@ -229,6 +242,23 @@ pub(crate) async fn drive<P: Protocol, T: Io>(
                 };
                 watch.disarm(Timer::Working);
                 protocol.sent(outcome);
+            }
+            Step::SendFile { limit } => {
+                let Some((file, offset, len)) = protocol.file_part() else {
+                    protocol.file_sent(Err(Sent::Failed));
+                    continue;
+                };
+                watch.arm(Timer::Working, limit);
+                // Boxed: the splice future is bigger than the rest of the
+                // connection's, and every idle connection would carry it.
+                let splice = Box::pin(io.send_file(&file, offset, len));
+                let outcome = match watch.guard(Timer::Working, splice).await {
+                    Ok(Ok(sent)) => Ok(sent),
+                    Ok(Err(_)) => Err(Sent::Failed),
+                    Err(Expired) => Err(Sent::Expired),
+                };
+                watch.disarm(Timer::Working);
+                protocol.file_sent(outcome);
             }
             Step::Close(close) => break close,
         }

@@ -132,6 +132,8 @@ impl<S: 'static> LocalService<S> {
                     out.append(self.conn.output());
                     self.conn.sent(Sent::Done);
                 }
+                // Never asked for: in-process connections do not splice.
+                Step::SendFile { .. } => self.conn.file_sent(Err(Sent::Failed)),
                 Step::Read { .. } => break false,
                 Step::Close(_) => break true,
             }

@@ -135,11 +135,45 @@ pub(crate) trait Io {
 
     /// Ends the sending side: the peer reads what was sent, then a FIN.
     fn shutdown_write(&self);
+
+    /// Whether [`send_file`](Self::send_file) sends with no copy (plain
+    /// TCP on the ring); else a file body is read and written.
+    fn splices(&self) -> bool {
+        false
+    }
+
+    /// Sends up to `len` bytes of `file` from `offset` straight from the
+    /// page cache; returns how many (0: the file ended).
+    fn send_file(
+        &mut self,
+        file: &std::rc::Rc<std::os::fd::OwnedFd>,
+        offset: u64,
+        len: usize,
+    ) -> impl Future<Output = io::Result<usize>> {
+        let _ = (file, offset, len);
+        std::future::ready(Err(io::ErrorKind::Unsupported.into()))
+    }
 }
 
 impl Io for Transport {
     fn returns_idle_buffers(&self) -> bool {
         !matches!(self, Self::Plain(Plain::Stream(_)))
+    }
+
+    fn splices(&self) -> bool {
+        matches!(self, Self::Plain(Plain::Ring(_)))
+    }
+
+    async fn send_file(
+        &mut self,
+        file: &std::rc::Rc<std::os::fd::OwnedFd>,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        match self {
+            Self::Plain(Plain::Ring(connection)) => connection.send_file(file, offset, len).await,
+            _ => Err(io::ErrorKind::Unsupported.into()),
+        }
     }
 
     async fn read_into(

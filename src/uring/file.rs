@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::Rc;
@@ -189,6 +189,71 @@ pub(crate) async fn read_append(
         return (Ok(read), buffer);
     }
     (result, buffer)
+}
+
+/// Bytes a pipe holds: what one splice from a file moves.
+const PIPE_BYTES: usize = 64 << 10;
+
+/// A pipe (read end, write end), for splicing a file to a socket.
+pub(crate) fn pipe() -> io::Result<[Rc<OwnedFd>; 2]> {
+    let mut fds = [0; 2];
+    // SAFETY: `pipe2` writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: two new descriptors that only we hold.
+    let ends = unsafe { [OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])] };
+    Ok(ends.map(Rc::new))
+}
+
+/// One `IORING_OP_SPLICE` of up to `len` bytes from `from` (at `offset`,
+/// or its position when `None`) into `to`; `keep` (the descriptors the
+/// caller does not otherwise keep open) is held until it ends.
+async fn splice(
+    ring: &Rc<Ring>,
+    (from, offset): (RawFd, Option<u64>),
+    to: RawFd,
+    len: usize,
+    keep: Box<[Rc<OwnedFd>]>,
+) -> io::Result<usize> {
+    let offset = offset.map_or(-1, |o| i64::try_from(o).unwrap_or(i64::MAX));
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    // SAFETY: the entry carries descriptors only, held open by the record
+    // (or, for a socket, by its connection, which closes it through the
+    // ring after the operations on it).
+    let op = unsafe {
+        ring.start(Held::Descriptors(keep), false, |_| {
+            opcode::Splice::new(types::Fd(from), offset, types::Fd(to), -1, len).build()
+        })
+    };
+    let (result, _) = op.await;
+    io_result(result)
+}
+
+/// Moves up to `len` bytes of `file` from `offset` to the socket `socket`
+/// through `pipe`, leaving the pipe empty; returns how many (0: the file
+/// ended). An error may leave bytes in the pipe.
+pub(crate) async fn splice_to(
+    ring: &Rc<Ring>,
+    file: &Rc<OwnedFd>,
+    offset: u64,
+    pipe: &[Rc<OwnedFd>; 2],
+    socket: RawFd,
+    len: usize,
+) -> io::Result<usize> {
+    let keep = Box::new([Rc::clone(file), Rc::clone(&pipe[1])]);
+    let from = (file.as_raw_fd(), Some(offset));
+    let moved = splice(ring, from, pipe[1].as_raw_fd(), len.min(PIPE_BYTES), keep).await?;
+    let mut left = moved;
+    // Each turn moves at least one byte or ends.
+    while left > 0 {
+        let keep = Box::new([Rc::clone(&pipe[0])]);
+        match splice(ring, (pipe[0].as_raw_fd(), None), socket, left, keep).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            sent => left -= sent.min(left),
+        }
+    }
+    Ok(moved)
 }
 
 /// The same operations as blocking system calls, for a thread with no

@@ -124,6 +124,9 @@ pub(crate) enum Held {
     Open(Box<(CString, types::OpenHow)>),
     /// A stat's path and the buffer it fills.
     Stat(Box<(CString, libc::statx)>),
+    /// The descriptors a splice moves bytes between (kept open until the
+    /// kernel is done with them, whoever else lets go first).
+    Descriptors(Box<[std::rc::Rc<std::os::fd::OwnedFd>]>),
 }
 
 /// A single-shot operation.

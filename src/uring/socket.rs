@@ -78,6 +78,9 @@ pub(crate) struct Connection {
     ring: Rc<Ring>,
     key: usize,
     fd: Option<OwnedFd>,
+    /// The pipe file bytes are spliced through to the socket, made on the
+    /// first file sent: (read end, write end).
+    pipe: Option<[Rc<OwnedFd>; 2]>,
 }
 
 /// Received bytes, lent from the provided-buffer ring until dropped.
@@ -114,6 +117,7 @@ impl Connection {
             ring,
             key,
             fd: Some(fd),
+            pipe: None,
         }
     }
 
@@ -186,6 +190,33 @@ impl Connection {
             Rc::clone(&self.ring),
             self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd),
         )
+    }
+
+    /// Sends up to `len` bytes of `file` from `offset` with no copy
+    /// through user memory (nginx's `sendfile`): spliced from the file
+    /// into the connection's pipe, then from the pipe into the socket,
+    /// all of it before this returns. Returns how many (0: the file ended
+    /// first).
+    pub(crate) async fn send_file(
+        &mut self,
+        file: &Rc<OwnedFd>,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        let pipe = if let Some(pipe) = &self.pipe {
+            pipe.clone()
+        } else {
+            let pipe = super::file::pipe()?;
+            self.pipe = Some(pipe.clone());
+            pipe
+        };
+        let socket = self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        let result = super::file::splice_to(&self.ring, file, offset, &pipe, socket, len).await;
+        if result.is_err() {
+            // Bytes may be left in the pipe: never send them later.
+            self.pipe = None;
+        }
+        result
     }
 
     /// Sends all of `buffer`; gives the buffer back for reuse. Dropped

@@ -27,7 +27,7 @@ use crate::config::ConnectionRules;
 use crate::http::parse::{Decoder, Limits};
 use crate::http::status::Status;
 use crate::http::write::{
-    After, CONTINUE, LAST_CHUNK, Pieces, StreamFraming, encode_chunk, recycle_chunk,
+    After, CONTINUE, FileSource, LAST_CHUNK, Pieces, StreamFraming, encode_chunk, recycle_chunk,
 };
 use crate::observe::counters::Rejection;
 use crate::server::shard::{Settings, ShardContext};
@@ -65,6 +65,9 @@ impl Phase {
 struct Streamed {
     body: Pieces,
     framing: StreamFraming,
+    /// The file the body is spliced from (then `body` is not read), and
+    /// how far into it the next byte is.
+    file: Option<FileSource>,
 }
 
 /// One HTTP/1.1 connection.
@@ -89,6 +92,8 @@ pub(crate) struct Conn<S> {
     upgrade: Option<Box<dyn std::any::Any>>,
     /// The transport lets an idle connection give its buffers back.
     returns_buffers: bool,
+    /// The transport sends file bodies straight from the file.
+    splices: bool,
     decoder: Decoder,
     /// The read buffer's ceiling (see [`buffer_ceiling`]).
     ceiling: usize,
@@ -126,6 +131,7 @@ impl<S> Conn<S> {
             stream: None,
             upgrade: None,
             returns_buffers: false,
+            splices: false,
             buf: Vec::new(),
             out: Vec::new(),
             start: 0,
@@ -153,6 +159,11 @@ impl<S> Conn<S> {
     /// back to the pool (else they stay with the connection).
     pub(crate) fn returns_buffers(&mut self, returns: bool) {
         self.returns_buffers = returns;
+    }
+
+    /// Whether the transport sends file bodies straight from the file.
+    pub(crate) fn splices(&mut self, splices: bool) {
+        self.splices = splices;
     }
 
     /// Between requests on a connection that has served one: the wait a
@@ -322,7 +333,24 @@ impl<S> Conn<S> {
             self.out.extend_from_slice(CONTINUE);
         }
         match batch.stream {
-            Some(After::Stream(body, framing)) => self.stream = Some(Streamed { body, framing }),
+            Some(After::Stream(body, framing)) => {
+                self.stream = Some(Streamed {
+                    body,
+                    framing,
+                    file: None,
+                });
+            }
+            Some(After::File {
+                source,
+                length,
+                fallback,
+            }) => {
+                self.stream = Some(Streamed {
+                    body: fallback,
+                    framing: StreamFraming::Length(length),
+                    file: self.splices.then_some(source),
+                });
+            }
             Some(After::Upgrade(next)) => {
                 // The connection is the tunnel's once the 101 is out.
                 self.upgrade = Some(next);
@@ -449,6 +477,13 @@ impl<S> Protocol for Conn<S> {
             Phase::Handling => Step::Work {
                 limit: self.rules().request,
             },
+            // A file body goes straight from the file, each part's send
+            // timed as a send.
+            Phase::Streaming if self.stream.as_ref().is_some_and(|s| s.file.is_some()) => {
+                Step::SendFile {
+                    limit: self.rules().send,
+                }
+            }
             // A stream may be long (server-sent events): each piece's send
             // is timed, not the wait for it.
             Phase::Streaming | Phase::Tunnel => Step::Work { limit: None },
@@ -536,6 +571,43 @@ impl<S> Protocol for Conn<S> {
         }
     }
 
+    fn file_part(&self) -> Option<(Rc<std::os::fd::OwnedFd>, u64, usize)> {
+        let stream = self.stream.as_ref()?;
+        let (Some(source), StreamFraming::Length(left)) = (&stream.file, stream.framing) else {
+            return None;
+        };
+        let len = usize::try_from(left).unwrap_or(usize::MAX).min(FILE_PART);
+        Some((Rc::clone(&source.file), source.offset, len))
+    }
+
+    fn file_sent(&mut self, outcome: Result<usize, Sent>) {
+        let Some(stream) = &mut self.stream else {
+            self.phase = Phase::Closing(Close::Quiet);
+            return;
+        };
+        match outcome {
+            // The file ended short of its length (truncated while sent):
+            // the client sees the body cut off.
+            Ok(0) | Err(Sent::Failed | Sent::Done) => self.phase = Phase::Closing(Close::Quiet),
+            Ok(sent) => {
+                if let (Some(source), StreamFraming::Length(left)) =
+                    (&mut stream.file, &mut stream.framing)
+                {
+                    source.offset += sent as u64;
+                    *left = left.saturating_sub(sent as u64);
+                    if *left == 0 {
+                        self.stream = None;
+                        self.after_send();
+                    }
+                }
+            }
+            Err(Sent::Expired) => {
+                self.shard.counters.count(Rejection::SendTimeout);
+                self.phase = Phase::Closing(Close::Reset);
+            }
+        }
+    }
+
     fn release(&mut self) {
         self.shard.pool.put_read(std::mem::take(&mut self.buf));
         self.shard.pool.put_write(std::mem::take(&mut self.out));
@@ -544,6 +616,10 @@ impl<S> Protocol for Conn<S> {
             .put_headers(self.decoder.take_header_table());
     }
 }
+
+/// Most bytes of a file one [`Step::SendFile`] sends (its splices move a
+/// pipe's worth at a time).
+const FILE_PART: usize = 1 << 20;
 
 /// Largest read buffer: a whole request at the limits, with room for chunked
 /// framing around a body of the largest size, and for one more read, so
