@@ -34,6 +34,13 @@
 # workers, FastAPI, tests/support/fastapi_app.py, on a Unix socket) against
 # percore -> the same gunicorn, GET /app/items/7 (about a minute; installs
 # FastAPI, uvicorn and gunicorn into .ci/.venv when missing).
+# ONLY=static: static files against nginx (sendfile on, tcp_nopush on,
+# open_file_cache, gzip on at level 6), one core each: 1 KiB and 64 KiB
+# files (64 connections), a 10 MiB file (8 connections: throughput is
+# req/s × 10 MiB), a 20 KiB JSON file gzipped at level 6 on the fly
+# (CPU per response, and the compressed size), and RSS per download with
+# 1,000 slow downloads of the 10 MiB file stalled at once (about four
+# minutes).
 # ONLY=limiter runs just the rate-limit scenario (about a minute); ONLY=tls
 # just the HTTPS ones (about two). ONLY=baseline BASELINE=path/to/percore
 # puts an older build (percore-base, percore-base-tls) beside this one and
@@ -121,6 +128,20 @@ http {
       proxy_set_header X-Real-IP \$remote_addr;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+    # ONLY=static: the files percore-static serves.
+    location /static/ {
+      alias $work/static/;
+      types { application/json json; application/octet-stream bin; }
+      sendfile on;
+      tcp_nopush on;
+      open_file_cache max=1000 inactive=60s;
+      open_file_cache_valid 60s;
+      gzip on;
+      gzip_comp_level 6;
+      gzip_min_length 1000;
+      gzip_types application/json;
+      gzip_vary on;
     }
     # ONLY=proxy: the same upstream percore-proxy forwards to.
     location /up/ {
@@ -216,6 +237,19 @@ proxy = "bench"
 strip_prefix = true
 TOML
       "${on_cpu[@]}" target/release/percore --config "$work/proxy.toml" --listen "127.0.0.1:${port[$name]}" \
+               --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
+    percore-static)
+      cat > "$work/static.toml" <<TOML
+[compression]
+enabled = true
+encodings = ["gzip"]
+types = ["application/json"]
+gzip_level = 6
+[[route]]
+prefix = "/static/"
+static = { alias = "$work/static", cache_valid_ms = 60000 }
+TOML
+      "${on_cpu[@]}" target/release/percore --config "$work/static.toml" --listen "127.0.0.1:${port[$name]}" \
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
     percore-seeds)
       cat > "$work/seeds.toml" <<TOML
@@ -447,6 +481,37 @@ if [ "${ONLY:-}" = seeds ]; then
   chmod 755 "$work"; chmod 777 "$work/gunicorn.sock"
   for server in nginx percore-seeds; do start "$server"; done
   scenario "FastAPI under gunicorn (2 uvicorn workers), GET /items/7, 64 connections" 64 /app/items/7 "" nginx percore-seeds
+  python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
+  exit 0
+fi
+
+if [ "${ONLY:-}" = static ]; then
+  mkdir -p "$work/static"
+  head -c 1024 /dev/urandom > "$work/static/1k.bin"
+  head -c 65536 /dev/urandom > "$work/static/64k.bin"
+  head -c 10485760 /dev/urandom > "$work/static/10m.bin"
+  python3 -c 'import json; print(json.dumps({"items": [{"id": i, "name": f"item {i}", "tags": ["a", "b"], "price": i * 3} for i in range(330)]}))' > "$work/static/20k.json"
+  # nginx's worker runs as nobody: let it read the files.
+  chmod 755 "$work" "$work/static"; chmod 644 "$work/static/"*
+  for server in nginx percore-static; do start "$server"; done
+  scenario "static 1 KiB file, 64 connections" 64 /static/1k.bin "" nginx percore-static
+  scenario "static 64 KiB file, 64 connections" 64 /static/64k.bin "" nginx percore-static
+  scenario "static 10 MiB file, 8 connections (MiB/s = req/s × 10)" 8 /static/10m.bin "" nginx percore-static
+  EXTRA_HEADER="Accept-Encoding: gzip"
+  scenario "20 KiB JSON file, gzip level 6, 16 connections" 16 /static/20k.json "" nginx percore-static
+  for server in nginx percore-static; do
+    size=$(curl -s -H "Accept-Encoding: gzip" "http://127.0.0.1:${port[$server]}/static/20k.json" | wc -c)
+    echo "gzip level 6 of $(wc -c < "$work/static/20k.json") bytes of JSON: bytes sent|$server|$size|0" >> "$results"
+  done
+  echo "== 1000 slow downloads of the 10 MiB file" >&2
+  for round in 1 2; do
+    for server in nginx percore-static; do
+      stop "$server"; start "$server"
+      read -r per_download base < <(python3 scripts/slow_downloads.py "${port[$server]}" /static/10m.bin 1000 "${pid[$server]}")
+      echo "1000 stalled 10 MiB downloads: RSS KiB/download|$server|$per_download|0" >> "$results"
+      tail -1 "$results" >&2
+    done
+  done
   python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
   exit 0
 fi

@@ -14,10 +14,14 @@ scenarios = {}
 for name, server, value, cpu in rows:
     scenarios.setdefault(name, {}).setdefault(server, []).append((value, float(cpu)))
 
+# Figures with no CPU time (memory, sizes) get a table of their own.
+figures = [name for name, servers in scenarios.items()
+           if name.startswith("idle") or all(c == 0 for s in servers.values() for _, c in s)]
+
 print("| scenario | server | req/s median (min–max) | ratio | CPU µs/req | ratio |")
 print("|---|---|---|---|---|---|")
 for name, servers in scenarios.items():
-    if name.startswith("latency") or name.startswith("idle"):
+    if name.startswith("latency") or name in figures:
         continue
     base = None
     for server, samples in servers.items():
@@ -39,12 +43,11 @@ for name, servers in scenarios.items():
         p50, p99, p999 = (statistics.median(t[i] for t in triples) for i in range(3))
         print(f"| {name} | {server} | {p50:.0f} | {p99:.0f} | {p999:.0f} |")
 
-idle = [name for name in scenarios if name.startswith("idle")]
-if idle:
+if figures:
     print()
-    print("| idle memory | server | median (min–max) |")
+    print("| memory and sizes | server | median (min–max) |")
     print("|---|---|---|")
-    for name in idle:
+    for name in figures:
         for server, samples in scenarios[name].items():
             growth = summary([float(v) for v, _ in samples])
             print(f"| {name} | {server} | {growth[0]:.0f} ({growth[1]:.0f}–{growth[2]:.0f}) |")
