@@ -42,7 +42,8 @@
 //!    decodes chunked bodies in place; `http::request` is the borrowed
 //!    view a handler sees; `http::write` encodes responses into the write
 //!    buffer; `http::response` is what handlers may return;
-//!    `http::date` caches the `Date` value per shard.
+//!    `http::compress` negotiates `Accept-Encoding` and runs gzip, brotli
+//!    and zstd; `http::date` caches the `Date` value per shard.
 //! 2. [`config`]: the configuration's schema, defaults, validation and its
 //!    value types (CPU lists, client-key sources, address blocks,
 //!    access-log formats).
@@ -62,10 +63,14 @@
 //!    `route::shutdown` are CORS, server-sent events and the drain signal;
 //!    `route::startup` builds each shard's state and runs its shutdown hooks;
 //!    `route::service` is an app frozen for serving).
-//! 6. `tls` (rustls configuration, certificates, SNI, shared ticket keys).
-//! 7. `transport`: the byte stream under a connection, plain (the ring or
+//! 6. `files`: static files as route handlers (`[[route]] static`,
+//!    [`App::files`]): paths resolved beneath the root by `openat2` on the
+//!    ring (`files::path`), RFC 9110 validators and ranges
+//!    (`files::conditional`) and a per-shard open-file cache (`files::cache`).
+//! 7. `tls` (rustls configuration, certificates, SNI, shared ticket keys).
+//! 8. `transport`: the byte stream under a connection, plain (the ring or
 //!    glommio's stream) or TLS over plain, with the shard's buffer pool.
-//! 8. `server`: one shard's serving. Its context (`server::shard`), the
+//! 9. `server`: one shard's serving. Its context (`server::shard`), the
 //!    accept loops, the connection gate, and per connection a thin I/O loop
 //!    (`server::connection`: read, work, send, close under two timers,
 //!    protocol-agnostic) driving a protocol state machine — HTTP/1.1 is
@@ -75,14 +80,14 @@
 //!    `dispatch` to rate limit, router and handler), deadlines and pooled
 //!    blocks. The same state machine serves without a socket as
 //!    [`LocalService`].
-//! 9. [`client`]: calling other services from a shard. An HTTP/1.1 client
-//!    on the shard's own ring (`client::conn`: TCP, TLS with rustls, Unix
-//!    sockets), pooled per origin (`client::pool`), with `client::response`
-//!    reading the framing, and `client::resilience` (backoff with full
-//!    jitter, a retry budget, a circuit breaker per origin); `postgres` and
-//!    `redis` (below the rate limiter, whose fleet-wide policies use it)
-//!    connect through `net`, which resolves off the shard.
-//! 10. [`proxy`]: the reverse proxy, over the client's pools. Proxied
+//! 10. [`client`]: calling other services from a shard. An HTTP/1.1 client
+//!     on the shard's own ring (`client::conn`: TCP, TLS with rustls, Unix
+//!     sockets), pooled per origin (`client::pool`), with `client::response`
+//!     reading the framing, and `client::resilience` (backoff with full
+//!     jitter, a retry budget, a circuit breaker per origin); `postgres` and
+//!     `redis` (below the rate limiter, whose fleet-wide policies use it)
+//!     connect through `net`, which resolves off the shard.
+//! 11. [`proxy`]: the reverse proxy, over the client's pools. Proxied
 //!     routes (`[[route]]`, [`App::proxy`]) forward to an upstream's
 //!     servers picked by `proxy::balance` (weighted round robin, least
 //!     connections, consistent client hash, two random choices), each
@@ -90,7 +95,7 @@
 //!     (`proxy::state`); `proxy::headers` drops hop-by-hop fields and sets
 //!     the forwarding ones; `proxy::tunnel` carries an upgraded
 //!     connection (WebSocket) both ways.
-//! 11. `runtime`: the process. `runtime::cpus` picks the CPUs (affinity ∩
+//! 12. `runtime`: the process. `runtime::cpus` picks the CPUs (affinity ∩
 //!     cgroup cpuset, capped by the quota); `listener` opens every listener
 //!     before any shard starts (`runtime::steer`'s cBPF program sends each
 //!     client to one shard when limits need it); `shard` brings a shard up on
@@ -98,9 +103,9 @@
 //!     message (stop, reload, metrics snapshot); `supervise` restarts a
 //!     shard that dies and watches for blocked event loops; `admin` serves
 //!     metrics on their own listener; [`Server`] is the handle.
-//! 12. `app` ([`App`]): the builder service authors use, frozen into a
+//! 13. `app` ([`App`]): the builder service authors use, frozen into a
 //!     [`RouteService`] that the layers below take.
-//! 13. `doctor` (host checks), [`reference`](mod@reference) (the app `percore serve`
+//! 14. `doctor` (host checks), [`reference`](mod@reference) (the app `percore serve`
 //!     runs) and `testing` ([`TestClient`]: an app on a real one-shard
 //!     server, requests over a loopback socket), then [`cli`], the command
 //!     line over them ([`main`] for your own binary).
@@ -128,7 +133,7 @@
 //! | `uring/mod.rs` | 19 | the start-up probe's no-op, ring setup (buffer registration, eventfd), `Inner::push` (an `unsafe fn`: callers argue every address in an entry points into what the operation's record holds, valid until its last completion) and its call sites, dropping the `ManuallyDrop` ring and buffers once, `borrow_fd` |
 //! | `uring/buffers.rs` | 8 | the provided-buffer ring: allocation with checked non-zero sizes, entries written through raw pointers (the kernel reads them), the tail as an atomic, lent buffer bytes |
 //! | `uring/oneshot.rs` | 8 | `Ring::start` (an `unsafe fn`: the entry may point only into its `Held`), `with_bytes` (the same for an op on one buffer: send, read) and the send, timeout and connect built on them; adopting an unread open's descriptor |
-//! | `uring/file.rs` | 5 | open, stat and read through `Ring::start`; a zeroed `statx`; adopting an opened descriptor |
+//! | `uring/file.rs` | 16 | open, stat, read and splice through `Ring::start`; zeroed `statx` buffers; adopting opened descriptors and a new pipe's ends; the blocking fallbacks' `openat2`, `statx` and `pread` into a buffer's spare capacity |
 //! | `uring/socket.rs` | 5 | adopting accepted descriptors, received bytes lent from the buffer ring, the close pushed at drop |
 //! | `uring/op.rs` | 1 | closing a descriptor an abandoned accept or open returned |
 //! | `route/pooled.rs` | 4 | a future placed in a pooled block (a connection's work, a middleware layer's future, type-erased): written, pinned, dropped in place once |

@@ -25,6 +25,8 @@ const LAYERS: &[&[&str]] = &[
     &["redis"],
     // Rate limiting; routing, handlers and the frozen route service.
     &["ratelimit", "route"],
+    // Static files, as route handlers.
+    &["files"],
     // TLS settings, then the byte streams over them and the ring.
     &["tls"],
     &["transport"],

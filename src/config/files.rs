@@ -2,6 +2,7 @@
 //! directory (nginx `root`/`alias`, `expires`, `open_file_cache`,
 //! `gzip_static`) and responses compressed on the way out (nginx `gzip`).
 
+use crate::http::compress::{Compressor, Encoding};
 use serde::{Deserialize, Serialize};
 
 /// A `[[route]]`'s `static` table: the files it serves.
@@ -236,6 +237,13 @@ impl Default for CompressionConfig {
 }
 
 impl CompressionConfig {
+    /// The compressor these settings describe.
+    pub(crate) fn compressor(&self) -> Compressor {
+        let offered = self.encodings.iter().filter_map(|e| Encoding::of(e));
+        let levels = (self.gzip_level, self.brotli_level, self.zstd_level);
+        Compressor::new(offered.collect(), &self.types, self.min_length, levels)
+    }
+
     /// Every problem of these settings.
     pub(crate) fn problems(&self, check: &mut impl FnMut(bool, &str, &str)) {
         check(

@@ -17,7 +17,6 @@ use std::task::{Context, Poll};
 use futures_lite::Stream;
 
 use super::write::{Cut, Pieces};
-use crate::config::CompressionConfig;
 
 /// A content coding percore can produce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +48,7 @@ impl Encoding {
         }
     }
 
-    fn of(token: &str) -> Option<Self> {
+    pub(crate) fn of(token: &str) -> Option<Self> {
         match token {
             "br" => Some(Self::Brotli),
             "zstd" => Some(Self::Zstd),
@@ -144,23 +143,22 @@ pub(crate) struct Compressor {
 }
 
 impl Compressor {
-    /// The settings of `[compression]`.
-    pub(crate) fn of(config: &CompressionConfig) -> Self {
+    /// Compresses bodies of `types` (media-type essences) of at least
+    /// `min_length` bytes, with the first of `offered` a client accepts
+    /// best, at `levels` (gzip, brotli, zstd).
+    pub(crate) fn new(
+        offered: Vec<Encoding>,
+        types: &[String],
+        min_length: u64,
+        levels: (u32, u32, i32),
+    ) -> Self {
         Self {
-            offered: config
-                .encodings
-                .iter()
-                .filter_map(|e| Encoding::of(e))
-                .collect(),
-            types: config
-                .types
-                .iter()
-                .map(|t| t.to_ascii_lowercase())
-                .collect(),
-            min_length: config.min_length,
-            gzip_level: config.gzip_level,
-            brotli_level: config.brotli_level,
-            zstd_level: config.zstd_level,
+            offered,
+            types: types.iter().map(|t| t.to_ascii_lowercase()).collect(),
+            min_length,
+            gzip_level: levels.0,
+            brotli_level: levels.1,
+            zstd_level: levels.2,
         }
     }
 
@@ -359,7 +357,6 @@ impl Stream for Compressed {
 #[cfg(test)]
 mod tests {
     use super::{Accepts, Compressor, Encoding, qvalue};
-    use crate::config::CompressionConfig;
     use std::io::Read;
 
     #[test]
@@ -384,9 +381,14 @@ mod tests {
         assert_eq!(qvalue("0.1234"), None);
     }
 
+    fn json_and_css() -> Compressor {
+        let types = ["application/json".to_owned(), "text/css".to_owned()];
+        Compressor::new(Encoding::ALL.to_vec(), &types, 1000, (6, 4, 3))
+    }
+
     #[test]
     fn each_coding_round_trips() {
-        let compressor = Compressor::of(&CompressionConfig::default());
+        let compressor = json_and_css();
         let input: Vec<u8> = (0..20_000u32)
             .flat_map(|i| format!("{{\"id\":{i}}}").into_bytes())
             .collect();
@@ -414,7 +416,7 @@ mod tests {
 
     #[test]
     fn types_match_by_essence() {
-        let compressor = Compressor::of(&CompressionConfig::default());
+        let compressor = json_and_css();
         assert!(compressor.compresses(b"application/json"));
         assert!(compressor.compresses(b"Text/CSS; charset=utf-8"));
         assert!(!compressor.compresses(b"image/png"));

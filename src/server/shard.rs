@@ -114,7 +114,7 @@ impl Settings {
                 || config.log.access != crate::config::AccessFormat::Off,
             compression: (config.compression.enabled
                 || config.route.iter().any(|r| r.compress == Some(true)))
-            .then(|| crate::http::compress::Compressor::of(&config.compression)),
+            .then(|| config.compression.compressor()),
             compress_by_default: config.compression.enabled,
         }
     }
