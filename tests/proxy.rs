@@ -688,6 +688,45 @@ fn bad_proxy_configurations_are_refused_with_their_keys() {
     assert!(error.contains("route[0]"), "{error}");
 }
 
+/// The seeds' `gzip on` (proxied JSON) and `location /static` (alias,
+/// `expires 1y`, `Cache-Control: public, immutable`) through `tls`.
+fn seeds_gzip_and_static(tls: &mut support::pki::Tls) {
+    use support::pki;
+    // gzip on, gzip_proxied any: a proxied JSON body over 1000 bytes.
+    let pad = "p".repeat(1500);
+    let request = format!(
+        "GET /echo HTTP/1.1\r\nHost: api.example.com\r\nAccept-Encoding: gzip\r\nX-Pad: {pad}\r\n\r\n"
+    );
+    let zipped = pki::exchange(tls, request.as_bytes()).unwrap();
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    assert_eq!(zipped.header("vary"), Some("Accept-Encoding"));
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&zipped.body[..]),
+        &mut json,
+    )
+    .unwrap();
+    assert_eq!(
+        seen(&serde_json::from_slice(&json).unwrap(), "x-pad"),
+        [pad.as_str()]
+    );
+    // location /static: alias, expires 1y, Cache-Control public, immutable.
+    let css = pki::exchange(
+        tls,
+        b"GET /static/app.css HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(css.status, 200);
+    assert_eq!(css.body, b"body { margin: 0 }\n");
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+    // nginx sends `expires`' max-age and add_header's value as two fields.
+    assert_eq!(
+        css.header("cache-control"),
+        Some("max-age=31536000, public, immutable")
+    );
+    assert!(css.header("expires").is_some() && css.header("etag").is_some());
+}
+
 #[test]
 fn the_seeds_nginx_configuration_translated_serves_through_percore() {
     use support::pki;
@@ -713,6 +752,10 @@ fn the_seeds_nginx_configuration_translated_serves_through_percore() {
         }
     }
     config.route[0].error_page = page.display().to_string();
+    let assets = tempfile::tempdir().unwrap();
+    std::fs::write(assets.path().join("app.css"), "body { margin: 0 }\n").unwrap();
+    let files = config.route[1].files.as_mut().expect("the /static/ route");
+    files.alias = assets.path().display().to_string();
     let server = App::new().start(&config).expect("the translation starts");
     // Plain HTTP: 301 to HTTPS.
     let redirect = Client::connect(server.redirect_addrs()[0])
@@ -745,6 +788,7 @@ fn the_seeds_nginx_configuration_translated_serves_through_percore() {
     assert_eq!(seen(&echo, "x-forwarded-proto"), ["https"]);
     assert_eq!(seen(&echo, "x-request-id"), [id.as_str()]);
     assert_eq!(seen(&echo, "host"), ["api.example.com"]);
+    seeds_gzip_and_static(&mut tls);
     // A WebSocket through TLS and the tunnel.
     let mut ws = pki::connect(server.tls_addrs()[0], "api.example.com", &client).unwrap();
     let head = support::websocket_handshake(&mut ws, "/ws");

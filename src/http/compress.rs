@@ -137,9 +137,15 @@ pub(crate) struct Compressor {
     offered: Vec<Encoding>,
     types: Vec<String>,
     min_length: u64,
-    gzip_level: u32,
-    brotli_level: u32,
-    zstd_level: i32,
+    levels: Levels,
+}
+
+/// How hard each coding works.
+#[derive(Clone, Copy, Debug)]
+struct Levels {
+    gzip: u32,
+    brotli: u32,
+    zstd: i32,
 }
 
 impl Compressor {
@@ -156,9 +162,11 @@ impl Compressor {
             offered,
             types: types.iter().map(|t| t.to_ascii_lowercase()).collect(),
             min_length,
-            gzip_level: levels.0,
-            brotli_level: levels.1,
-            zstd_level: levels.2,
+            levels: Levels {
+                gzip: levels.0,
+                brotli: levels.1,
+                zstd: levels.2,
+            },
         }
     }
 
@@ -186,16 +194,67 @@ impl Compressor {
 
     /// Appends `input` encoded with `encoding` to `out`.
     pub(crate) fn compress(&self, encoding: Encoding, input: &[u8], out: &mut Vec<u8>) {
+        self.levels.compress(encoding, input, out);
+    }
+
+    /// The pieces of a body of `length` bytes, encoded with `encoding`:
+    /// gathered and compressed whole when that is at most [`GATHER_MAX`]
+    /// (a file: one pass with the shard's reused encoder state, no flush
+    /// per piece), else as [`stream`](Self::stream).
+    pub(crate) fn stream_sized(&self, encoding: Encoding, pieces: Pieces, length: u64) -> Pieces {
+        if length > GATHER_MAX {
+            return self.stream(encoding, pieces);
+        }
+        Box::pin(Gathered {
+            pieces,
+            encoding,
+            levels: self.levels,
+            input: Some(Vec::with_capacity(usize::try_from(length).unwrap_or(0))),
+        })
+    }
+
+    /// `pieces` encoded with `encoding`, flushed after each piece.
+    pub(crate) fn stream(&self, encoding: Encoding, pieces: Pieces) -> Pieces {
+        let encoder = match encoding {
+            Encoding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::new(self.levels.gzip),
+            )),
+            Encoding::Brotli => Encoder::Brotli(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                4096,
+                self.levels.brotli,
+                BROTLI_WINDOW,
+            ))),
+            Encoding::Zstd => {
+                match zstd::stream::write::Encoder::new(Vec::new(), self.levels.zstd) {
+                    Ok(encoder) => Encoder::Zstd(encoder),
+                    Err(_) => return pieces,
+                }
+            }
+        };
+        Box::pin(Compressed {
+            pieces,
+            encoder: Some(encoder),
+        })
+    }
+}
+
+/// Bodies of at most this many bytes are compressed whole, gathered
+/// first, rather than piece by piece.
+pub(crate) const GATHER_MAX: u64 = 1 << 20;
+
+impl Levels {
+    /// Appends `input` encoded with `encoding` to `out`, with the shard's
+    /// encoder state reused.
+    fn compress(self, encoding: Encoding, input: &[u8], out: &mut Vec<u8>) {
         match encoding {
             Encoding::Gzip => DEFLATE.with(|state| {
                 let mut state = state.borrow_mut();
-                if state
-                    .as_ref()
-                    .is_none_or(|(level, _)| *level != self.gzip_level)
-                {
+                if state.as_ref().is_none_or(|(level, _)| *level != self.gzip) {
                     *state = Some((
-                        self.gzip_level,
-                        flate2::Compress::new_gzip(flate2::Compression::new(self.gzip_level), 15),
+                        self.gzip,
+                        flate2::Compress::new_gzip(flate2::Compression::new(self.gzip), 15),
                     ));
                 }
                 let Some((_, deflate)) = state.as_mut() else {
@@ -218,24 +277,17 @@ impl Compressor {
                 }
             }),
             Encoding::Brotli => {
-                let mut writer = brotli::CompressorWriter::new(
-                    &mut *out,
-                    4096,
-                    self.brotli_level,
-                    BROTLI_WINDOW,
-                );
+                let mut writer =
+                    brotli::CompressorWriter::new(&mut *out, 4096, self.brotli, BROTLI_WINDOW);
                 // Writes to a Vec cannot fail.
                 let _ = writer.write_all(input);
             }
             Encoding::Zstd => ZSTD.with(|state| {
                 let mut state = state.borrow_mut();
-                if state
-                    .as_ref()
-                    .is_none_or(|(level, _)| *level != self.zstd_level)
-                {
-                    *state = zstd::bulk::Compressor::new(self.zstd_level)
+                if state.as_ref().is_none_or(|(level, _)| *level != self.zstd) {
+                    *state = zstd::bulk::Compressor::new(self.zstd)
                         .ok()
-                        .map(|c| (self.zstd_level, c));
+                        .map(|c| (self.zstd, c));
                 }
                 if let Some((_, compressor)) = state.as_mut() {
                     out.reserve(zstd::zstd_safe::compress_bound(input.len()));
@@ -244,31 +296,44 @@ impl Compressor {
             }),
         }
     }
+}
 
-    /// `pieces` encoded with `encoding`, flushed after each piece.
-    pub(crate) fn stream(&self, encoding: Encoding, pieces: Pieces) -> Pieces {
-        let encoder = match encoding {
-            Encoding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::new(self.gzip_level),
-            )),
-            Encoding::Brotli => Encoder::Brotli(Box::new(brotli::CompressorWriter::new(
-                Vec::new(),
-                4096,
-                self.brotli_level,
-                BROTLI_WINDOW,
-            ))),
-            Encoding::Zstd => {
-                match zstd::stream::write::Encoder::new(Vec::new(), self.zstd_level) {
-                    Ok(encoder) => Encoder::Zstd(encoder),
-                    Err(_) => return pieces,
+/// A body gathered whole, then compressed in one pass.
+struct Gathered {
+    pieces: Pieces,
+    encoding: Encoding,
+    levels: Levels,
+    /// `None` once sent.
+    input: Option<Vec<u8>>,
+}
+
+impl Stream for Gathered {
+    type Item = Result<Vec<u8>, Cut>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            let Some(input) = this.input.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.pieces.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(piece))) => {
+                    input.extend_from_slice(&piece);
+                    crate::http::write::recycle_chunk(piece);
+                }
+                Poll::Ready(Some(Err(cut))) => {
+                    this.input = None;
+                    return Poll::Ready(Some(Err(cut)));
+                }
+                Poll::Ready(None) => {
+                    let input = this.input.take().unwrap_or_default();
+                    let mut out = Vec::new();
+                    this.levels.compress(this.encoding, &input, &mut out);
+                    return Poll::Ready(Some(Ok(out)));
                 }
             }
-        };
-        Box::pin(Compressed {
-            pieces,
-            encoder: Some(encoder),
-        })
+        }
     }
 }
 

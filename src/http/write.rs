@@ -511,7 +511,7 @@ impl<'a> ResponseWriter<'a> {
         }
         let start = self.out.len();
         self.head(status, content_type, headers);
-        let stream = self.encode_stream(start, stream);
+        let stream = self.encode_stream(start, stream, None);
         self.chunked_rest(status, stream);
     }
 
@@ -530,7 +530,7 @@ impl<'a> ResponseWriter<'a> {
 
     /// The stream of the response whose head starts at `start`, encoded
     /// when its type calls for it (the head then says so).
-    fn encode_stream(&mut self, start: usize, stream: Pieces) -> Pieces {
+    fn encode_stream(&mut self, start: usize, stream: Pieces, length: Option<u64>) -> Pieces {
         let Some((compressor, Some(encoding))) = self.plan(start) else {
             return stream;
         };
@@ -539,7 +539,10 @@ impl<'a> ResponseWriter<'a> {
         }
         self.weaken_etag(start);
         push_header(self.out, "Content-Encoding", encoding.token().as_bytes());
-        compressor.stream(encoding, stream)
+        match length {
+            Some(length) => compressor.stream_sized(encoding, stream, length),
+            None => compressor.stream(encoding, stream),
+        }
     }
 
     /// Writes the head of a response whose body is `stream`, declared to
@@ -581,7 +584,7 @@ impl<'a> ResponseWriter<'a> {
             && status.allows_body()
         {
             // Compressed, its length is unknown until the end: chunked.
-            let stream = self.encode_stream(start, stream);
+            let stream = self.encode_stream(start, stream, Some(length));
             self.chunked_rest(status, stream);
             return;
         }

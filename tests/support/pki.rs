@@ -135,7 +135,7 @@ impl Answer {
     }
 }
 
-/// Sends `request` and reads one `Content-Length` response.
+/// Sends `request` and reads one response, `Content-Length` or chunked.
 pub fn exchange(tls: &mut Tls, request: &[u8]) -> std::io::Result<Answer> {
     tls.write_all(request)?;
     tls.flush()?;
@@ -158,6 +158,17 @@ pub fn exchange(tls: &mut Tls, request: &[u8]) -> std::io::Result<Answer> {
         .filter_map(|l| l.split_once(": "))
         .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
         .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v == "chunked");
+    if chunked {
+        let body = read_chunked(tls, data.split_off(head_end))?;
+        return Ok(Answer {
+            status,
+            headers,
+            body,
+        });
+    }
     let length: usize = headers
         .iter()
         .find(|(n, _)| n == "content-length")
@@ -174,4 +185,32 @@ pub fn exchange(tls: &mut Tls, request: &[u8]) -> std::io::Result<Answer> {
         headers,
         body: data[head_end..head_end + length].to_vec(),
     })
+}
+
+/// A chunked body (no trailers), `data` being what was read past the head.
+fn read_chunked(tls: &mut Tls, mut data: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Enough for a size line and, once its size is known, the chunk.
+        let need = data.windows(2).position(|w| w == b"\r\n").map(|line| {
+            let size = std::str::from_utf8(&data[..line]).unwrap();
+            (line, usize::from_str_radix(size, 16).expect("a chunk size"))
+        });
+        if let Some((line, size)) = need
+            && data.len() >= line + 2 + size + 2
+        {
+            if size == 0 {
+                return Ok(body);
+            }
+            body.extend_from_slice(&data[line + 2..line + 2 + size]);
+            data.drain(..line + 2 + size + 2);
+            continue;
+        }
+        let read = tls.read(&mut chunk)?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        data.extend_from_slice(&chunk[..read]);
+    }
 }
