@@ -41,6 +41,9 @@
 # (CPU per response, and the compressed size), and RSS per download with
 # 1,000 slow downloads of the 10 MiB file stalled at once (about four
 # minutes).
+# ONLY=h2: h2load against nginx (listen ... http2, and ssl http2) and
+# percore (h2c with prior knowledge; h2 by ALPN), one core each, -c 64
+# -m 32 and -c 16 -m 100 (about three minutes; installs nghttp2-client).
 # ONLY=limiter runs just the rate-limit scenario (about a minute); ONLY=tls
 # just the HTTPS ones (about two). ONLY=baseline BASELINE=path/to/percore
 # puts an older build (percore-base, percore-base-tls) beside this one and
@@ -163,7 +166,12 @@ http {
     keepalive 32;
   }
   server {
-    listen 127.0.0.1:${port[nginx-tls]} ssl;
+    # ONLY=h2: HTTP/2 with prior knowledge.
+    listen 127.0.0.1:${port[nginx-h2c]:-9} http2;
+    location = /plaintext { default_type "text/plain; charset=utf-8"; return 200 "Hello, World!"; }
+  }
+  server {
+    listen 127.0.0.1:${port[nginx-tls]} ssl http2;
     ssl_certificate $work/certs/server.pem;
     ssl_certificate_key $work/certs/server.key;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -238,6 +246,10 @@ strip_prefix = true
 TOML
       "${on_cpu[@]}" target/release/percore --config "$work/proxy.toml" --listen "127.0.0.1:${port[$name]}" \
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
+    percore-h2c)
+      printf '[http2]\ncleartext = true\n' > "$work/h2c.toml"
+      "${on_cpu[@]}" target/release/percore --config "$work/h2c.toml" --listen "127.0.0.1:${port[$name]}" \
+               --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
     percore-static)
       cat > "$work/static.toml" <<TOML
 [compression]
@@ -292,6 +304,7 @@ http {
 CONF
       nginx -c "$work/upstream/nginx.conf" & pid[upstream]=$! ;;
     nginx) port[nginx-tls]=${port[nginx-tls]:-$(free_port)}
+           port[nginx-h2c]=${port[nginx-h2c]:-$(free_port)}
            nginx_conf; nginx -c "$work/nginx/nginx.conf" & pid[nginx-master]=$! ;;
     actix) "${on_cpu[@]}" bench/peers/actix/target/release/peer-actix "127.0.0.1:${port[$name]}" & pid[$name]=$! ;;
     minihttp) "${on_cpu[@]}" bench/peers/minihttp/target/release/peer-minihttp "127.0.0.1:${port[$name]}" & pid[$name]=$! ;;
@@ -300,6 +313,7 @@ CONF
   if [ "$name" = nginx ]; then
     pid[nginx]=$(pgrep -P "${pid[nginx-master]}" | head -1)
     pid[nginx-tls]=${pid[nginx]}
+    pid[nginx-h2c]=${pid[nginx]}
   fi
 }
 
@@ -339,6 +353,38 @@ run_wrk() {
 }
 
 results="$work/results"
+
+# run_h2load NAME CONNECTIONS STREAMS SECONDS -> "requests_per_second cpu_microseconds_per_request"
+run_h2load() {
+  local name=$1 connections=$2 streams=$3 seconds=$4 scheme=http
+  [[ $name == *-tls* ]] && scheme=https
+  local before after out requests rps
+  before=$(cpu_ticks "${pid[$name]}")
+  out=$(taskset -c "$LOAD_CPU" h2load -t1 -c"$connections" -m"$streams" -D"$seconds" \
+    "$scheme://127.0.0.1:${port[$name]}/plaintext" 2>&1)
+  after=$(cpu_ticks "${pid[$name]}")
+  requests=$(echo "$out" | awk '/^requests:/ {print $8}')
+  rps=$(echo "$out" | awk '/^finished in/ {print $4}')
+  if ! echo "$out" | grep -q " 0 failed, 0 errored"; then
+    echo "$name: $(echo "$out" | grep '^requests:')" >&2
+  fi
+  python3 -c "print(${rps:-0}, ($after - $before) / $hz * 1e6 / max(${requests:-0}, 1))"
+}
+
+# h2_scenario NAME CONNECTIONS STREAMS SERVER...: as scenario, with h2load.
+h2_scenario() {
+  local name=$1 connections=$2 streams=$3
+  shift 3
+  echo "== $name" >&2
+  for server in "$@"; do run_h2load "$server" "$connections" "$streams" "$WARMUP" >/dev/null; done
+  for round in $(seq "$ROUNDS"); do
+    for server in "$@"; do
+      read -r rps us < <(run_h2load "$server" "$connections" "$streams" "$DURATION")
+      echo "$name|$server|$rps|$us" >> "$results"
+      printf '   round %s %-16s %10.0f req/s %6.2f µs CPU/req\n' "$round" "$server" "$rps" "$us" >&2
+    done
+  done
+}
 
 # latency_row FILE SCENARIO SERVER: oha's JSON summary as a results row
 # (p50, p99 and p99.9 in µs).
@@ -481,6 +527,25 @@ if [ "${ONLY:-}" = seeds ]; then
   chmod 755 "$work"; chmod 777 "$work/gunicorn.sock"
   for server in nginx percore-seeds; do start "$server"; done
   scenario "FastAPI under gunicorn (2 uvicorn workers), GET /items/7, 64 connections" 64 /app/items/7 "" nginx percore-seeds
+  python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
+  exit 0
+fi
+
+if [ "${ONLY:-}" = h2 ]; then
+  command -v h2load >/dev/null || { apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null; }
+  for server in nginx percore-h2c percore-tls-nospin; do start "$server"; done
+  h2_scenario "h2c, h2load -c 64 -m 32" 64 32 nginx-h2c percore-h2c
+  h2_scenario "h2c, h2load -c 16 -m 100" 16 100 nginx-h2c percore-h2c
+  h2_scenario "h2 over TLS, h2load -c 64 -m 32" 64 32 nginx-tls percore-tls-nospin
+  h2_scenario "h2 over TLS, h2load -c 16 -m 100" 16 100 nginx-tls percore-tls-nospin
+  echo "== idle HTTP/2 memory, ${H2_IDLE:-2000} connections after one stream each" >&2
+  for server in nginx-h2c percore-h2c; do
+    process=$server
+    [ "$server" = nginx-h2c ] && process=nginx
+    stop "$process"; start "$process"
+    echo "idle h2c, one at a time: bytes/conn|$server|$(python3 scripts/idle_connections.py --h2 "${port[$server]}" "${H2_IDLE:-2000}" "${pid[$server]}")|0" >> "$results"
+    tail -1 "$results" >&2
+  done
   python3 scripts/bench_table.py "$results" | tee target/bench-compare.md
   exit 0
 fi

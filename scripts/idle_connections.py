@@ -16,6 +16,9 @@ over the baseline (KiB) once all are closed and it has had that time
 again, and the baseline RSS (KiB).
 
 --tls: the same over TLS (certificates are not verified).
+
+--h2: the same over HTTP/2 (with --tls by ALPN, else h2c with prior
+knowledge): the preface, one GET as a stream, and the SETTINGS ack.
 """
 import argparse
 import resource
@@ -24,6 +27,16 @@ import ssl
 import time
 
 REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: bench\r\n\r\n"
+# HTTP/2: the preface, an empty SETTINGS, and HEADERS (END_STREAM |
+# END_HEADERS) on stream 1: GET http, :path /plaintext, :authority bench
+# (static-table HPACK, no Huffman).
+H2_BLOCK = b"\x82\x86\x04\x0a/plaintext\x01\x05bench"
+H2_REQUEST = (
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    + len(H2_BLOCK).to_bytes(3, "big") + b"\x01\x05\x00\x00\x00\x01" + H2_BLOCK
+)
+H2_SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
 
 
 def rss_kib(pids):
@@ -53,10 +66,21 @@ def connect(port, context):
     return s
 
 
+def ask(s, h2):
+    s.sendall(H2_REQUEST if h2 else REQUEST)
+
+
+def answer(s, h2):
+    read_reply(s)
+    if h2:
+        s.sendall(H2_SETTINGS_ACK)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--burst", action="store_true")
     parser.add_argument("--tls", action="store_true")
+    parser.add_argument("--h2", action="store_true")
     parser.add_argument("--trim-wait", type=float, default=12.0)
     parser.add_argument("port", type=int)
     parser.add_argument("count", type=int)
@@ -69,19 +93,21 @@ def main():
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        if args.h2:
+            context.set_alpn_protocols(["h2"])
     before = rss_kib(args.pids)
     sockets = []
     if args.burst:
         sockets = [connect(args.port, context) for _ in range(args.count)]
         for s in sockets:
-            s.sendall(REQUEST)
+            ask(s, args.h2)
         for s in sockets:
-            read_reply(s)
+            answer(s, args.h2)
     else:
         for _ in range(args.count):
             s = connect(args.port, context)
-            s.sendall(REQUEST)
-            read_reply(s)
+            ask(s, args.h2)
+            answer(s, args.h2)
             sockets.append(s)
     time.sleep(1)  # let the server settle; this is a measurement, not a test
     idle = rss_kib(args.pids)

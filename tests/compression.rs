@@ -9,7 +9,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use futures_channel::mpsc::UnboundedSender;
@@ -121,20 +120,6 @@ fn decode(encoding: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The virtualenv's Python, with `brotli` and `zstandard`.
-fn python() -> PathBuf {
-    let venv = std::env::var("TEST_PYTHON_VENV").unwrap_or_else(|_| ".ci/.venv".to_owned());
-    let python = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(venv)
-        .join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing (.ci/run makes the virtualenv, with brotli and zstandard)",
-        python.display()
-    );
-    python
-}
-
 /// `body` decoded by Python's own decoder of `encoding`.
 fn python_decode(encoding: &str, body: &[u8]) -> Vec<u8> {
     let module = match encoding {
@@ -147,7 +132,7 @@ fn python_decode(encoding: &str, body: &[u8]) -> Vec<u8> {
     let script = format!(
         "import sys; data = sys.stdin.buffer.read(); {module}; sys.stdout.buffer.write(out)"
     );
-    let mut child = std::process::Command::new(python())
+    let mut child = std::process::Command::new(support::python())
         .args(["-c", &script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

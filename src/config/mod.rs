@@ -12,11 +12,13 @@ use crate::http::parse::{Limits, MAX_HEADERS_CEILING};
 
 pub(crate) mod app_settings;
 mod files;
+mod http2;
 mod load;
 mod proxy;
 mod values;
 
 pub use files::{CompressionConfig, StaticConfig};
+pub use http2::Http2Config;
 pub use proxy::{HealthCheckConfig, RouteConfig, ServerEntry, UpstreamConfig, UpstreamServer};
 pub(crate) use proxy::{ProxyTable, problems as proxy_problems};
 
@@ -58,6 +60,8 @@ pub struct Config {
     pub route: Vec<RouteConfig>,
     /// Responses compressed for clients that accept it.
     pub compression: CompressionConfig,
+    /// HTTP/2 on the TLS listeners (ALPN) and, optionally, the plain ones.
+    pub http2: Http2Config,
     /// The app's own settings (`App::settings`), as the file gives them;
     /// variables with the app's prefix override them when they are read.
     pub app: toml::Table,
@@ -983,6 +987,7 @@ impl Config {
         self.cors.problems(&mut check);
         self.tls.problems(&mut check);
         self.compression.problems(&mut check);
+        self.http2.problems(&mut check);
         proxy::problems(
             &self.upstream,
             &self.route,

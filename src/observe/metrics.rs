@@ -62,6 +62,9 @@ pub(crate) struct ShardMetrics {
     accepted: Cell<u64>,
     panics: Cell<u64>,
     tls_handshakes: Cell<u64>,
+    http2_connections: Cell<u64>,
+    http2_streams: Cell<u64>,
+    http2_errors: Cell<u64>,
 }
 
 impl ShardMetrics {
@@ -74,6 +77,9 @@ impl ShardMetrics {
             accepted: Cell::new(0),
             panics: Cell::new(0),
             tls_handshakes: Cell::new(0),
+            http2_connections: Cell::new(0),
+            http2_streams: Cell::new(0),
+            http2_errors: Cell::new(0),
         }
     }
 
@@ -108,6 +114,21 @@ impl ShardMetrics {
         bump(&self.tls_handshakes, 1);
     }
 
+    /// Counts a connection that speaks HTTP/2.
+    pub(crate) fn http2_connection(&self) {
+        bump(&self.http2_connections, 1);
+    }
+
+    /// Counts an HTTP/2 stream (a request).
+    pub(crate) fn http2_request(&self) {
+        bump(&self.http2_streams, 1);
+    }
+
+    /// Counts an HTTP/2 connection ended by a protocol error.
+    pub(crate) fn http2_error(&self) {
+        bump(&self.http2_errors, 1);
+    }
+
     /// Counts a handler that panicked.
     pub(crate) fn panicked(&self) {
         bump(&self.panics, 1);
@@ -127,6 +148,9 @@ impl ShardMetrics {
             accepted: self.accepted.get(),
             panics: self.panics.get(),
             tls_handshakes: self.tls_handshakes.get(),
+            http2_connections: self.http2_connections.get(),
+            http2_streams: self.http2_streams.get(),
+            http2_errors: self.http2_errors.get(),
             open: open as u64,
             rejections: rejections.all(),
             ..Snapshot::default()
@@ -147,6 +171,9 @@ pub(crate) struct Snapshot {
     pub(crate) accepted: u64,
     pub(crate) panics: u64,
     pub(crate) tls_handshakes: u64,
+    pub(crate) http2_connections: u64,
+    pub(crate) http2_streams: u64,
+    pub(crate) http2_errors: u64,
     pub(crate) open: u64,
     pub(crate) rejections: Vec<u64>,
     pub(crate) rate_limited: u64,
@@ -180,7 +207,7 @@ pub(crate) struct Scraped {
 type PerShard<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
 /// The families with one sample per answering shard.
-const SHARD_SERIES: [PerShard<Snapshot>; 16] = [
+const SHARD_SERIES: [PerShard<Snapshot>; 19] = [
     (
         "percore_client_calls_total",
         "counter",
@@ -240,6 +267,24 @@ const SHARD_SERIES: [PerShard<Snapshot>; 16] = [
         "counter",
         "TLS handshakes completed.",
         |s| s.tls_handshakes,
+    ),
+    (
+        "percore_http2_connections_total",
+        "counter",
+        "Connections that spoke HTTP/2 (ALPN h2, or h2c with prior knowledge).",
+        |s| s.http2_connections,
+    ),
+    (
+        "percore_http2_streams_total",
+        "counter",
+        "HTTP/2 streams (requests) accepted.",
+        |s| s.http2_streams,
+    ),
+    (
+        "percore_http2_protocol_errors_total",
+        "counter",
+        "HTTP/2 connections ended by a protocol error or an attack limit (GOAWAY sent).",
+        |s| s.http2_errors,
     ),
     (
         "percore_rate_limited_total",

@@ -176,7 +176,8 @@ impl Server {
                 kept.push(key);
             }
         }
-        let tls = crate::tls::load(&next.tls, &self.ticketer).map_err(Error::Config)?;
+        let tls = crate::tls::load(&next.tls, &self.ticketer, next.http2.enabled)
+            .map_err(Error::Config)?;
         let settings = Settings {
             tls,
             app: accepted,
@@ -330,7 +331,8 @@ pub(crate) fn start<S: 'static>(
     let roles = resolve_redirects(&roles, &group.addrs);
     let ticketer =
         crate::tls::ticketer().map_err(|e| Error::Config(vec![Problem::new("tls", e)]))?;
-    let tls = crate::tls::load(&config.tls, &ticketer).map_err(Error::Config)?;
+    let tls =
+        crate::tls::load(&config.tls, &ticketer, config.http2.enabled).map_err(Error::Config)?;
     let control = Arc::new(Control::new(cpus.len(), app.route_labels()));
     let admin = match config.metrics.listen {
         Some(addr) => Some(admin::Admin::start(

@@ -168,6 +168,10 @@ pub(crate) fn serve_connection<S: 'static>(
                 None => return,
             }
         }
+        if transport.chose_h2() {
+            // Boxed: HTTP/2's futures are not every connection's.
+            return Box::pin(serve_h2(&shard, conn.origin(), transport, &watch)).await;
+        }
         conn.returns_buffers(transport.returns_idle_buffers());
         conn.splices(transport.splices());
         drive(
@@ -179,6 +183,19 @@ pub(crate) fn serve_connection<S: 'static>(
         )
         .await;
     }
+}
+
+/// Serves a connection that chose HTTP/2 by ALPN, then closes it.
+async fn serve_h2<S: 'static>(
+    shard: &Rc<ShardContext<S>>,
+    origin: Origin,
+    mut transport: Transport,
+    watch: &Registered<'_>,
+) {
+    shard.metrics.http2_connection();
+    let pool = &shard.pool;
+    super::h2::serve(shard, origin, &mut transport, pool, watch, Vec::new()).await;
+    transport.shutdown(pool).await;
 }
 
 /// The I/O loop: does what `protocol` asks, each wait under its timer,

@@ -1,6 +1,7 @@
 //! Serving connections on one shard: its context (`shard`), accept loops,
 //! the connection gate, the I/O loop (`connection`) driving each
-//! connection's protocol state machine (`conn`, HTTP/1.1), the exchange of
+//! connection's protocol state machine (`conn`, HTTP/1.1; `h2`, HTTP/2
+//! over it), the exchange of
 //! requests for responses (`exchange`), deadlines, pooled blocks, and the
 //! blocking pool.
 
@@ -11,6 +12,7 @@ pub(crate) mod connection;
 pub(crate) mod deadline;
 pub(crate) mod exchange;
 pub(crate) mod gate;
+pub(crate) mod h2;
 pub(crate) mod local;
 pub(crate) mod shard;
 

@@ -71,6 +71,8 @@ pub(crate) struct Settings {
     pub(crate) compression: Option<crate::http::compress::Compressor>,
     /// Routes compress unless theirs says otherwise (`compression.enabled`).
     pub(crate) compress_by_default: bool,
+    /// HTTP/2 and its limits.
+    pub(crate) http2: crate::config::Http2Config,
 }
 
 impl Settings {
@@ -116,6 +118,7 @@ impl Settings {
                 || config.route.iter().any(|r| r.compress == Some(true)))
             .then(|| config.compression.compressor()),
             compress_by_default: config.compression.enabled,
+            http2: config.http2.clone(),
         }
     }
 }

@@ -64,10 +64,12 @@ pub(crate) fn ticketer() -> Result<Arc<dyn ProducesTickets>, String> {
 }
 
 /// Loads every certificate of `config` and builds the server config;
-/// `None` when TLS is not configured. Every problem names its file.
+/// `None` when TLS is not configured. Every problem names its file. With
+/// `http2`, ALPN offers `h2` before `http/1.1`.
 pub(crate) fn load(
     config: &TlsConfig,
     ticketer: &Arc<dyn ProducesTickets>,
+    http2: bool,
 ) -> Result<Option<TlsSettings>, Vec<Problem>> {
     if config.listen.is_empty() {
         return Ok(None);
@@ -91,7 +93,11 @@ pub(crate) fn load(
         .map_err(|e| vec![Problem::new("tls", e.to_string())])?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    server.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     server.ignore_client_order = true;
     server.ticketer = Arc::clone(ticketer);
     server.max_early_data_size = 0;

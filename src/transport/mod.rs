@@ -32,6 +32,14 @@ pub(crate) enum Transport {
     Tls(Box<TlsStream>),
 }
 
+impl Transport {
+    /// Whether the connection speaks HTTP/2 from its first byte (TLS with
+    /// ALPN `h2`).
+    pub(crate) fn chose_h2(&self) -> bool {
+        matches!(self, Transport::Tls(tls) if tls.chose_h2())
+    }
+}
+
 impl Plain {
     /// Reads what arrives next into `buf` after `filled` bytes, growing `buf`
     /// up to `max` bytes. Returns the bytes added; 0 means the peer closed.

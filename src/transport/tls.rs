@@ -39,6 +39,11 @@ impl TlsStream {
         }
     }
 
+    /// Whether the handshake agreed on HTTP/2 (ALPN `h2`).
+    pub(crate) fn chose_h2(&self) -> bool {
+        self.conn.alpn_protocol() == Some(b"h2")
+    }
+
     /// The socket beneath.
     pub(crate) fn plain(&self) -> &Plain {
         &self.inner

@@ -541,3 +541,18 @@ pub fn websocket_handshake(stream: &mut (impl Read + Write), path: &str) -> Stri
 
 /// The `Sec-WebSocket-Accept` of [`websocket_handshake`]'s key (RFC 6455's example).
 pub const WEBSOCKET_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// The test virtualenv's Python (`TEST_PYTHON_VENV`, else `.ci/.venv`,
+/// which `.ci/run` makes with the packages the tests import).
+pub fn python() -> std::path::PathBuf {
+    let venv = std::env::var("TEST_PYTHON_VENV").unwrap_or_else(|_| ".ci/.venv".to_owned());
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(venv)
+        .join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing (.ci/run makes the virtualenv)",
+        python.display()
+    );
+    python
+}

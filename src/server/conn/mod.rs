@@ -23,6 +23,7 @@ use futures_lite::StreamExt;
 
 use super::connection::{Close, Protocol, ReadTimer, Received, Sent, Step, Wire};
 use super::exchange::{Origin, error_writer, log_refusal, serve_buffered};
+use super::h2::{Cleartext, PREFACE};
 use crate::config::ConnectionRules;
 use crate::http::parse::{Decoder, Limits};
 use crate::http::status::Status;
@@ -103,7 +104,7 @@ pub(crate) struct Conn<S> {
     filled: usize,
 }
 
-impl<S> Conn<S> {
+impl<S: 'static> Conn<S> {
     /// A new connection from `origin` under `settings`.
     pub(crate) fn new(shard: Rc<ShardContext<S>>, settings: Rc<Settings>, origin: Origin) -> Self {
         let budget = match settings.rules.keepalive_requests {
@@ -303,9 +304,37 @@ impl<S> Conn<S> {
         }
     }
 
+    /// h2c with prior knowledge: a plain connection that opens with the
+    /// HTTP/2 preface is handed to HTTP/2 (true), or waits for the rest of
+    /// a preface begun (true); else it is HTTP/1.1 (false).
+    fn cleartext_h2(&mut self) -> bool {
+        if !self.settings.http2.cleartext || self.origin.tls || self.served_any {
+            return false;
+        }
+        let input = &self.buf[self.start..self.filled];
+        if input.starts_with(PREFACE) {
+            self.shard.metrics.http2_connection();
+            let next: Box<dyn crate::transport::Takeover> = Box::new(Cleartext {
+                shard: Rc::clone(&self.shard),
+                origin: self.origin,
+            });
+            self.upgrade = Some(Box::new(next));
+            self.phase = Phase::Tunnel;
+            return true;
+        }
+        if PREFACE.starts_with(input) {
+            self.phase = Phase::Head;
+            return true;
+        }
+        false
+    }
+
     /// Work: answers every complete request in the buffer (and one whose
     /// route reads its body while it arrives, over `wire`).
     async fn answer(&mut self, wire: Option<Wire<'_, '_>>) {
+        if self.cleartext_h2() {
+            return;
+        }
         self.prepare();
         let input = &mut self.buf[self.start..self.filled];
         let batch = serve_buffered(
@@ -470,7 +499,7 @@ impl<S> Conn<S> {
     }
 }
 
-impl<S> Protocol for Conn<S> {
+impl<S: 'static> Protocol for Conn<S> {
     fn step(&mut self) -> Step {
         match self.phase {
             Phase::Closing(close) => Step::Close(close),
