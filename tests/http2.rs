@@ -258,3 +258,30 @@ fn a_drain_sends_goaway_and_lets_the_open_stream_finish() {
     assert_eq!(verdict, "served 200 ended True goaway (1, 0)");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn the_access_log_says_http2_for_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("access.log");
+    let mut config = h2c_config();
+    config.log.access = percore::config::AccessFormat::Combined;
+    file.to_str()
+        .unwrap()
+        .clone_into(&mut config.log.access_file);
+    let (server, addr) = start(&config);
+    let url = format!("http://{addr}/plaintext");
+    assert_eq!(curl(&["--http2-prior-knowledge", &url]).0, "2 200");
+    assert_eq!(curl(&["--http1.1", &url]).0, "1.1 200");
+    server.stop().unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("\"GET /plaintext HTTP/2.0\" 200"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("\"GET /plaintext HTTP/1.1\" 200"),
+        "{text}"
+    );
+}

@@ -99,6 +99,7 @@ impl<S: 'static> LocalService<S> {
             peer: None,
             tls: false,
             redirect: None,
+            http2: false,
         };
         Self {
             conn: Conn::new(shard, settings, origin),

@@ -308,7 +308,8 @@ impl<S: 'static> Conn<S> {
     /// HTTP/2 preface is handed to HTTP/2 (true), or waits for the rest of
     /// a preface begun (true); else it is HTTP/1.1 (false).
     fn cleartext_h2(&mut self) -> bool {
-        if !self.settings.http2.cleartext || self.origin.tls || self.served_any {
+        if !self.settings.http2.cleartext || self.origin.tls || self.origin.http2 || self.served_any
+        {
             return false;
         }
         let input = &self.buf[self.start..self.filled];

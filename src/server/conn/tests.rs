@@ -181,6 +181,7 @@ fn conn(shard: &Rc<ShardContext<()>>) -> Conn<()> {
         peer: None,
         tls: false,
         redirect: None,
+        http2: false,
     };
     let mut conn = Conn::new(Rc::clone(shard), shard.settings(), origin);
     conn.returns_buffers(true);

@@ -28,6 +28,9 @@ pub(crate) struct Origin {
     /// A redirect listener: everything but the health routes is answered
     /// 301 to HTTPS on this port.
     pub(crate) redirect: Option<u16>,
+    /// A stream of an HTTP/2 connection, answered as HTTP/1.1 in memory
+    /// (the access log says `HTTP/2.0`).
+    pub(crate) http2: bool,
 }
 
 impl Origin {
@@ -41,6 +44,7 @@ impl Origin {
                 Role::Redirect(port) => Some(port),
                 _ => None,
             },
+            http2: false,
         }
     }
 }

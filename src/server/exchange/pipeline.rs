@@ -348,6 +348,7 @@ impl<S> Exchange<'_, S> {
                 head: &head,
                 date: &self.date,
                 peer: self.origin.peer,
+                http2: self.origin.http2,
             };
             let elapsed = started.elapsed();
             let line = entry
@@ -379,6 +380,7 @@ struct Logged<'a> {
     head: &'a crate::http::parse::Head,
     date: &'a [u8; DATE_LEN],
     peer: Option<SocketAddr>,
+    http2: bool,
 }
 
 impl<'a> Logged<'a> {
@@ -396,7 +398,9 @@ impl<'a> Logged<'a> {
             remote: access::remote(self.peer),
             method: text(self.head.method_token.get(self.bytes)),
             target: target_str(self.bytes, self.head),
-            version: if self.head.version == Version::Http10 {
+            version: if self.http2 {
+                "HTTP/2.0"
+            } else if self.head.version == Version::Http10 {
                 "HTTP/1.0"
             } else {
                 "HTTP/1.1"

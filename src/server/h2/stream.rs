@@ -60,6 +60,10 @@ pub(super) async fn answer<S: 'static>(
     message.extend_from_slice(&body);
     drop(body);
 
+    let origin = Origin {
+        http2: true,
+        ..origin
+    };
     let mut conn = Conn::new(Rc::clone(&shard), settings, origin);
     conn.load(&message);
     drop(message);
