@@ -460,6 +460,9 @@ impl<S: 'static> Conn<S> {
         if let (Some(next), Some(wire)) = (self.upgrade.take(), wire) {
             let early = self.buf[self.start..self.filled].to_vec();
             (self.start, self.filled) = (0, 0);
+            // The connection is the takeover's now (a WebSocket, a tunnel,
+            // HTTP/2): its HTTP/1.1 buffers go back to the pool meanwhile.
+            self.release();
             if let Ok(takeover) = next.downcast::<Box<dyn crate::transport::Takeover>>() {
                 takeover.run(wire.io, wire.pool, early).await;
             }
