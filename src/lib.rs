@@ -79,7 +79,10 @@
 //!    — over the exchange (`pipeline` decode loop, `builtin` endpoints,
 //!    `dispatch` to rate limit, router and handler), deadlines and pooled
 //!    blocks. The same state machine serves without a socket as
-//!    [`LocalService`].
+//!    [`LocalService`]. `server::h2` is HTTP/2 over it (the `h2` crate's
+//!    framing; each stream answered by the HTTP/1.1 machine in memory).
+//!    Beside it, [`ws`]: WebSocket handlers, which take a connection over
+//!    after their `101` (`tungstenite`'s protocol machine, sans-IO).
 //! 10. [`client`]: calling other services from a shard. An HTTP/1.1 client
 //!     on the shard's own ring (`client::conn`: TCP, TLS with rustls, Unix
 //!     sockets), pooled per origin (`client::pool`), with `client::response`
@@ -165,6 +168,7 @@ pub(crate) mod testing;
 pub(crate) mod tls;
 pub(crate) mod transport;
 pub(crate) mod uring;
+pub mod ws;
 
 pub use app::{App, Scope};
 pub use cli::main;

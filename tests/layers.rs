@@ -30,8 +30,8 @@ const LAYERS: &[&[&str]] = &[
     // TLS settings, then the byte streams over them and the ring.
     &["tls"],
     &["transport"],
-    // Serving connections on one shard.
-    &["server"],
+    // Serving connections on one shard; WebSocket sessions taking them over.
+    &["server", "ws"],
     // Calling other services from a shard.
     &["client", "postgres"],
     // The reverse proxy, over the client.
