@@ -19,7 +19,7 @@ fn app() -> App {
             let chat = upgrade.protocols().iter().any(|p| p == "chat");
             let response = upgrade
                 .max_message_bytes(64 << 10)
-                .on_upgrade(async |mut socket| {
+                .on_upgrade(async |socket| {
                     while let Some(message) = socket.recv().await {
                         let echo = match message {
                             Message::Text(_) | Message::Binary(_) => message,
@@ -37,7 +37,7 @@ fn app() -> App {
             }
         })
         .get("/bye", async |upgrade: WebSocketUpgrade| {
-            upgrade.on_upgrade(async |mut socket| {
+            upgrade.on_upgrade(async |socket| {
                 let _ = socket.send(Message::Text("bye".into())).await;
             })
         })

@@ -12,7 +12,7 @@
 //! ```no_run
 //! use percore::{App, ws::{Message, WebSocketUpgrade}};
 //! let app = App::new().get("/echo", async |upgrade: WebSocketUpgrade| {
-//!     upgrade.on_upgrade(async |mut socket| {
+//!     upgrade.on_upgrade(async |socket| {
 //!         while let Some(message) = socket.recv().await {
 //!             if socket.send(message).await.is_err() {
 //!                 break;
@@ -41,6 +41,9 @@ use crate::http::status::Status;
 use crate::http::write::ResponseWriter;
 use crate::route::extract::FromRequest;
 use crate::transport::{BodyIo, BufferPool, Takeover};
+
+mod broadcast;
+pub use broadcast::{Broadcast, Subscription};
 
 /// A message, as a handler sends and receives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -354,6 +357,16 @@ impl Shared {
         }
     }
 
+    /// How long the wire waits in silence: a ping interval, or once our
+    /// close is sent, [`LINGER`] for the peer to answer it.
+    fn quiet_for(&self, ping_every: Duration) -> Duration {
+        if self.context.can_write() {
+            ping_every
+        } else {
+            LINGER
+        }
+    }
+
     /// Queues an empty ping.
     fn ping(&mut self) {
         let ping = tungstenite::Message::Ping(Vec::new().into());
@@ -413,7 +426,9 @@ impl Shared {
     }
 }
 
-/// A WebSocket, as its handler holds it.
+/// A WebSocket, as its handler holds it. `recv` and `send` take `&self`,
+/// so one task may wait for both at once (a chat: the socket and a
+/// [`Broadcast`] subscription).
 pub struct WebSocket {
     shared: Rc<RefCell<Shared>>,
 }
@@ -427,7 +442,7 @@ impl std::fmt::Debug for WebSocket {
 impl WebSocket {
     /// The next message; `None` once the connection is closed (after the
     /// peer's [`Message::Close`], if it sent one).
-    pub async fn recv(&mut self) -> Option<Message> {
+    pub async fn recv(&self) -> Option<Message> {
         poll_fn(|cx| {
             let mut shared = self.shared.borrow_mut();
             if let Some(message) = shared.incoming.pop_front() {
@@ -446,7 +461,7 @@ impl WebSocket {
     ///
     /// # Errors
     /// [`Closed`] once the connection is closing or closed.
-    pub async fn send(&mut self, message: Message) -> Result<(), Closed> {
+    pub async fn send(&self, message: Message) -> Result<(), Closed> {
         poll_fn(|cx| {
             let mut shared = self.shared.borrow_mut();
             if shared.ended || !shared.context.can_write() {
@@ -468,7 +483,7 @@ impl WebSocket {
     }
 
     /// Starts the close handshake with `code` and `reason`.
-    pub async fn close(&mut self, code: u16, reason: &str) {
+    pub async fn close(&self, code: u16, reason: &str) {
         let _ = self
             .send(Message::Close(Some((code, reason.to_owned()))))
             .await;
@@ -588,6 +603,7 @@ async fn wire(
                 return;
             }
         }
+        let quiet_for = shared.borrow().quiet_for(ping_every);
         let woke = futures_lite::future::or(
             async {
                 if peer_gone {
@@ -602,7 +618,7 @@ async fn wire(
                 },
                 futures_lite::future::or(
                     async {
-                        glommio::timer::Timer::new(ping_every).await;
+                        glommio::timer::Timer::new(quiet_for).await;
                         Woke::Quiet
                     },
                     async {
@@ -664,8 +680,9 @@ fn shrink(buffer: &mut Vec<u8>) {
     }
 }
 
-/// How long a connection closed for a broken frame waits for the peer to
-/// close its side, reading and discarding what still comes.
+/// How long a connection waits for the peer's answer to its close (or,
+/// closed for a broken frame, for the peer to close its side, reading and
+/// discarding what still comes).
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Reads and discards until the peer closes or [`LINGER`] passes, so the
