@@ -67,11 +67,17 @@ root=$(pwd)
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
 fi
-command -v oha >/dev/null || cargo install --quiet --locked oha
+# oha (open-loop latency) serves the full run and ONLY=proxy; the Rust
+# peers only the full run: a fresh machine builds nothing it will not use.
+case "${ONLY:-}" in
+  ""|proxy) command -v oha >/dev/null || cargo install --quiet --locked oha ;;
+esac
 cargo build --release --quiet
-for peer in actix minihttp; do
-  cargo build --release --quiet --manifest-path "bench/peers/$peer/Cargo.toml"
-done
+if [ -z "${ONLY:-}" ]; then
+  for peer in actix minihttp; do
+    cargo build --release --quiet --manifest-path "bench/peers/$peer/Cargo.toml"
+  done
+fi
 ulimit -n "$(ulimit -Hn)"  # the hard limit; 10k idle connections need ~10k
 
 work=$(mktemp -d)
