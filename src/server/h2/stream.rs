@@ -20,9 +20,11 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 
 use super::Open;
+use crate::http::status::Status;
 use crate::server::conn::Conn;
 use crate::server::connection::{Protocol, Sent, Step};
-use crate::server::exchange::Origin;
+use crate::server::deadline::{Registered, Timer};
+use crate::server::exchange::{Origin, error_writer, log_refusal};
 use crate::server::shard::ShardContext;
 
 /// Answers one stream; `_open` counts it as open until it ends.
@@ -34,6 +36,8 @@ pub(super) async fn answer<S: 'static>(
     _open: Open,
 ) {
     let settings = shard.settings();
+    // The stream's timeouts, swept with the shard's connections'.
+    let watch = shard.deadlines.register();
     // The largest body any route takes; each route's own limit applies
     // once the request is routed.
     let ceiling = shard
@@ -43,15 +47,27 @@ pub(super) async fn answer<S: 'static>(
         .max_body_bytes;
     let (parts, body) = request.into_parts();
     let head_request = parts.method == http::Method::HEAD;
-    let mut message = match request_head(&parts) {
-        Ok(head) => head,
-        Err(why) => return refuse(&mut respond, 400, why),
+    let mut reader = Reader::new(head_request);
+    let mut sending: Option<SendStream<Bytes>> = None;
+    let refusal = match request_head(&parts) {
+        Err(why) => Err((Status::BAD_REQUEST, why)),
+        Ok(head) => match read_body(body, ceiling, (&watch, settings.rules.body)).await {
+            Ok(body) => Ok((head, body)),
+            Err(Refusal::TooLarge) => Err((Status::PAYLOAD_TOO_LARGE, "request body too large")),
+            Err(Refusal::Late) => Err((Status::REQUEST_TIMEOUT, "request body too slow")),
+            Err(Refusal::Gone) => return,
+        },
     };
-    let body = match read_body(body, ceiling, settings.rules.body).await {
-        Ok(body) => body,
-        Err(Refusal::TooLarge) => return refuse(&mut respond, 413, "request body too large"),
-        Err(Refusal::Late) => return refuse(&mut respond, 408, "request body too slow"),
-        Err(Refusal::Gone) => return,
+    let (mut message, body) = match refusal {
+        Ok(read) => read,
+        Err((status, detail)) => {
+            let mut out = Vec::new();
+            error_writer(&shard, &settings.common_headers, &mut out).send_error(status, detail);
+            log_refusal(&shard, origin.peer, status, out.len(), &[]);
+            let relayed = relay(&mut reader, &out, &mut respond, &mut sending);
+            let _ = timed(&watch, (Timer::Working, settings.rules.send), relayed).await;
+            return;
+        }
     };
     if !body.is_empty() || parts.headers.contains_key(http::header::CONTENT_LENGTH) {
         message.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
@@ -67,25 +83,18 @@ pub(super) async fn answer<S: 'static>(
     let mut conn = Conn::new(Rc::clone(&shard), settings, origin);
     conn.load(&message);
     drop(message);
-    let send_limit = conn.rules().send;
-    let mut reader = Reader::new(head_request);
-    let mut sending: Option<SendStream<Bytes>> = None;
     loop {
         match conn.step() {
             Step::Work { limit } => {
                 let work = conn.work(None);
-                if within(limit, work).await.is_none() {
+                if timed(&watch, (Timer::Working, limit), work).await.is_none() {
                     conn.work_expired();
                 }
             }
-            Step::Send { .. } => {
+            Step::Send { limit } => {
                 let out = std::mem::take(conn.output());
-                let outcome = match within(
-                    send_limit,
-                    relay(&mut reader, &out, &mut respond, &mut sending),
-                )
-                .await
-                {
+                let relayed = relay(&mut reader, &out, &mut respond, &mut sending);
+                let outcome = match timed(&watch, (Timer::Working, limit), relayed).await {
                     Some(Ok(())) => Sent::Done,
                     Some(Err(())) => Sent::Failed,
                     None => Sent::Expired,
@@ -120,18 +129,17 @@ pub(super) async fn answer<S: 'static>(
     }
 }
 
-/// Runs `work` within `limit`; `None` when the limit passed first.
-async fn within<T>(limit: Option<Duration>, work: impl Future<Output = T>) -> Option<T> {
-    match limit {
-        None => Some(work.await),
-        Some(limit) => {
-            futures_lite::future::or(async { Some(work.await) }, async {
-                glommio::timer::Timer::new(limit).await;
-                None
-            })
-            .await
-        }
-    }
+/// Runs `work` under `timer` armed for `limit` (`None`: no limit);
+/// `None` when the limit passed first.
+async fn timed<T>(
+    watch: &Registered<'_>,
+    (timer, limit): (Timer, Option<Duration>),
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    watch.arm(timer, limit);
+    let done = watch.guard(timer, work).await.ok();
+    watch.disarm(timer);
+    done
 }
 
 /// Why a request is answered before it reaches a route.
@@ -142,20 +150,6 @@ enum Refusal {
     Late,
     /// The peer reset the stream or the connection ended.
     Gone,
-}
-
-/// Answers `status` with a small JSON body, as the HTTP/1.1 side would.
-fn refuse(respond: &mut SendResponse<Bytes>, status: u16, detail: &str) {
-    let body = Bytes::from(format!("{{\"detail\":\"{detail}\"}}"));
-    let response = http::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("content-length", body.len())
-        .body(())
-        .expect("a fixed response head");
-    if let Ok(mut stream) = respond.send_response(response, false) {
-        let _ = stream.send_data(body, true);
-    }
 }
 
 /// The request line and fields of `parts` as HTTP/1.1 (without the blank
@@ -215,7 +209,7 @@ fn push_field(head: &mut Vec<u8>, name: &str, value: &[u8]) {
 async fn read_body(
     mut body: RecvStream,
     ceiling: u64,
-    limit: Option<Duration>,
+    (watch, limit): (&Registered<'_>, Option<Duration>),
 ) -> Result<Vec<u8>, Refusal> {
     let mut whole = Vec::new();
     if body.is_end_stream() {
@@ -232,7 +226,7 @@ async fn read_body(
         }
         Ok(())
     };
-    match within(limit, read).await {
+    match timed(watch, (Timer::Reading, limit), read).await {
         Some(Ok(())) => Ok(whole),
         Some(Err(refusal)) => Err(refusal),
         None => Err(Refusal::Late),
