@@ -124,4 +124,5 @@ def main():
     print(f"{per_connection:.0f} {trimmed:.0f} {after - before} {before}")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -15,15 +15,8 @@ import resource
 import socket
 import time
 
-
-def rss_kib(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
+# A script's own directory is first on sys.path: the sibling imports.
+from idle_connections import rss_kib
 
 
 def main():
