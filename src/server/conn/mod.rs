@@ -609,7 +609,9 @@ impl<S: 'static> Protocol for Conn<S> {
         let (Some(source), StreamFraming::Length(left)) = (&stream.file, stream.framing) else {
             return None;
         };
-        let len = usize::try_from(left).unwrap_or(usize::MAX).min(FILE_PART);
+        // The transport moves what one step can (a pipe's worth) and says
+        // how much.
+        let len = usize::try_from(left).unwrap_or(usize::MAX);
         Some((Rc::clone(&source.file), source.offset, len))
     }
 
@@ -649,10 +651,6 @@ impl<S: 'static> Protocol for Conn<S> {
             .put_headers(self.decoder.take_header_table());
     }
 }
-
-/// Most bytes of a file one [`Step::SendFile`] sends (its splices move a
-/// pipe's worth at a time).
-const FILE_PART: usize = 1 << 20;
 
 /// Largest read buffer: a whole request at the limits, with room for chunked
 /// framing around a body of the largest size, and for one more read, so
