@@ -295,9 +295,8 @@ fn read_until_decoded(
             }
         }
         let mut chunk = [0u8; 4096];
-        let read = stream
-            .read(&mut chunk)
-            .expect("the next piece within the timeout");
+        let read =
+            support::read_some(stream, &mut chunk).expect("the next piece within the timeout");
         assert!(read > 0, "the stream ended before {wanted:?} decoded");
         pending.extend_from_slice(&chunk[..read]);
     }
@@ -318,7 +317,7 @@ fn a_stream_is_flushed_piece_by_piece() {
     let mut pending = Vec::new();
     let head_end = loop {
         let mut chunk = [0u8; 4096];
-        let read = stream.read(&mut chunk).unwrap();
+        let read = support::read_some(&mut stream, &mut chunk).unwrap();
         assert!(read > 0);
         pending.extend_from_slice(&chunk[..read]);
         if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -346,7 +345,7 @@ fn a_stream_is_flushed_piece_by_piece() {
             break;
         }
         let mut chunk = [0u8; 4096];
-        let read = stream.read(&mut chunk).unwrap();
+        let read = support::read_some(&mut stream, &mut chunk).unwrap();
         assert!(read > 0, "the stream was cut");
         pending.extend_from_slice(&chunk[..read]);
     }

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -69,7 +69,7 @@ fn no_request_sent_before_sigterm_fails_under_keep_alive_load() {
                     let mut reply = [0u8; 512];
                     let mut len = 0;
                     while !reply[..len].ends_with(b"Hello, World!") {
-                        match stream.read(&mut reply[len..]) {
+                        match support::read_some(&mut stream, &mut reply[len..]) {
                             Ok(0) | Err(_) => {
                                 assert!(
                                     !sent_before_signal,

@@ -120,7 +120,7 @@ fn read_to_close(stream: &mut TcpStream) -> (Vec<u8>, bool) {
     let mut got = Vec::new();
     let mut buffer = [0u8; 16 * 1024];
     loop {
-        match stream.read(&mut buffer) {
+        match support::read_some(stream, &mut buffer) {
             Ok(0) => return (got, true),
             Ok(n) => got.extend_from_slice(&buffer[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, false),
@@ -206,7 +206,7 @@ fn ask(stream: &mut TcpStream) -> Option<u16> {
         return None;
     }
     let mut reply = [0u8; 256];
-    match stream.read(&mut reply) {
+    match support::read_some(stream, &mut reply) {
         Ok(0) => None,
         Ok(n) => std::str::from_utf8(&reply[..n])
             .ok()?

@@ -35,7 +35,7 @@ fn an_event_stream_ends_with_its_last_chunk_when_the_server_drains() {
     let mut buf = [0u8; 4096];
     // Bounded: at most 30 s of reads for the first event.
     while !String::from_utf8_lossy(&seen).contains("data: 1\n") {
-        let read = stream.read(&mut buf).unwrap();
+        let read = support::read_some(&mut stream, &mut buf).unwrap();
         assert!(read > 0, "closed before the first events");
         seen.extend_from_slice(&buf[..read]);
     }

@@ -19,6 +19,18 @@ pub mod servers;
 /// of hanging it.
 const READ_LIMIT: Duration = Duration::from_secs(10);
 
+/// One `read`, retried when a signal interrupts it. A socket with a read
+/// timeout is not restarted after a signal handler even with `SA_RESTART`
+/// (signal(7)), and that interruption is no answer from the server.
+pub fn read_some<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 /// A configuration for tests: 127.0.0.1 port 0, one shard.
 pub fn config() -> Config {
     let mut config = Config::default();
@@ -117,13 +129,7 @@ impl Client {
     /// Reads more bytes; false at end of stream.
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 4096];
-        // A signal to this thread interrupts a read; that is no answer.
-        let read = loop {
-            match self.stream.read(&mut chunk) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                other => break other.expect("read within the time limit"),
-            }
-        };
+        let read = read_some(&mut self.stream, &mut chunk).expect("read within the time limit");
         self.pending.extend_from_slice(&chunk[..read]);
         read > 0
     }
@@ -530,7 +536,7 @@ pub fn websocket_handshake(stream: &mut (impl Read + Write), path: &str) -> Stri
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         assert_eq!(
-            stream.read(&mut byte).expect("read"),
+            read_some(stream, &mut byte).expect("read"),
             1,
             "closed inside the response head"
         );

@@ -2,7 +2,7 @@
 //! certificates it signs (written as PEM files), and a rustls client that
 //! trusts it.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -145,7 +145,7 @@ pub fn exchange(tls: &mut Tls, request: &[u8]) -> std::io::Result<Answer> {
         if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
             break at + 4;
         }
-        let read = tls.read(&mut chunk)?;
+        let read = super::read_some(tls, &mut chunk)?;
         if read == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
@@ -174,7 +174,7 @@ pub fn exchange(tls: &mut Tls, request: &[u8]) -> std::io::Result<Answer> {
         .find(|(n, _)| n == "content-length")
         .map_or(0, |(_, v)| v.parse().unwrap());
     while data.len() < head_end + length {
-        let read = tls.read(&mut chunk)?;
+        let read = super::read_some(tls, &mut chunk)?;
         if read == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
@@ -207,7 +207,7 @@ fn read_chunked(tls: &mut Tls, mut data: Vec<u8>) -> std::io::Result<Vec<u8>> {
             data.drain(..line + 2 + size + 2);
             continue;
         }
-        let read = tls.read(&mut chunk)?;
+        let read = super::read_some(tls, &mut chunk)?;
         if read == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
