@@ -8,14 +8,26 @@ mod support;
 use std::net::SocketAddr;
 use std::process::Command;
 
-use percore::{App, Bytes, Config, Server};
+use percore::{App, Body, BodyError, Bytes, Config, Server};
 
 /// The app every test serves.
 fn app() -> App {
+    let small = percore::Scope::new()
+        .post("/note", async |Bytes(body): Bytes| body.len().to_string())
+        .max_body_bytes(1024);
     App::new()
         .get("/plaintext", async || "Hello, World!")
         .get("/big", async || vec![b'x'; 1 << 20])
         .post("/echo", async |body: Bytes| body.0)
+        // Answers once the first piece of the body is in.
+        .post("/first", async |mut body: Body| -> Result<String, BodyError> {
+            let first = body.chunk().await?.map_or(0, |piece| piece.len());
+            Ok(first.to_string())
+        })
+        .post("/count", async |body: Body| -> Result<String, BodyError> {
+            Ok(body.to_vec(u64::MAX).await?.len().to_string())
+        })
+        .nest("/small", small)
 }
 
 fn h2c_config() -> Config {
@@ -260,7 +272,7 @@ fn a_drain_sends_goaway_and_lets_the_open_stream_finish() {
 }
 
 #[test]
-fn the_access_log_says_http2_for_streams() {
+fn the_access_log_and_metrics_say_http2_for_streams() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("access.log");
     let mut config = h2c_config();
@@ -272,10 +284,18 @@ fn the_access_log_says_http2_for_streams() {
     let url = format!("http://{addr}/plaintext");
     assert_eq!(curl(&["--http2-prior-knowledge", &url]).0, "2 200");
     assert_eq!(curl(&["--http1.1", &url]).0, "1.1 200");
+    let (_, metrics) = curl(&[&format!("http://{addr}/metrics")]);
+    let metrics = String::from_utf8_lossy(&metrics);
+    for protocol in ["HTTP/1.1", "HTTP/2"] {
+        let series = format!(
+            r#"percore_requests_total{{shard="0",method="GET",route="/plaintext",protocol="{protocol}",code="2xx"}} 1"#
+        );
+        assert!(metrics.contains(&series), "{series} in {metrics}");
+    }
     server.stop().unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines.len(), 3, "{text}");
     assert!(
         lines[0].contains("\"GET /plaintext HTTP/2.0\" 200"),
         "{text}"
@@ -284,4 +304,43 @@ fn the_access_log_says_http2_for_streams() {
         lines[1].contains("\"GET /plaintext HTTP/1.1\" 200"),
         "{text}"
     );
+}
+
+/// Runs `case` from the `h2` library client script against `addr`.
+fn h2_client(addr: SocketAddr, case: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/h2_client.py");
+    let out = Command::new(support::python())
+        .arg(script)
+        .arg(addr.port().to_string())
+        .arg(case)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{case}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn request_bodies_stream_to_their_handlers() {
+    let (server, addr) = start(&h2c_config());
+    // The handler answered from the first DATA frame, the request still open.
+    assert_eq!(h2_client(addr, "first_piece"), "answered 200 1000 while open");
+    // No content-length: the pieces and the trailers that end them.
+    assert_eq!(h2_client(addr, "trailers"), "200 30000");
+    // expect: 100-continue gets an interim 100 before the body is sent.
+    assert_eq!(h2_client(addr, "continue"), "interim 100 then 200 5");
+    // Over the route's limit: 413 from the head, then RST_STREAM NO_ERROR.
+    let refused = h2_client(addr, "early_refusal");
+    assert!(refused.starts_with("413 ended reset 0 {"), "{refused}");
+    // curl uploading past the limit gets the 413 and exits cleanly.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), vec![b'u'; 4 << 20]).unwrap();
+    let upload = format!("@{}", file.path().display());
+    let url = format!("http://{addr}/small/note");
+    let (version, body) = curl(&["--http2-prior-knowledge", "--data-binary", &upload, &url]);
+    assert_eq!(version, "2 413", "{}", String::from_utf8_lossy(&body));
+    server.stop().unwrap();
 }

@@ -60,7 +60,7 @@ fn metrics_count_requests_by_route_and_class_on_every_shard() {
     };
     let route = |method: &str, route: &str, code: &str| {
         total(&format!(
-            r#"percore_requests_total{{shard="SHARD",method="{method}",route="{route}",code="{code}"}}"#
+            r#"percore_requests_total{{shard="SHARD",method="{method}",route="{route}",protocol="HTTP/1.1",code="{code}"}}"#
         ))
     };
     assert_eq!(route("GET", "/hello", "2xx"), 3, "{text}");
@@ -129,7 +129,7 @@ fn the_admin_listener_serves_metrics_and_the_public_one_does_not() {
     assert_eq!(reply.status, 200);
     let samples = samples(reply.text());
     assert_eq!(
-        samples[r#"percore_requests_total{shard="0",method="GET",route="/hello",code="2xx"}"#],
+        samples[r#"percore_requests_total{shard="0",method="GET",route="/hello",protocol="HTTP/1.1",code="2xx"}"#],
         1
     );
     assert_eq!(Client::connect(admin).request(&get("/other")).status, 404);

@@ -263,8 +263,7 @@ fn an_upload_streams_over_https_too() {
     let port = server.tls_addrs()[0].port();
     let resolve = format!("localhost:{port}:127.0.0.1");
     let ca = pki.ca_file();
-    // HTTP/1.1 streams the body to its handler; HTTP/2 reads it whole
-    // first (under the largest route limit), then the same handler runs.
+    // Both protocols stream the body to the handler as it arrives.
     for (version, name) in [("--http1.1", "tls.bin"), ("--http2", "h2.bin")] {
         let url = format!("https://localhost:{port}/files/{name}");
         let (body, code) = curl(&[

@@ -54,8 +54,9 @@ impl RouteLabel {
 /// One shard's request metrics.
 #[derive(Debug)]
 pub(crate) struct ShardMetrics {
-    /// Per route slot, per status class (1xx to 5xx).
-    requests: Box<[[Cell<u64>; 5]]>,
+    /// Per route slot, per protocol (HTTP/1.x, then HTTP/2) and status
+    /// class (1xx to 5xx).
+    requests: Box<[[Cell<u64>; 10]]>,
     /// Per bucket (not cumulative), the last one past every bound.
     latency: [Cell<u64>; BUCKETS_US.len() + 1],
     latency_sum_ns: Cell<u64>,
@@ -83,9 +84,10 @@ impl ShardMetrics {
         }
     }
 
-    /// Counts a request to route `slot` answered with `status`.
-    pub(crate) fn request(&self, slot: usize, status: Status) {
-        let class = usize::from(status.code() / 100).clamp(1, 5) - 1;
+    /// Counts a request to route `slot`, over HTTP/2 or not, answered
+    /// with `status`.
+    pub(crate) fn request(&self, slot: usize, http2: bool, status: Status) {
+        let class = usize::from(http2) * 5 + usize::from(status.code() / 100).clamp(1, 5) - 1;
         if let Some(classes) = self.requests.get(slot) {
             bump(&classes[class], 1);
         }
@@ -165,7 +167,7 @@ fn bump(cell: &Cell<u64>, by: u64) {
 /// One shard's counts at one moment, sent to whoever scrapes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Snapshot {
-    pub(crate) requests: Vec<[u64; 5]>,
+    pub(crate) requests: Vec<[u64; 10]>,
     pub(crate) latency: Vec<u64>,
     pub(crate) latency_sum_ns: u64,
     pub(crate) accepted: u64,
@@ -376,17 +378,18 @@ fn render_requests(out: &mut String, routes: &[RouteLabel], answered: &[(usize, 
         out,
         "percore_requests_total",
         "counter",
-        "Requests answered, by route and status class.",
+        "Requests answered, by route, protocol and status class.",
     );
     for &(shard, snap) in answered {
         for (label, classes) in routes.iter().zip(&snap.requests) {
-            for (class, &count) in classes.iter().enumerate().filter(|(_, c)| **c > 0) {
+            for (at, &count) in classes.iter().enumerate().filter(|(_, c)| **c > 0) {
+                let protocol = if at < 5 { "HTTP/1.1" } else { "HTTP/2" };
                 let _ = writeln!(
                     out,
-                    "percore_requests_total{{shard=\"{shard}\",method=\"{}\",route=\"{}\",code=\"{}xx\"}} {count}",
+                    "percore_requests_total{{shard=\"{shard}\",method=\"{}\",route=\"{}\",protocol=\"{protocol}\",code=\"{}xx\"}} {count}",
                     label.method,
                     escape(&label.route),
-                    class + 1
+                    at % 5 + 1
                 );
             }
         }
@@ -496,9 +499,10 @@ mod tests {
             method: "GET",
             route: "/a/\"{id}\"".into(),
         });
-        metrics.request(FIRST_APP_ROUTE, Status::OK);
-        metrics.request(FIRST_APP_ROUTE, Status::OK);
-        metrics.request(UNMATCHED, Status::NOT_FOUND);
+        metrics.request(FIRST_APP_ROUTE, false, Status::OK);
+        metrics.request(FIRST_APP_ROUTE, true, Status::OK);
+        metrics.request(FIRST_APP_ROUTE, false, Status::OK);
+        metrics.request(UNMATCHED, false, Status::NOT_FOUND);
         metrics.latency(Duration::from_micros(300), 2);
         metrics.latency(Duration::from_secs(20), 1);
         metrics.accepted();
@@ -519,8 +523,9 @@ mod tests {
         ];
         let text = render(&routes, &scraped);
         for line in [
-            r#"percore_requests_total{shard="0",method="GET",route="/a/\"{id}\"",code="2xx"} 2"#,
-            r#"percore_requests_total{shard="0",method="",route="(unmatched)",code="4xx"} 1"#,
+            r#"percore_requests_total{shard="0",method="GET",route="/a/\"{id}\"",protocol="HTTP/1.1",code="2xx"} 2"#,
+            r#"percore_requests_total{shard="0",method="GET",route="/a/\"{id}\"",protocol="HTTP/2",code="2xx"} 1"#,
+            r#"percore_requests_total{shard="0",method="",route="(unmatched)",protocol="HTTP/1.1",code="4xx"} 1"#,
             r#"percore_request_duration_seconds_bucket{shard="0",le="0.00025"} 0"#,
             r#"percore_request_duration_seconds_bucket{shard="0",le="0.0005"} 2"#,
             r#"percore_request_duration_seconds_bucket{shard="0",le="10"} 2"#,

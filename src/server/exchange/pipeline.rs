@@ -340,7 +340,7 @@ impl<S> Exchange<'_, S> {
             slot,
             upstream,
         } = answer;
-        shard.metrics.request(slot, status);
+        shard.metrics.request(slot, self.origin.http2, status);
         if let Some((log, started, before)) = &logging {
             let entry = Logged {
                 headers: decoder.headers(),

@@ -2,158 +2,252 @@
 //!
 //! The request becomes an HTTP/1.1 message (request line from the
 //! pseudo-header fields, `Host` from `:authority`, cookies joined as
-//! RFC 9113 §8.2.3 says, the body read whole under the route limits) and
-//! is loaded into a [`Conn`] of its own: so it meets the same routes,
-//! layers, limits, rate limits, timeouts, metrics and access log as a
-//! request over HTTP/1.1. The response the machine writes is read back
-//! ([`Reader`]): its head becomes a HEADERS frame without the
-//! connection-specific fields HTTP/2 forbids (§8.2.2), its body DATA
-//! frames sent as the peer's flow-control window allows, a streamed body
-//! piece by piece.
+//! RFC 9113 §8.2.3 says) loaded into a [`Conn`] of its own, which the
+//! connection loop ([`drive`]) runs over the stream as if it were a socket
+//! ([`StreamIo`]): so the request meets the same routes, layers, limits,
+//! rate limits, timeouts, metrics and access log as over HTTP/1.1, and its
+//! body arrives as it comes — framed with its `content-length`, or chunked
+//! (with the peer's trailers) when it has none — each DATA frame's window
+//! given back once the machine has taken it, so a route that streams its
+//! body pulls it at its own pace and one that does not is refused (413)
+//! as soon as it is over the limit. The response the machine writes is
+//! read back ([`Reader`]): a `100 Continue` becomes an informational
+//! HEADERS frame, the head a HEADERS frame without the connection-specific
+//! fields HTTP/2 forbids (§8.2.2), its body DATA frames sent as the peer's
+//! flow-control window allows.
 
+use std::cell::Cell;
 use std::future::poll_fn;
+use std::io;
 use std::rc::Rc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 
 use super::Open;
-use crate::http::status::Status;
 use crate::server::conn::Conn;
-use crate::server::connection::{Protocol, Sent, Step};
-use crate::server::deadline::{Registered, Timer};
+use crate::server::connection::drive;
+use crate::http::status::Status;
 use crate::server::exchange::{Origin, error_writer, log_refusal};
 use crate::server::shard::ShardContext;
+use crate::transport::{BufferPool, Io};
 
 /// Answers one stream; `_open` counts it as open until it ends.
 pub(super) async fn answer<S: 'static>(
     shard: Rc<ShardContext<S>>,
     origin: Origin,
     request: http::Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
+    respond: SendResponse<Bytes>,
     _open: Open,
 ) {
     let settings = shard.settings();
-    // The stream's timeouts, swept with the shard's connections'.
-    let watch = shard.deadlines.register();
-    // The largest body any route takes; each route's own limit applies
-    // once the request is routed.
-    let ceiling = shard
-        .app
-        .connection_limits(settings.limits)
-        .0
-        .max_body_bytes;
     let (parts, body) = request.into_parts();
     let head_request = parts.method == http::Method::HEAD;
-    let mut reader = Reader::new(head_request);
-    let mut sending: Option<SendStream<Bytes>> = None;
-    let refusal = match request_head(&parts) {
-        Err(why) => Err((Status::BAD_REQUEST, why)),
-        Ok(head) => match read_body(body, ceiling, (&watch, settings.rules.body)).await {
-            Ok(body) => Ok((head, body)),
-            Err(Refusal::TooLarge) => Err((Status::PAYLOAD_TOO_LARGE, "request body too large")),
-            Err(Refusal::Late) => Err((Status::REQUEST_TIMEOUT, "request body too slow")),
-            Err(Refusal::Gone) => return,
-        },
-    };
-    let (mut message, body) = match refusal {
-        Ok(read) => read,
-        Err((status, detail)) => {
-            let mut out = Vec::new();
-            error_writer(&shard, &settings.common_headers, &mut out).send_error(status, detail);
-            log_refusal(&shard, origin.peer, status, out.len(), &[]);
-            let relayed = relay(&mut reader, &out, &mut respond, &mut sending);
-            let _ = timed(&watch, (Timer::Working, settings.rules.send), relayed).await;
-            return;
-        }
-    };
-    if !body.is_empty() || parts.headers.contains_key(http::header::CONTENT_LENGTH) {
-        message.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
-    }
-    message.extend_from_slice(b"\r\n");
-    message.extend_from_slice(&body);
-    drop(body);
-
     let origin = Origin {
         http2: true,
         ..origin
     };
-    let mut conn = Conn::new(Rc::clone(&shard), settings, origin);
-    conn.load(&message);
-    drop(message);
-    loop {
-        match conn.step() {
-            Step::Work { limit } => {
-                let work = conn.work(None);
-                if timed(&watch, (Timer::Working, limit), work).await.is_none() {
-                    conn.work_expired();
-                }
+    let mut conn = Conn::new(Rc::clone(&shard), Rc::clone(&settings), origin);
+    let mut io = StreamIo {
+        body: None,
+        staged: Vec::new(),
+        at: 0,
+        reader: Reader::new(head_request),
+        respond,
+        sending: None,
+        reset: Cell::new(false),
+    };
+    match request_head(&parts) {
+        Ok(mut message) => {
+            let ended = body.is_end_stream();
+            let length = parts.headers.get(http::header::CONTENT_LENGTH);
+            match (ended, length) {
+                (true, None) => {}
+                (true, Some(_)) => message.extend_from_slice(b"content-length: 0\r\n"),
+                (false, Some(length)) => push_field(&mut message, "content-length", length.as_bytes()),
+                (false, None) => message.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             }
-            Step::Send { limit } => {
-                let out = std::mem::take(conn.output());
-                let relayed = relay(&mut reader, &out, &mut respond, &mut sending);
-                let outcome = match timed(&watch, (Timer::Working, limit), relayed).await {
-                    Some(Ok(())) => Sent::Done,
-                    Some(Err(())) => Sent::Failed,
-                    None => Sent::Expired,
-                };
-                *conn.output() = out;
-                conn.output().clear();
-                conn.sent(outcome);
-                if outcome != Sent::Done {
-                    if let Some(stream) = &mut sending {
-                        stream.send_reset(Reason::CANCEL);
+            message.extend_from_slice(b"\r\n");
+            if !ended {
+                io.body = Some(Incoming {
+                    stream: body,
+                    chunked: length.is_none(),
+                });
+            }
+            conn.load(&message);
+        }
+        Err(why) => {
+            // A CONNECT (no :path): nothing here tunnels over a stream.
+            let mut out = Vec::new();
+            error_writer(&shard, &settings.common_headers, &mut out)
+                .send_error(Status::BAD_REQUEST, why);
+            log_refusal(&shard, origin.peer, Status::BAD_REQUEST, out.len(), &[]);
+            let _ = io.write_all(&mut out, &shard.pool).await;
+            return;
+        }
+    }
+    let watch = shard.deadlines.register();
+    drive(&mut conn, &mut io, &watch, &shard.blocks, &shard.pool).await;
+}
+
+/// A request body as it arrives, framed for the machine.
+struct Incoming {
+    stream: RecvStream,
+    /// Framed as chunks (the request gave no length), ended by the
+    /// peer's trailers.
+    chunked: bool,
+}
+
+/// The stream as the connection loop's transport: reads give the request
+/// body, writes send the response.
+struct StreamIo {
+    /// The body still to arrive; `None` once it has all been staged.
+    body: Option<Incoming>,
+    /// Framed body bytes not taken yet: `staged[at..]`.
+    staged: Vec<u8>,
+    at: usize,
+    reader: Reader,
+    respond: SendResponse<Bytes>,
+    sending: Option<SendStream<Bytes>>,
+    /// End with a reset (the peer stopped taking the response).
+    reset: Cell<bool>,
+}
+
+impl StreamIo {
+    /// Stages the next piece of the body; false at its end (or when the
+    /// stream failed: `Err`).
+    async fn stage(&mut self) -> io::Result<bool> {
+        let Some(body) = &mut self.body else {
+            return Ok(false);
+        };
+        self.staged.clear();
+        self.at = 0;
+        match body.stream.data().await {
+            Some(Ok(piece)) => {
+                let _ = body.stream.flow_control().release_capacity(piece.len());
+                if body.chunked {
+                    if piece.is_empty() {
+                        return Ok(true);
                     }
-                    break;
+                    self.staged
+                        .extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                    self.staged.extend_from_slice(&piece);
+                    self.staged.extend_from_slice(b"\r\n");
+                } else {
+                    self.staged.extend_from_slice(&piece);
                 }
+                Ok(true)
             }
-            // In-memory connections never splice.
-            Step::SendFile { .. } => conn.file_sent(Err(Sent::Failed)),
-            Step::Read { .. } | Step::Close(_) => break,
-        }
-        if reader.finished() {
-            break;
-        }
-    }
-    conn.release();
-    if !reader.finished() {
-        // The body was cut off (its source failed, or it ended short of
-        // its length): the peer must see a reset, not a complete stream.
-        match &mut sending {
-            Some(stream) => stream.send_reset(Reason::INTERNAL_ERROR),
-            None if reader.head_sent() => {}
-            None => respond.send_reset(Reason::INTERNAL_ERROR),
+            Some(Err(error)) => Err(io::Error::other(error)),
+            None => {
+                if body.chunked {
+                    let trailers = body.stream.trailers().await.map_err(io::Error::other)?;
+                    self.staged.extend_from_slice(b"0\r\n");
+                    for (name, value) in trailers.iter().flatten() {
+                        push_field(&mut self.staged, name.as_str(), value.as_bytes());
+                    }
+                    self.staged.extend_from_slice(b"\r\n");
+                }
+                self.body = None;
+                Ok(!self.staged.is_empty())
+            }
         }
     }
 }
 
-/// Runs `work` under `timer` armed for `limit` (`None`: no limit);
-/// `None` when the limit passed first.
-async fn timed<T>(
-    watch: &Registered<'_>,
-    (timer, limit): (Timer, Option<Duration>),
-    work: impl Future<Output = T>,
-) -> Option<T> {
-    watch.arm(timer, limit);
-    let done = watch.guard(timer, work).await.ok();
-    watch.disarm(timer);
-    done
+impl Io for StreamIo {
+    fn returns_idle_buffers(&self) -> bool {
+        false
+    }
+
+    async fn read_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        filled: usize,
+        max: usize,
+        _: &BufferPool,
+    ) -> io::Result<usize> {
+        while self.at == self.staged.len() {
+            if !self.stage().await? {
+                // All of the body was given: nothing else comes.
+                return Ok(0);
+            }
+        }
+        if filled >= max {
+            return Err(io::ErrorKind::OutOfMemory.into());
+        }
+        let take = (self.staged.len() - self.at).min(max - filled);
+        if buf.len() < filled + take {
+            buf.resize(filled + take, 0);
+        }
+        buf[filled..filled + take].copy_from_slice(&self.staged[self.at..self.at + take]);
+        self.at += take;
+        Ok(take)
+    }
+
+    async fn write_all(&mut self, out: &mut Vec<u8>, _: &BufferPool) -> io::Result<()> {
+        let relayed = relay(&mut self.reader, out, &mut self.respond, &mut self.sending).await;
+        out.clear();
+        relayed.map_err(|()| io::ErrorKind::BrokenPipe.into())
+    }
+
+    /// The lingering close of a stream refused while its body arrives:
+    /// what still comes is taken and dropped (its window given back), for
+    /// the loop's bounded time and amount, so a client that sends its
+    /// whole body before it reads (curl) gets the refusal. Past the bound
+    /// the stream ends with `RST_STREAM` `NO_ERROR` (RFC 9113 §8.1).
+    async fn discard(&mut self, _: &mut Vec<u8>, _: &BufferPool) -> io::Result<usize> {
+        let Some(body) = &mut self.body else {
+            return Ok(0);
+        };
+        match body.stream.data().await {
+            Some(Ok(piece)) => {
+                let _ = body.stream.flow_control().release_capacity(piece.len());
+                Ok(piece.len().max(1))
+            }
+            Some(Err(error)) => Err(io::Error::other(error)),
+            None => {
+                self.body = None;
+                Ok(0)
+            }
+        }
+    }
+
+    async fn shutdown(&mut self, _: &BufferPool) {
+        let reason = if self.reset.get() {
+            Reason::CANCEL
+        } else if !self.reader.finished() {
+            // The body was cut off (its source failed, or it ended short
+            // of its length): the peer must see a reset, not a complete
+            // stream.
+            Reason::INTERNAL_ERROR
+        } else {
+            return;
+        };
+        match &mut self.sending {
+            Some(stream) => stream.send_reset(reason),
+            None if self.reader.head_sent() => {}
+            None => self.respond.send_reset(reason),
+        }
+    }
+
+    fn reset_on_close(&self) {
+        self.reset.set(true);
+    }
+
+    fn shutdown_write(&self) {}
 }
 
-/// Why a request is answered before it reaches a route.
-enum Refusal {
-    /// Its body is over the largest limit of any route.
-    TooLarge,
-    /// Its body did not arrive within the body timeout.
-    Late,
-    /// The peer reset the stream or the connection ended.
-    Gone,
+fn push_field(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
 }
 
 /// The request line and fields of `parts` as HTTP/1.1 (without the blank
-/// line that ends them).
+/// line that ends them, and without framing fields).
 fn request_head(parts: &http::request::Parts) -> Result<Vec<u8>, &'static str> {
     let mut head = Vec::with_capacity(256);
     let target = match parts.uri.path_and_query() {
@@ -179,7 +273,7 @@ fn request_head(parts: &http::request::Parts) -> Result<Vec<u8>, &'static str> {
     let mut cookies: Vec<&[u8]> = Vec::new();
     for (name, value) in &parts.headers {
         match name.as_str() {
-            "host" | "content-length" | "expect" | "te" => {}
+            "host" | "content-length" | "transfer-encoding" | "te" => {}
             "cookie" => cookies.push(value.as_bytes()),
             name => push_field(&mut head, name, value.as_bytes()),
         }
@@ -197,44 +291,8 @@ fn request_head(parts: &http::request::Parts) -> Result<Vec<u8>, &'static str> {
     Ok(head)
 }
 
-fn push_field(head: &mut Vec<u8>, name: &str, value: &[u8]) {
-    head.extend_from_slice(name.as_bytes());
-    head.extend_from_slice(b": ");
-    head.extend_from_slice(value);
-    head.extend_from_slice(b"\r\n");
-}
-
-/// The whole body of a request, at most `ceiling` bytes, each piece's
-/// window given back as it is taken.
-async fn read_body(
-    mut body: RecvStream,
-    ceiling: u64,
-    (watch, limit): (&Registered<'_>, Option<Duration>),
-) -> Result<Vec<u8>, Refusal> {
-    let mut whole = Vec::new();
-    if body.is_end_stream() {
-        return Ok(whole);
-    }
-    let read = async {
-        while let Some(piece) = body.data().await {
-            let piece = piece.map_err(|_| Refusal::Gone)?;
-            let _ = body.flow_control().release_capacity(piece.len());
-            if (whole.len() + piece.len()) as u64 > ceiling {
-                return Err(Refusal::TooLarge);
-            }
-            whole.extend_from_slice(&piece);
-        }
-        Ok(())
-    };
-    match timed(watch, (Timer::Reading, limit), read).await {
-        Some(Ok(())) => Ok(whole),
-        Some(Err(refusal)) => Err(refusal),
-        None => Err(Refusal::Late),
-    }
-}
-
-/// Sends what the state machine wrote: the head once it is complete, then
-/// body bytes as they come.
+/// Sends what the state machine wrote: interim heads, the head once it is
+/// complete, then body bytes as they come.
 async fn relay(
     reader: &mut Reader,
     out: &[u8],
@@ -245,6 +303,7 @@ async fn relay(
     reader.feed(out, &mut parts);
     for part in parts {
         match part {
+            Part::Interim(response) => respond.send_informational(response).map_err(|_| ())?,
             Part::Head(response, end) => {
                 let stream = respond.send_response(response, end).map_err(|_| ())?;
                 *sending = Some(stream);
@@ -252,6 +311,10 @@ async fn relay(
             Part::Data(data, end) => {
                 let stream = sending.as_mut().ok_or(())?;
                 send_data(stream, data, end).await?;
+            }
+            Part::Trailers(trailers) => {
+                let stream = sending.as_mut().ok_or(())?;
+                stream.send_trailers(trailers).map_err(|_| ())?;
             }
         }
     }
@@ -279,12 +342,28 @@ async fn send_data(stream: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -
     Ok(())
 }
 
+/// A trailer line as a field; `None` for one HTTP/2 may not carry
+/// (connection-specific, or malformed).
+fn trailer_field(line: &[u8]) -> Option<(http::HeaderName, http::HeaderValue)> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = http::HeaderName::from_bytes(&line[..colon]).ok()?;
+    if CONNECTION_FIELDS.contains(&name.as_str()) {
+        return None;
+    }
+    let value = http::HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).ok()?;
+    Some((name, value))
+}
+
 /// What [`Reader::feed`] found.
 enum Part {
+    /// An interim response (`100 Continue`, `103 Early Hints`).
+    Interim(http::Response<()>),
     /// The response head, and whether the response ends with it.
     Head(http::Response<()>, bool),
     /// Body bytes, and whether they end the response.
     Data(Bytes, bool),
+    /// The trailer fields that end a chunked response.
+    Trailers(http::HeaderMap),
 }
 
 /// Where the reader of the state machine's output is.
@@ -311,6 +390,8 @@ struct Reader {
     framing: Framing,
     pending: Vec<u8>,
     head_sent: bool,
+    /// Trailer fields read so far.
+    trailers: http::HeaderMap,
 }
 
 /// Connection-specific fields (RFC 9113 §8.2.2), never sent in HTTP/2.
@@ -329,6 +410,7 @@ impl Reader {
             framing: Framing::Head,
             pending: Vec::new(),
             head_sent: false,
+            trailers: http::HeaderMap::new(),
         }
     }
 
@@ -416,10 +498,18 @@ impl Reader {
                     let Some(line) = rest.windows(2).position(|w| w == b"\r\n") else {
                         break;
                     };
+                    let field = &rest[..line];
                     at += line + 2;
                     if line == 0 {
-                        parts.push(Part::Data(Bytes::new(), true));
+                        let trailers = std::mem::take(&mut self.trailers);
+                        parts.push(if trailers.is_empty() {
+                            Part::Data(Bytes::new(), true)
+                        } else {
+                            Part::Trailers(trailers)
+                        });
                         self.framing = Framing::Done;
+                    } else if let Some((name, value)) = trailer_field(field) {
+                        self.trailers.append(name, value);
                     }
                 }
             }
@@ -429,8 +519,8 @@ impl Reader {
     }
 
     /// Parses a complete head at the start of `rest` into a part; the
-    /// bytes it used, or `None` until it is complete. A 1xx head is
-    /// skipped (HTTP/2 has none to relay here).
+    /// bytes it used, or `None` until it is complete. A 1xx head is an
+    /// interim part.
     fn head(&mut self, rest: &[u8], parts: &mut Vec<Part>) -> Option<usize> {
         let mut fields = [httparse::EMPTY_HEADER; 128];
         let mut parsed = httparse::Response::new(&mut fields);
@@ -452,6 +542,16 @@ impl Reader {
         };
         let status = parsed.code.unwrap_or(500);
         if (100..200).contains(&status) {
+            // 101 has no meaning in HTTP/2 (§8.6); the rest are relayed.
+            if status != 101 {
+                let mut interim = http::Response::builder().status(status);
+                for field in parsed.headers.iter() {
+                    interim = interim.header(field.name, field.value);
+                }
+                if let Ok(interim) = interim.body(()) {
+                    parts.push(Part::Interim(interim));
+                }
+            }
             return Some(used);
         }
         let mut response = http::Response::builder().status(status);
@@ -516,9 +616,36 @@ mod tests {
                     body.extend_from_slice(&data);
                     end |= ended;
                 }
+                Part::Trailers(_) => end = true,
+                Part::Interim(head) => panic!("an interim {}", head.status()),
             }
         }
         (status, body, end)
+    }
+
+    #[test]
+    fn interim_heads_and_trailers_become_their_own_parts() {
+        let whole = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+            2\r\nok\r\n0\r\nGrpc-Status: 0\r\nConnection: x\r\n\r\n";
+        let mut reader = Reader::new(false);
+        let mut parts = Vec::new();
+        reader.feed(whole, &mut parts);
+        assert!(reader.finished());
+        let [
+            Part::Interim(interim),
+            Part::Head(head, false),
+            Part::Data(data, false),
+            Part::Trailers(trailers),
+        ] = parts.as_slice()
+        else {
+            panic!("{} parts", parts.len());
+        };
+        assert_eq!(interim.status(), 100);
+        assert_eq!(head.status(), 200);
+        assert_eq!(data.as_ref(), b"ok");
+        assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+        // A connection-specific field is no trailer in HTTP/2.
+        assert_eq!(trailers.len(), 1);
     }
 
     #[test]
