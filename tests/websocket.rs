@@ -36,6 +36,11 @@ fn app() -> App {
                 response
             }
         })
+        .get("/quiet", async |upgrade: WebSocketUpgrade| {
+            upgrade
+                .ping_every(Duration::from_secs(1))
+                .on_upgrade(async |socket| while socket.recv().await.is_some() {})
+        })
         .get("/bye", async |upgrade: WebSocketUpgrade| {
             upgrade.on_upgrade(async |socket| {
                 let _ = socket.send(Message::Text("bye".into())).await;
@@ -78,11 +83,15 @@ fn pythons_websockets_client_talks_to_a_handler() {
 
 /// Opens a WebSocket on `/echo` by hand; the stream after the `101`.
 fn open(server: &percore::Server) -> TcpStream {
+    open_at(server, "/echo")
+}
+
+fn open_at(server: &percore::Server, path: &str) -> TcpStream {
     let mut stream = TcpStream::connect(support::addr(server)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let head = support::websocket_handshake(&mut stream, "/echo");
+    let head = support::websocket_handshake(&mut stream, path);
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     assert!(head.contains(support::WEBSOCKET_ACCEPT), "{head}");
     stream
@@ -178,4 +187,26 @@ fn a_drain_closes_open_websockets_with_1001() {
         .join()
         .unwrap()
         .expect("the drain finished in time");
+}
+
+#[test]
+fn a_silent_peer_is_pinged_and_closed_when_it_stays_silent() {
+    let server = app().start(&support::config()).unwrap();
+    let mut stream = open_at(&server, "/quiet");
+    let mut ping = [0u8; 2];
+    // A ping after a silent interval; the pong counts as hearing from
+    // the peer, so the next silent interval brings another ping.
+    stream.read_exact(&mut ping).unwrap();
+    assert_eq!(ping, [0x89, 0], "an empty ping");
+    stream.write_all(&frame(0x8a, b"", true)).unwrap();
+    stream.read_exact(&mut ping).unwrap();
+    assert_eq!(ping, [0x89, 0], "a second ping after the pong");
+    // Silent through that ping's interval too: the connection ends.
+    let mut rest = Vec::new();
+    let ended = stream.read_to_end(&mut rest);
+    assert!(
+        ended.is_ok() || ended.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the server kept a silent connection open"
+    );
+    server.stop().unwrap();
 }

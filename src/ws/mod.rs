@@ -28,8 +28,8 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use tungstenite::error::{CapacityError, Error as WsError};
 use tungstenite::protocol::frame::CloseFrame;
@@ -506,7 +506,7 @@ impl Takeover for Session {
     ) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
         Box::pin(async move {
             let mut config = WebSocketConfig::default();
-            config.read_buffer_size = 4096;
+            config.read_buffer_size = 512;
             config.write_buffer_size = 0;
             config.max_write_buffer_size = usize::MAX;
             config.max_message_size = Some(self.limits.max_message_bytes);
@@ -573,6 +573,7 @@ async fn wire(
     let mut peer_gone = false;
     let mut saw_done = false;
     let mut going_away = false;
+    let mut quiet = Quiet::after(ping_every);
     loop {
         {
             let mut state = shared.borrow_mut();
@@ -603,7 +604,7 @@ async fn wire(
                 return;
             }
         }
-        let quiet_for = shared.borrow().quiet_for(ping_every);
+        quiet.follow(shared.borrow().quiet_for(ping_every));
         let woke = futures_lite::future::or(
             async {
                 if peer_gone {
@@ -618,7 +619,7 @@ async fn wire(
                 },
                 futures_lite::future::or(
                     async {
-                        glommio::timer::Timer::new(quiet_for).await;
+                        poll_fn(|cx| quiet.poll_passed(cx)).await;
                         Woke::Quiet
                     },
                     async {
@@ -643,6 +644,7 @@ async fn wire(
             }
             Woke::Read(Ok(read)) if read > 0 => {
                 pinged = false;
+                quiet.restart();
                 let mut state = shared.borrow_mut();
                 state.buffers.input.extend_from_slice(&buf[..read]);
                 shrink(&mut buf);
@@ -665,8 +667,67 @@ async fn wire(
                 }
                 pinged = true;
                 state.ping();
+                quiet.restart();
             }
         }
+    }
+}
+
+/// A deadline that a turn of the wire checks against the clock alone: the
+/// glommio timer that wakes the task is registered once per deadline, not
+/// on every poll (a polled timer goes into the reactor's table again each
+/// time, and the wire turns once per message batch).
+struct Quiet {
+    limit: Duration,
+    deadline: Instant,
+    /// The timer registered, and the deadline it was registered for.
+    timer: Option<(glommio::timer::Timer, Instant)>,
+}
+
+impl Quiet {
+    fn after(limit: Duration) -> Self {
+        Self {
+            limit,
+            deadline: Instant::now() + limit,
+            timer: None,
+        }
+    }
+
+    /// Moves the deadline to the limit from now.
+    fn restart(&mut self) {
+        self.deadline = Instant::now() + self.limit;
+    }
+
+    /// Takes `limit` from now on, counted from now if it changed.
+    fn follow(&mut self, limit: Duration) {
+        if limit != self.limit {
+            self.limit = limit;
+            self.restart();
+        }
+    }
+
+    /// Ready once the deadline has passed.
+    fn poll_passed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            self.timer = None;
+            return Poll::Ready(());
+        }
+        // A timer that fires before the deadline wakes the task for
+        // nothing once; one set for later than the deadline (it moved
+        // nearer), or already fired, is set again.
+        let stale = self
+            .timer
+            .as_ref()
+            .is_none_or(|&(_, armed)| armed > self.deadline || armed <= now);
+        if stale {
+            let mut timer = glommio::timer::Timer::new(self.deadline - now);
+            if Pin::new(&mut timer).poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            self.timer = Some((timer, self.deadline));
+        }
+        Poll::Pending
     }
 }
 
