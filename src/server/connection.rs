@@ -36,6 +36,9 @@ pub(crate) enum Step {
     /// Send the next part of [`Protocol::file_part`] straight from the
     /// file (the transport splices) within `limit`.
     SendFile { limit: Option<Duration> },
+    /// Hand the connection to [`Protocol::tunnel`] (after a `101`), with
+    /// no limit: it runs until the connection should end.
+    Tunnel,
     /// End the connection.
     Close(Close),
 }
@@ -110,6 +113,9 @@ pub(crate) trait Protocol {
     fn work(&mut self, wire: Option<Wire<'_, '_>>) -> impl Future<Output = ()>;
     /// The work ran past its limit (its future has been dropped).
     fn work_expired(&mut self);
+    /// The takeover of a [`Step::Tunnel`], over `wire` (without one, it
+    /// only ends the connection).
+    fn tunnel(&mut self, wire: Option<Wire<'_, '_>>) -> impl Future<Output = ()>;
     /// The bytes a [`Step::Send`] sends; the loop leaves it empty.
     fn output(&mut self) -> &mut Vec<u8>;
     /// The outcome of a [`Step::Send`].
@@ -247,6 +253,12 @@ pub(crate) async fn drive<P: Protocol, T: Io>(
                 if done.is_err() {
                     protocol.work_expired();
                 }
+            }
+            Step::Tunnel => {
+                // Boxed, not in a pooled block: the takeover's future is
+                // small and lives as long as the connection (a WebSocket).
+                let wire = Wire { io, watch, pool };
+                Box::pin(protocol.tunnel(Some(wire))).await;
             }
             Step::Send { limit } => {
                 watch.arm(Timer::Working, limit);

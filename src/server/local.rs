@@ -129,6 +129,8 @@ impl<S: 'static> LocalService<S> {
         let close = loop {
             match self.conn.step() {
                 Step::Work { .. } => self.conn.work(None).await,
+                // No connection to hand over: it ends.
+                Step::Tunnel => self.conn.tunnel(None).await,
                 Step::Send { .. } => {
                     out.append(self.conn.output());
                     self.conn.sent(Sent::Done);

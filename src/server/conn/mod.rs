@@ -454,9 +454,9 @@ impl<S: 'static> Conn<S> {
         self.send_or_continue();
     }
 
-    /// Work: the tunnel after a `101`, over `wire`, with the bytes the
+    /// The takeover after a `101`, over `wire`, with the bytes the
     /// client sent after its request; then the connection ends.
-    async fn tunnel(&mut self, wire: Option<Wire<'_, '_>>) {
+    async fn take_over(&mut self, wire: Option<Wire<'_, '_>>) {
         if let (Some(next), Some(wire)) = (self.upgrade.take(), wire) {
             let early = self.buf[self.start..self.filled].to_vec();
             (self.start, self.filled) = (0, 0);
@@ -519,7 +519,8 @@ impl<S: 'static> Protocol for Conn<S> {
             }
             // A stream may be long (server-sent events): each piece's send
             // is timed, not the wait for it.
-            Phase::Streaming | Phase::Tunnel => Step::Work { limit: None },
+            Phase::Streaming => Step::Work { limit: None },
+            Phase::Tunnel => Step::Tunnel,
             Phase::Sending => Step::Send {
                 limit: self.rules().send,
             },
@@ -564,7 +565,6 @@ impl<S: 'static> Protocol for Conn<S> {
         match self.phase {
             Phase::Handling => self.answer(wire).await,
             Phase::Streaming => self.next_piece().await,
-            Phase::Tunnel => self.tunnel(wire).await,
             phase => debug_assert!(false, "work in {phase:?}"),
         }
     }
@@ -585,6 +585,10 @@ impl<S: 'static> Protocol for Conn<S> {
             .send_error(Status::GATEWAY_TIMEOUT, "the request took too long");
         self.close_after = Some(Close::Quiet);
         self.phase = Phase::Sending;
+    }
+
+    async fn tunnel(&mut self, wire: Option<Wire<'_, '_>>) {
+        self.take_over(wire).await;
     }
 
     fn output(&mut self) -> &mut Vec<u8> {
