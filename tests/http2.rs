@@ -20,10 +20,13 @@ fn app() -> App {
         .get("/big", async || vec![b'x'; 1 << 20])
         .post("/echo", async |body: Bytes| body.0)
         // Answers once the first piece of the body is in.
-        .post("/first", async |mut body: Body| -> Result<String, BodyError> {
-            let first = body.chunk().await?.map_or(0, |piece| piece.len());
-            Ok(first.to_string())
-        })
+        .post(
+            "/first",
+            async |mut body: Body| -> Result<String, BodyError> {
+                let first = body.chunk().await?.map_or(0, |piece| piece.len());
+                Ok(first.to_string())
+            },
+        )
         .post("/count", async |body: Body| -> Result<String, BodyError> {
             Ok(body.to_vec(u64::MAX).await?.len().to_string())
         })
@@ -327,7 +330,10 @@ fn h2_client(addr: SocketAddr, case: &str) -> String {
 fn request_bodies_stream_to_their_handlers() {
     let (server, addr) = start(&h2c_config());
     // The handler answered from the first DATA frame, the request still open.
-    assert_eq!(h2_client(addr, "first_piece"), "answered 200 1000 while open");
+    assert_eq!(
+        h2_client(addr, "first_piece"),
+        "answered 200 1000 while open"
+    );
     // No content-length: the pieces and the trailers that end them.
     assert_eq!(h2_client(addr, "trailers"), "200 30000");
     // expect: 100-continue gets an interim 100 before the body is sent.

@@ -26,9 +26,9 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 
 use super::Open;
+use crate::http::status::Status;
 use crate::server::conn::Conn;
 use crate::server::connection::drive;
-use crate::http::status::Status;
 use crate::server::exchange::{Origin, error_writer, log_refusal};
 use crate::server::shard::ShardContext;
 use crate::transport::{BufferPool, Io};
@@ -65,7 +65,9 @@ pub(super) async fn answer<S: 'static>(
             match (ended, length) {
                 (true, None) => {}
                 (true, Some(_)) => message.extend_from_slice(b"content-length: 0\r\n"),
-                (false, Some(length)) => push_field(&mut message, "content-length", length.as_bytes()),
+                (false, Some(length)) => {
+                    push_field(&mut message, "content-length", length.as_bytes());
+                }
                 (false, None) => message.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             }
             message.extend_from_slice(b"\r\n");
@@ -625,7 +627,8 @@ mod tests {
 
     #[test]
     fn interim_heads_and_trailers_become_their_own_parts() {
-        let whole = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+        let whole =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
             2\r\nok\r\n0\r\nGrpc-Status: 0\r\nConnection: x\r\n\r\n";
         let mut reader = Reader::new(false);
         let mut parts = Vec::new();
