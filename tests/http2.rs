@@ -176,21 +176,27 @@ fn h2load_completes_every_request_over_many_streams() {
     server.stop().unwrap();
 }
 
-/// Runs `attack` from the Python script against `addr`; its verdict.
-fn attack(addr: SocketAddr, attack: &str) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/h2_attacks.py");
+/// Runs `case` of the Python script `script` (in `tests/support`) against
+/// `addr`; the line it printed.
+fn run_script(script: &str, addr: SocketAddr, case: &str) -> String {
+    let path = format!("{}/tests/support/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(support::python())
-        .arg(script)
+        .arg(path)
         .arg(addr.port().to_string())
-        .arg(attack)
+        .arg(case)
         .output()
         .expect("python runs");
     assert!(
         out.status.success(),
-        "{attack}: {}",
+        "{case}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Runs `attack` from the frame-by-frame script against `addr`; its verdict.
+fn attack(addr: SocketAddr, attack: &str) -> String {
+    run_script("h2_attacks.py", addr, attack)
 }
 
 #[test]
@@ -311,19 +317,7 @@ fn the_access_log_and_metrics_say_http2_for_streams() {
 
 /// Runs `case` from the `h2` library client script against `addr`.
 fn h2_client(addr: SocketAddr, case: &str) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/h2_client.py");
-    let out = Command::new(support::python())
-        .arg(script)
-        .arg(addr.port().to_string())
-        .arg(case)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{case}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    run_script("h2_client.py", addr, case)
 }
 
 #[test]
