@@ -19,6 +19,9 @@ again, and the baseline RSS (KiB).
 
 --h2: the same over HTTP/2 (with --tls by ALPN, else h2c with prior
 knowledge): the preface, one GET as a stream, and the SETTINGS ack.
+
+--ws PATH: WebSocket instead: the upgrade request for PATH, read up to
+its 101 head; the connection then sits open with no message.
 """
 import argparse
 import resource
@@ -37,6 +40,15 @@ H2_REQUEST = (
     + len(H2_BLOCK).to_bytes(3, "big") + b"\x01\x05\x00\x00\x00\x01" + H2_BLOCK
 )
 H2_SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+WS_PATH = None
+
+
+def ws_request():
+    return (
+        f"GET {WS_PATH} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    ).encode()
 
 
 def rss_kib(pids):
@@ -67,10 +79,23 @@ def connect(port, context):
 
 
 def ask(s, h2):
+    if WS_PATH:
+        s.sendall(ws_request())
+        return
     s.sendall(H2_REQUEST if h2 else REQUEST)
 
 
 def answer(s, h2):
+    if WS_PATH:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            byte = s.recv(1)
+            if not byte:
+                raise SystemExit("server closed a connection")
+            head += byte
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise SystemExit("no 101: " + head.decode(errors="replace"))
+        return
     read_reply(s)
     if h2:
         s.sendall(H2_SETTINGS_ACK)
@@ -81,11 +106,14 @@ def main():
     parser.add_argument("--burst", action="store_true")
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--h2", action="store_true")
+    parser.add_argument("--ws", metavar="PATH")
     parser.add_argument("--trim-wait", type=float, default=12.0)
     parser.add_argument("port", type=int)
     parser.add_argument("count", type=int)
     parser.add_argument("pids", nargs="+")
     args = parser.parse_args()
+    global WS_PATH
+    WS_PATH = args.ws
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     context = None
