@@ -233,6 +233,13 @@ fn attacks_end_their_connection_while_others_are_served() {
         );
         assert_eq!(attack(addr, "served"), "served 200", "after {name}");
     }
+    // Stream ids run out at 2^31 - 1: that stream is served, and a lower
+    // id after it ends the connection with PROTOCOL_ERROR.
+    assert_eq!(
+        attack(addr, "stream_id_exhaustion"),
+        "served 200 then goaway 1"
+    );
+    assert_eq!(attack(addr, "served"), "served 200");
     // A client that never opens its window: the stream ends at the send
     // timeout instead of holding the response forever.
     let verdict = attack(addr, "zero_window");

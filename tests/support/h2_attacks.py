@@ -176,6 +176,28 @@ def zero_window(port):
     return read_frames(sock, until)
 
 
+def stream_id_exhaustion(port):
+    """The last stream id a client has (2^31 - 1) is served; a stream after
+    it can only reuse a lower id, which is a connection error
+    (RFC 9113 §5.1.1): "served STATUS then goaway CODE"."""
+    sock = connect(port)
+    last = 0x7FFFFFFF
+    sock.sendall(frame(HEADERS, END_STREAM | END_HEADERS, last, request_block()))
+
+    def answered(kind, flags, stream, payload):
+        if kind == HEADERS and stream == last:
+            return "served %s" % status_of(payload)
+        if kind == RST_STREAM:
+            return "rst %d" % int.from_bytes(payload, "big")
+        return None
+
+    first = read_frames(sock, answered)
+    if not first.startswith("served"):
+        return first
+    send_quietly(sock, frame(HEADERS, END_STREAM | END_HEADERS, 1, request_block()))
+    return first + " then " + read_frames(sock, lambda *f: None)
+
+
 def drain(port):
     """A request in flight when the server drains: it must be answered,
     and a GOAWAY (NO_ERROR) must name it as processed."""
@@ -219,6 +241,7 @@ ATTACKS = {
     "settings_flood": flood("settings"),
     "empty_data_flood": flood("data"),
     "zero_window": zero_window,
+    "stream_id_exhaustion": stream_id_exhaustion,
 }
 
 if __name__ == "__main__":
