@@ -1,7 +1,9 @@
 //! WebSocket handlers (RFC 6455) through Python's `websockets` client
 //! (`tests/support/ws_client.py`), and hand-made frames for what a polite
-//! client never sends: bad handshakes, text that is not UTF-8, reserved
-//! bits, an unmasked frame.
+//! client never sends (Autobahn's case groups, by hand): bad handshakes,
+//! text and close reasons that are not UTF-8, reserved bits and opcodes,
+//! unmasked and over-long control frames, broken fragmentation and close
+//! frames; and control frames between fragments, which must work.
 
 mod support;
 
@@ -114,6 +116,15 @@ fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
     out
 }
 
+/// A masked ping with a 126-byte payload (the 16-bit length form).
+fn long_ping() -> Vec<u8> {
+    let key = [9u8, 8, 7, 6];
+    let mut out = vec![0x89, 0x80 | 0x7e, 0, 126];
+    out.extend_from_slice(&key);
+    out.extend((0..126).map(|i| b'p' ^ key[i % 4]));
+    out
+}
+
 /// The close code of the close frame the server sends next.
 fn close_code(stream: &mut TcpStream) -> u16 {
     let mut head = [0u8; 2];
@@ -137,11 +148,60 @@ fn broken_frames_are_closed_with_their_code() {
         ("an unknown opcode", frame(0x83, b"x", true), 1002),
         ("an unmasked frame", frame(0x81, b"x", false), 1002),
         ("a fragmented ping", frame(0x09, b"x", true), 1002),
+        (
+            "a continuation with nothing to continue",
+            frame(0x80, b"x", true),
+            1002,
+        ),
+        (
+            "a new message inside a fragmented one",
+            [frame(0x01, b"a", true), frame(0x81, b"b", true)].concat(),
+            1002,
+        ),
+        ("a ping longer than 125 bytes", long_ping(), 1002),
+        (
+            "a close with a one-byte body",
+            frame(0x88, &[0x03], true),
+            1002,
+        ),
+        (
+            "a close with the reserved code 1005",
+            frame(0x88, &1005u16.to_be_bytes(), true),
+            1002,
+        ),
+        (
+            "a close whose reason is not UTF-8",
+            frame(0x88, &[0x03, 0xe8, 0xff, 0xfe], true),
+            1007,
+        ),
     ] {
         let mut stream = open(&server);
         stream.write_all(&bytes).unwrap();
         assert_eq!(close_code(&mut stream), code, "{name}");
     }
+    server.stop().unwrap();
+}
+
+#[test]
+fn control_frames_may_come_between_fragments() {
+    let server = app().start(&support::config()).unwrap();
+    let mut stream = open(&server);
+    let bytes = [
+        frame(0x01, b"frag", true),
+        frame(0x89, b"hey", true),
+        frame(0x00, b"men", true),
+        frame(0x80, b"ted", true),
+    ]
+    .concat();
+    stream.write_all(&bytes).unwrap();
+    // The pong first (it answers a frame that came before the message
+    // ended), then the whole message.
+    let mut pong = [0u8; 5];
+    stream.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"\x8a\x03hey");
+    let mut echo = [0u8; 12];
+    stream.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"\x81\x0afragmented");
     server.stop().unwrap();
 }
 
