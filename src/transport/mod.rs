@@ -306,6 +306,14 @@ fn grow(buf: &mut Vec<u8>, needed: usize, max: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Wakes the task waiting in `slot`, if one is (a takeover's halves wake
+/// each other through such slots).
+pub(crate) fn wake(slot: &mut Option<std::task::Waker>) {
+    if let Some(waker) = slot.take() {
+        waker.wake();
+    }
+}
+
 /// Whoever takes a connection over once a `101` is sent (a proxy's
 /// tunnel): given the connection's byte stream and what the client sent
 /// after its request, it runs until the connection should end. A handler

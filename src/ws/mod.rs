@@ -40,7 +40,7 @@ use crate::http::response::{HttpError, IntoResponse};
 use crate::http::status::Status;
 use crate::http::write::ResponseWriter;
 use crate::route::extract::FromRequest;
-use crate::transport::{BodyIo, BufferPool, Takeover};
+use crate::transport::{BodyIo, BufferPool, Takeover, wake};
 
 mod broadcast;
 pub use broadcast::{Broadcast, Subscription};
@@ -339,12 +339,6 @@ struct Shared {
 }
 
 impl Shared {
-    fn wake(slot: &mut Option<Waker>) {
-        if let Some(waker) = slot.take() {
-            waker.wake();
-        }
-    }
-
     /// Queues a close frame with `code`, unless one went already.
     fn queue_close(&mut self, code: CloseCode, reason: &str) {
         if self.context.can_write() {
@@ -383,8 +377,8 @@ impl Shared {
 
     fn end(&mut self) {
         self.ended = true;
-        Self::wake(&mut self.reader);
-        Self::wake(&mut self.writer);
+        wake(&mut self.reader);
+        wake(&mut self.writer);
     }
 
     /// Reads every message the input holds.
@@ -399,7 +393,7 @@ impl Shared {
                 Ok(message) => {
                     if let Some(message) = Message::from_frame(message) {
                         self.incoming.push_back(message);
-                        Self::wake(&mut self.reader);
+                        wake(&mut self.reader);
                     }
                 }
                 Err(WsError::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => break,
@@ -476,7 +470,7 @@ impl WebSocket {
                 .context
                 .write(&mut shared.buffers, message.clone().into_frame())
                 .and_then(|()| shared.context.flush(&mut shared.buffers));
-            Shared::wake(&mut shared.wire);
+            wake(&mut shared.wire);
             Poll::Ready(sent.map_err(|_| Closed))
         })
         .await
@@ -547,7 +541,7 @@ fn finish(shared: &Rc<RefCell<Shared>>) {
     let state = &mut *state;
     state.handler_done = true;
     state.queue_close(CloseCode::Normal, "");
-    Shared::wake(&mut state.wire);
+    wake(&mut state.wire);
 }
 
 /// What the wire waited for.
@@ -579,7 +573,7 @@ async fn wire(
             let mut state = shared.borrow_mut();
             std::mem::swap(&mut out, &mut state.buffers.output);
             if !out.is_empty() {
-                Shared::wake(&mut state.writer);
+                wake(&mut state.writer);
             }
         }
         if !out.is_empty() {

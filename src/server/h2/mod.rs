@@ -34,7 +34,7 @@ use super::deadline::{Expired, Registered, Timer};
 use super::exchange::Origin;
 use super::shard::ShardContext;
 use crate::config::Http2Config;
-use crate::transport::{BodyIo, BufferPool, Takeover};
+use crate::transport::{BodyIo, BufferPool, Takeover, wake};
 
 /// The client preface of a connection with prior knowledge (RFC 9113 §3.4).
 pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -75,14 +75,6 @@ struct Pipe {
     wire: Option<Waker>,
     /// Streams open now.
     streams: usize,
-}
-
-impl Pipe {
-    fn wake(slot: &mut Option<Waker>) {
-        if let Some(waker) = slot.take() {
-            waker.wake();
-        }
-    }
 }
 
 /// `h2`'s end of the pipe.
@@ -131,7 +123,7 @@ impl tokio::io::AsyncWrite for Duplex {
             return Poll::Pending;
         }
         pipe.outbound.extend_from_slice(buf);
-        Pipe::wake(&mut pipe.wire);
+        wake(&mut pipe.wire);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -265,7 +257,7 @@ async fn session<S: 'static>(
     }
     let mut state = pipe.borrow_mut();
     state.done = true;
-    Pipe::wake(&mut state.wire);
+    wake(&mut state.wire);
 }
 
 /// A stream counted as open while it lives.
@@ -277,7 +269,7 @@ impl Drop for Open {
         pipe.streams -= 1;
         if pipe.streams == 0 {
             // An idle timer may start now.
-            Pipe::wake(&mut pipe.wire);
+            wake(&mut pipe.wire);
         }
     }
 }
@@ -310,7 +302,7 @@ async fn wire<S>(
                 }
             } else {
                 std::mem::swap(&mut out, &mut state.outbound);
-                Pipe::wake(&mut state.writer);
+                wake(&mut state.writer);
             }
         }
         if !out.is_empty() {
@@ -380,13 +372,13 @@ async fn wire<S>(
                 }
                 let mut state = pipe.borrow_mut();
                 state.inbound.extend_from_slice(&buf[..read]);
-                Pipe::wake(&mut state.reader);
+                wake(&mut state.reader);
             }
             Ok(Woke::Read(_)) => {
                 let mut state = pipe.borrow_mut();
                 state.ended = true;
-                Pipe::wake(&mut state.reader);
-                Pipe::wake(&mut state.session);
+                wake(&mut state.reader);
+                wake(&mut state.session);
             }
             Err(Expired) => {
                 // Idle too long, or the shard drains: GOAWAY, then the
@@ -434,7 +426,7 @@ fn ask_goaway(pipe: &Rc<RefCell<Pipe>>) {
     let mut state = pipe.borrow_mut();
     if !state.goaway {
         state.goaway = true;
-        Pipe::wake(&mut state.session);
+        wake(&mut state.session);
     }
 }
 
@@ -443,7 +435,7 @@ fn fail(pipe: &Rc<RefCell<Pipe>>) {
     let mut state = pipe.borrow_mut();
     state.ended = true;
     state.broken = true;
-    Pipe::wake(&mut state.reader);
-    Pipe::wake(&mut state.writer);
-    Pipe::wake(&mut state.session);
+    wake(&mut state.reader);
+    wake(&mut state.writer);
+    wake(&mut state.session);
 }
