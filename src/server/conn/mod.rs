@@ -454,22 +454,6 @@ impl<S: 'static> Conn<S> {
         self.send_or_continue();
     }
 
-    /// The takeover after a `101`, over `wire`, with the bytes the
-    /// client sent after its request; then the connection ends.
-    async fn take_over(&mut self, wire: Option<Wire<'_, '_>>) {
-        if let (Some(next), Some(wire)) = (self.upgrade.take(), wire) {
-            let early = self.buf[self.start..self.filled].to_vec();
-            (self.start, self.filled) = (0, 0);
-            // The connection is the takeover's now (a WebSocket, a tunnel,
-            // HTTP/2): its HTTP/1.1 buffers go back to the pool meanwhile.
-            self.release();
-            if let Ok(takeover) = next.downcast::<Box<dyn crate::transport::Takeover>>() {
-                takeover.run(wire.io, wire.pool, early).await;
-            }
-        }
-        self.phase = Phase::Closing(Close::Quiet);
-    }
-
     /// For [`LocalService`](super::LocalService): answer `input` as if it
     /// had just been read, with nothing before it.
     pub(crate) fn load(&mut self, input: &[u8]) {
@@ -587,8 +571,20 @@ impl<S: 'static> Protocol for Conn<S> {
         self.phase = Phase::Sending;
     }
 
+    /// The takeover after a `101`, over `wire`, with the bytes the
+    /// client sent after its request; then the connection ends.
     async fn tunnel(&mut self, wire: Option<Wire<'_, '_>>) {
-        self.take_over(wire).await;
+        if let (Some(next), Some(wire)) = (self.upgrade.take(), wire) {
+            let early = self.buf[self.start..self.filled].to_vec();
+            (self.start, self.filled) = (0, 0);
+            // The connection is the takeover's now (a WebSocket, a tunnel,
+            // HTTP/2): its HTTP/1.1 buffers go back to the pool meanwhile.
+            self.release();
+            if let Ok(takeover) = next.downcast::<Box<dyn crate::transport::Takeover>>() {
+                takeover.run(wire.io, wire.pool, early).await;
+            }
+        }
+        self.phase = Phase::Closing(Close::Quiet);
     }
 
     fn output(&mut self) -> &mut Vec<u8> {
