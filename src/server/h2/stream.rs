@@ -101,6 +101,18 @@ struct Incoming {
     chunked: bool,
 }
 
+impl Incoming {
+    /// The next DATA frame's payload, its window given back; `None` at
+    /// the end of the body.
+    async fn piece(&mut self) -> Option<io::Result<Bytes>> {
+        let piece = self.stream.data().await?.map_err(io::Error::other);
+        if let Ok(piece) = &piece {
+            let _ = self.stream.flow_control().release_capacity(piece.len());
+        }
+        Some(piece)
+    }
+}
+
 /// The stream as the connection loop's transport: reads give the request
 /// body, writes send the response.
 struct StreamIo {
@@ -125,9 +137,8 @@ impl StreamIo {
         };
         self.staged.clear();
         self.at = 0;
-        match body.stream.data().await {
+        match body.piece().await {
             Some(Ok(piece)) => {
-                let _ = body.stream.flow_control().release_capacity(piece.len());
                 if body.chunked {
                     if piece.is_empty() {
                         return Ok(true);
@@ -141,7 +152,7 @@ impl StreamIo {
                 }
                 Ok(true)
             }
-            Some(Err(error)) => Err(io::Error::other(error)),
+            Some(Err(error)) => Err(error),
             None => {
                 if body.chunked {
                     let trailers = body.stream.trailers().await.map_err(io::Error::other)?;
@@ -203,17 +214,11 @@ impl Io for StreamIo {
         let Some(body) = &mut self.body else {
             return Ok(0);
         };
-        match body.stream.data().await {
-            Some(Ok(piece)) => {
-                let _ = body.stream.flow_control().release_capacity(piece.len());
-                Ok(piece.len().max(1))
-            }
-            Some(Err(error)) => Err(io::Error::other(error)),
-            None => {
-                self.body = None;
-                Ok(0)
-            }
+        if let Some(piece) = body.piece().await {
+            return piece.map(|piece| piece.len().max(1));
         }
+        self.body = None;
+        Ok(0)
     }
 
     async fn shutdown(&mut self, _: &BufferPool) {
