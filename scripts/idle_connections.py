@@ -61,13 +61,16 @@ def rss_kib(pids):
     return total
 
 
-def read_reply(s):
-    reply = b""
-    while not reply.endswith(b"Hello, World!"):
+def read_until(s, end):
+    """What the server sends until it ends with `end` (it sends nothing
+    after that until asked)."""
+    got = b""
+    while not got.endswith(end):
         chunk = s.recv(4096)
         if not chunk:
             raise SystemExit("server closed a connection")
-        reply += chunk
+        got += chunk
+    return got
 
 
 def connect(port, context):
@@ -87,16 +90,11 @@ def ask(s, h2):
 
 def answer(s, h2):
     if WS_PATH:
-        head = b""
-        while not head.endswith(b"\r\n\r\n"):
-            byte = s.recv(1)
-            if not byte:
-                raise SystemExit("server closed a connection")
-            head += byte
+        head = read_until(s, b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
             raise SystemExit("no 101: " + head.decode(errors="replace"))
         return
-    read_reply(s)
+    read_until(s, b"Hello, World!")
     if h2:
         s.sendall(H2_SETTINGS_ACK)
 
