@@ -51,12 +51,15 @@ impl RouteLabel {
     }
 }
 
+/// Status classes counted per protocol (1xx to 5xx).
+const CLASSES: usize = 5;
+
 /// One shard's request metrics.
 #[derive(Debug)]
 pub(crate) struct ShardMetrics {
     /// Per route slot, per protocol (HTTP/1.x, then HTTP/2) and status
     /// class (1xx to 5xx).
-    requests: Box<[[Cell<u64>; 10]]>,
+    requests: Box<[[Cell<u64>; 2 * CLASSES]]>,
     /// Per bucket (not cumulative), the last one past every bound.
     latency: [Cell<u64>; BUCKETS_US.len() + 1],
     latency_sum_ns: Cell<u64>,
@@ -87,7 +90,8 @@ impl ShardMetrics {
     /// Counts a request to route `slot`, over HTTP/2 or not, answered
     /// with `status`.
     pub(crate) fn request(&self, slot: usize, http2: bool, status: Status) {
-        let class = usize::from(http2) * 5 + usize::from(status.code() / 100).clamp(1, 5) - 1;
+        let class =
+            usize::from(http2) * CLASSES + usize::from(status.code() / 100).clamp(1, CLASSES) - 1;
         if let Some(classes) = self.requests.get(slot) {
             bump(&classes[class], 1);
         }
@@ -167,7 +171,7 @@ fn bump(cell: &Cell<u64>, by: u64) {
 /// One shard's counts at one moment, sent to whoever scrapes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Snapshot {
-    pub(crate) requests: Vec<[u64; 10]>,
+    pub(crate) requests: Vec<[u64; 2 * CLASSES]>,
     pub(crate) latency: Vec<u64>,
     pub(crate) latency_sum_ns: u64,
     pub(crate) accepted: u64,
@@ -383,13 +387,13 @@ fn render_requests(out: &mut String, routes: &[RouteLabel], answered: &[(usize, 
     for &(shard, snap) in answered {
         for (label, classes) in routes.iter().zip(&snap.requests) {
             for (at, &count) in classes.iter().enumerate().filter(|(_, c)| **c > 0) {
-                let protocol = if at < 5 { "HTTP/1.1" } else { "HTTP/2" };
+                let protocol = if at < CLASSES { "HTTP/1.1" } else { "HTTP/2" };
                 let _ = writeln!(
                     out,
                     "percore_requests_total{{shard=\"{shard}\",method=\"{}\",route=\"{}\",protocol=\"{protocol}\",code=\"{}xx\"}} {count}",
                     label.method,
                     escape(&label.route),
-                    at % 5 + 1
+                    at % CLASSES + 1
                 );
             }
         }
