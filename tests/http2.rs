@@ -1,6 +1,7 @@
 //! HTTP/2 through real clients: curl (h2 by ALPN over TLS, and h2c with
-//! prior knowledge), h2load (many streams on few connections), and the
-//! known attacks sent frame by frame by a Python script
+//! prior knowledge), h2load (many streams on few connections), Python's
+//! `h2` library for request bodies on cue (`tests/support/h2_client.py`),
+//! and the known attacks sent frame by frame by a Python script
 //! (`tests/support/h2_attacks.py`), each while another client is served.
 
 mod support;
