@@ -386,6 +386,63 @@ fn a_file_truncated_while_sent_reaches_the_client_cut_off() {
     }
 }
 
+/// Bytes of `path` in the page cache, as `fincore` (util-linux) counts.
+fn resident_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore runs");
+    assert!(out.status.success(), "fincore: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn a_file_out_of_the_page_cache_is_sent_intact_and_then_from_the_cache() {
+    // Pages in the page cache are sent by `sendfile` on the shard's
+    // thread; pages that are not are spliced through the ring (its worker
+    // threads wait for the disk, never the shard). Both, and a range of
+    // each, give the file's own bytes.
+    let tree = Tree::new();
+    let path = tree.root().join("cold.bin");
+    let bytes = pattern(3 << 20);
+    std::fs::write(&path, &bytes).unwrap();
+    // Written back, so the pages can be dropped.
+    std::fs::File::open(&path).unwrap().sync_all().unwrap();
+    let server = serve(&with_route(static_route("/s/", alias(&tree))));
+    let addr = support::addr(&server);
+    let range = (1 << 20) + 7..(2 << 20) + 11;
+    let range_field = format!("bytes={}-{}", range.start, range.end - 1);
+    for cold in [true, false] {
+        if cold {
+            // GNU dd's `nocache` with no blocks: POSIX_FADV_DONTNEED over
+            // the whole file.
+            let dropped = std::process::Command::new("dd")
+                .arg(format!("if={}", path.display()))
+                .args(["iflag=nocache", "count=0", "status=none"])
+                .status()
+                .unwrap();
+            assert!(dropped.success());
+            assert_eq!(resident_bytes(&path), 0, "the file left the page cache");
+        }
+        let whole = get(addr, "/s/cold.bin", &[]);
+        assert_eq!(whole.status, 200);
+        assert!(whole.body == bytes, "cold {cold}: the whole file differs");
+        let part = get(addr, "/s/cold.bin", &[("Range", &range_field)]);
+        assert_eq!(part.status, 206);
+        assert!(
+            part.body == bytes[range.clone()],
+            "cold {cold}: the range differs"
+        );
+    }
+    assert_eq!(
+        resident_bytes(&path),
+        3 << 20,
+        "sending read the file into the cache"
+    );
+    server.stop().unwrap();
+}
+
 #[test]
 fn methods_other_than_get_and_head_are_refused() {
     let tree = Tree::new();

@@ -33,8 +33,9 @@ pub(crate) enum Step {
     Work { limit: Option<Duration> },
     /// Send [`Protocol::output`] within `limit`.
     Send { limit: Option<Duration> },
-    /// Send the next part of [`Protocol::file_part`] straight from the
-    /// file (the transport splices) within `limit`.
+    /// Send what [`Protocol::output`] holds (a response head, or
+    /// nothing), then the next part of [`Protocol::file_part`] straight
+    /// from the file (the transport splices), within `limit`.
     SendFile { limit: Option<Duration> },
     /// Hand the connection to [`Protocol::tunnel`] (after a `101`), with
     /// no limit: it runs until the connection should end.
@@ -116,7 +117,8 @@ pub(crate) trait Protocol {
     /// The takeover of a [`Step::Tunnel`], over `wire` (without one, it
     /// only ends the connection).
     fn tunnel(&mut self, wire: Option<Wire<'_, '_>>) -> impl Future<Output = ()>;
-    /// The bytes a [`Step::Send`] sends; the loop leaves it empty.
+    /// The bytes a [`Step::Send`] (or the start of a [`Step::SendFile`])
+    /// sends; the loop leaves it empty.
     fn output(&mut self) -> &mut Vec<u8>;
     /// The outcome of a [`Step::Send`].
     fn sent(&mut self, outcome: Sent);
@@ -280,12 +282,13 @@ pub(crate) async fn drive<P: Protocol, T: Io>(
                 watch.arm(Timer::Working, limit);
                 // Boxed: the splice future is bigger than the rest of the
                 // connection's, and every idle connection would carry it.
-                let splice = Box::pin(io.send_file(&file, offset, len));
+                let splice = Box::pin(io.send_file(protocol.output(), &file, offset, len));
                 let outcome = match watch.guard(Timer::Working, splice).await {
                     Ok(Ok(sent)) => Ok(sent),
                     Ok(Err(_)) => Err(Sent::Failed),
                     Err(Expired) => Err(Sent::Expired),
                 };
+                protocol.output().clear();
                 watch.disarm(Timer::Working);
                 protocol.file_sent(outcome);
             }

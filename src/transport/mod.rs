@@ -150,15 +150,18 @@ pub(crate) trait Io {
         false
     }
 
-    /// Sends up to `len` bytes of `file` from `offset` straight from the
-    /// page cache; returns how many (0: the file ended).
+    /// Sends all of `head` (a response head; may be empty), then up to
+    /// `len` bytes of `file` from `offset` straight from the page cache,
+    /// in as few segments as they fit; returns how many of the file's
+    /// (0: the file ended).
     fn send_file(
         &mut self,
+        head: &[u8],
         file: &std::rc::Rc<std::os::fd::OwnedFd>,
         offset: u64,
         len: usize,
     ) -> impl Future<Output = io::Result<usize>> {
-        let _ = (file, offset, len);
+        let _ = (head, file, offset, len);
         std::future::ready(Err(io::ErrorKind::Unsupported.into()))
     }
 }
@@ -174,12 +177,15 @@ impl Io for Transport {
 
     async fn send_file(
         &mut self,
+        head: &[u8],
         file: &std::rc::Rc<std::os::fd::OwnedFd>,
         offset: u64,
         len: usize,
     ) -> io::Result<usize> {
         match self {
-            Self::Plain(Plain::Ring(connection)) => connection.send_file(file, offset, len).await,
+            Self::Plain(Plain::Ring(connection)) => {
+                connection.send_file(head, file, offset, len).await
+            }
             _ => Err(io::ErrorKind::Unsupported.into()),
         }
     }

@@ -256,6 +256,111 @@ pub(crate) async fn splice_to(
     Ok(moved)
 }
 
+/// cachestat(2)'s number: the same on every architecture, as for all
+/// system calls from 424 on (`libc` has no constant for x86-64 yet).
+const SYS_CACHESTAT: libc::c_long = 451;
+
+/// The kernel's `struct cachestat_range` and `struct cachestat`
+/// (cachestat(2), Linux 6.5), with the kernel's field names.
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+#[allow(clippy::struct_field_names, reason = "the kernel's names")]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// Whether every page of `len` bytes of `file` from `offset` is in the
+/// page cache, so copying them never waits for the disk. False when the
+/// kernel cannot tell (before Linux 6.5, or a seccomp filter refuses
+/// `cachestat`).
+pub(crate) fn resident(file: RawFd, offset: u64, len: usize) -> bool {
+    const PAGE: u64 = 4096;
+    if len == 0 {
+        return true;
+    }
+    let range = CachestatRange {
+        off: offset,
+        len: len as u64,
+    };
+    let mut stat = Cachestat::default();
+    // SAFETY: both structs are the kernel's layout, passed by pointer; the
+    // kernel writes only into `stat`.
+    let result =
+        unsafe { libc::syscall(SYS_CACHESTAT, file, &raw const range, &raw mut stat, 0u32) };
+    let pages = (offset + len as u64).div_ceil(PAGE) - offset / PAGE;
+    // Pages are counted in the kernel's page size; on a kernel with larger
+    // pages the count is smaller and the file is taken as not resident.
+    result == 0 && stat.nr_cache >= pages
+}
+
+/// One `send(2)` of `bytes` on `socket` without waiting, telling the
+/// kernel more follows (`MSG_MORE`: it holds a short piece back for the
+/// next send's bytes). `WouldBlock` when the socket has no room.
+pub(crate) fn send_more_now(socket: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: the kernel reads `bytes.len()` bytes from the slice.
+    let sent = unsafe {
+        libc::send(
+            socket,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_MORE | libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent.unsigned_abs())
+}
+
+/// The file status flags of `fd` (`F_GETFL`).
+pub(crate) fn status_flags(fd: RawFd) -> io::Result<i32> {
+    // SAFETY: a plain `fcntl` on a descriptor the caller holds open.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flags)
+}
+
+/// One `sendfile(2)` of up to `len` bytes of `file` from `offset` to
+/// `socket`, whose status flags are `flags`, made on the calling thread
+/// without waiting: the socket is non-blocking for the call only (the
+/// ring's operations on it expect a blocking one). `WouldBlock` when the
+/// socket has no room.
+pub(crate) fn sendfile_now(
+    socket: RawFd,
+    flags: i32,
+    file: RawFd,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    // SAFETY: a plain `fcntl` on a descriptor the caller holds open.
+    if unsafe { libc::fcntl(socket, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut position = libc::off_t::try_from(offset).unwrap_or(libc::off_t::MAX);
+    // SAFETY: both descriptors are open; the kernel writes the new offset
+    // into `position`.
+    let sent = unsafe { libc::sendfile(socket, file, &raw mut position, len) };
+    let error = io::Error::last_os_error();
+    // SAFETY: as above: the flags the socket had.
+    unsafe { libc::fcntl(socket, libc::F_SETFL, flags) };
+    if sent < 0 {
+        return Err(error);
+    }
+    Ok(sent.unsigned_abs())
+}
+
 /// The same operations as blocking system calls, for a thread with no
 /// ring (an app served in-process by `LocalService` or the test client).
 pub(crate) mod blocking {

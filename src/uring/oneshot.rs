@@ -179,6 +179,20 @@ pub(super) async unsafe fn with_bytes(
     (io_result(result), buffer)
 }
 
+/// Waits until `fd` can take more bytes (an `IORING_OP_POLL_ADD` for
+/// `POLLOUT`; an error or hang-up ends the wait too).
+pub(super) async fn writable(ring: &Rc<Ring>, fd: RawFd) -> io::Result<()> {
+    // SAFETY: the entry carries a descriptor only, which the caller keeps
+    // open until the wait ends.
+    let op = unsafe {
+        ring.start(Held::Nothing, false, |_| {
+            opcode::PollAdd::new(types::Fd(fd), libc::POLLOUT as u32).build()
+        })
+    };
+    let (result, _) = op.await;
+    io_result(result).map(drop)
+}
+
 #[allow(dead_code, reason = "tested in uring::tests; timers use glommio's")]
 /// Waits `duration` on the ring (an `IORING_OP_TIMEOUT`).
 pub(crate) async fn sleep(ring: &Rc<Ring>, duration: Duration) {

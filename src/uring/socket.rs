@@ -73,6 +73,10 @@ impl Drop for Acceptor {
     }
 }
 
+/// Most bytes one `sendfile` is asked for: what the page-cache check
+/// covers at once.
+const SENDFILE_BYTES: usize = 1 << 20;
+
 /// A connected socket served through the ring.
 pub(crate) struct Connection {
     ring: Rc<Ring>,
@@ -81,6 +85,8 @@ pub(crate) struct Connection {
     /// The pipe file bytes are spliced through to the socket, made on the
     /// first file sent: (read end, write end).
     pipe: Option<[Rc<OwnedFd>; 2]>,
+    /// The socket's file status flags, read on the first `sendfile`.
+    flags: Option<i32>,
 }
 
 /// Received bytes, lent from the provided-buffer ring until dropped.
@@ -118,6 +124,7 @@ impl Connection {
             key,
             fd: Some(fd),
             pipe: None,
+            flags: None,
         }
     }
 
@@ -192,17 +199,64 @@ impl Connection {
         )
     }
 
-    /// Sends up to `len` bytes of `file` from `offset` with no copy
-    /// through user memory (nginx's `sendfile`): spliced from the file
-    /// into the connection's pipe, then from the pipe into the socket,
-    /// all of it before this returns. Returns how many (0: the file ended
-    /// first).
+    /// Sends all of `head`, then up to `len` bytes of `file` from `offset`
+    /// with no copy through user memory (nginx's `sendfile`), all of it
+    /// before this returns. Returns how many of the file's (0: the file
+    /// ended first).
+    ///
+    /// When those pages are all in the page cache, both are system calls
+    /// on the shard's own thread: the head with `MSG_MORE` (so it leaves
+    /// in the file's first segment, as nginx's `tcp_nopush` does), then
+    /// one `sendfile`. Otherwise the head is sent through the ring and the
+    /// file spliced into the connection's pipe and from there into the
+    /// socket, so a read from the disk never stalls the shard.
     pub(crate) async fn send_file(
         &mut self,
+        head: &[u8],
         file: &Rc<OwnedFd>,
         offset: u64,
         len: usize,
     ) -> io::Result<usize> {
+        let socket = self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        let len = len.min(SENDFILE_BYTES);
+        let resident = super::file::resident(file.as_raw_fd(), offset, len);
+        let mut sent = 0;
+        while sent < head.len() {
+            if resident {
+                match super::file::send_more_now(socket, &head[sent..]) {
+                    Ok(n) => {
+                        sent += n;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            let (result, _) =
+                super::oneshot::send(&self.ring, socket, head[sent..].to_vec(), 0).await;
+            match result? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => sent += n,
+            }
+        }
+        if resident {
+            // The ring's splice is always handed to a kernel worker thread
+            // (two thread switches per piece); `sendfile` is not.
+            let flags = match self.flags {
+                Some(flags) => flags,
+                None => *self.flags.insert(super::file::status_flags(socket)?),
+            };
+            loop {
+                match super::file::sendfile_now(socket, flags, file.as_raw_fd(), offset, len) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        super::oneshot::writable(&self.ring, socket).await?;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    result => return result,
+                }
+            }
+        }
         let pipe = if let Some(pipe) = &self.pipe {
             pipe.clone()
         } else {
@@ -210,7 +264,6 @@ impl Connection {
             self.pipe = Some(pipe.clone());
             pipe
         };
-        let socket = self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
         let result = super::file::splice_to(&self.ring, file, offset, &pipe, socket, len).await;
         if result.is_err() {
             // Bytes may be left in the pipe: never send them later.

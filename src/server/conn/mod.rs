@@ -495,8 +495,11 @@ impl<S: 'static> Protocol for Conn<S> {
                 limit: self.rules().request,
             },
             // A file body goes straight from the file, each part's send
-            // timed as a send.
-            Phase::Streaming if self.stream.as_ref().is_some_and(|s| s.file.is_some()) => {
+            // timed as a send; the head goes with the first part, so the
+            // two leave in the same segments.
+            Phase::Sending | Phase::Streaming
+                if self.stream.as_ref().is_some_and(|s| s.file.is_some()) =>
+            {
                 Step::SendFile {
                     limit: self.rules().send,
                 }
@@ -625,6 +628,8 @@ impl<S: 'static> Protocol for Conn<S> {
             // the client sees the body cut off.
             Ok(0) | Err(Sent::Failed | Sent::Done) => self.phase = Phase::Closing(Close::Quiet),
             Ok(sent) => {
+                // The head, if it was waiting, went first.
+                self.phase = Phase::Streaming;
                 if let (Some(source), StreamFraming::Length(left)) =
                     (&mut stream.file, &mut stream.framing)
                 {
