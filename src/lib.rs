@@ -135,8 +135,8 @@
 //! |---|---|---|
 //! | `uring/mod.rs` | 19 | the start-up probe's no-op, ring setup (buffer registration, eventfd), `Inner::push` (an `unsafe fn`: callers argue every address in an entry points into what the operation's record holds, valid until its last completion) and its call sites, dropping the `ManuallyDrop` ring and buffers once, `borrow_fd` |
 //! | `uring/buffers.rs` | 8 | the provided-buffer ring: allocation with checked non-zero sizes, entries written through raw pointers (the kernel reads them), the tail as an atomic, lent buffer bytes |
-//! | `uring/oneshot.rs` | 8 | `Ring::start` (an `unsafe fn`: the entry may point only into its `Held`), `with_bytes` (the same for an op on one buffer: send, read) and the send, timeout and connect built on them; adopting an unread open's descriptor |
-//! | `uring/file.rs` | 16 | open, stat, read and splice through `Ring::start`; zeroed `statx` buffers; adopting opened descriptors and a new pipe's ends; the blocking fallbacks' `openat2`, `statx` and `pread` into a buffer's spare capacity |
+//! | `uring/oneshot.rs` | 9 | `Ring::start` (an `unsafe fn`: the entry may point only into its `Held`), `with_bytes` (the same for an op on one buffer: send, read) and the send, timeout, connect and writable poll built on them; adopting an unread open's descriptor |
+//! | `uring/file.rs` | 22 | open, stat, read and splice through `Ring::start`; zeroed `statx` buffers; adopting opened descriptors and a new pipe's ends; the blocking fallbacks' `openat2`, `statx` and `pread` into a buffer's spare capacity; `cachestat`, and the `send`, `fcntl` and `sendfile` calls a cached file part goes out with |
 //! | `uring/socket.rs` | 5 | adopting accepted descriptors, received bytes lent from the buffer ring, the close pushed at drop |
 //! | `uring/op.rs` | 1 | closing a descriptor an abandoned accept or open returned |
 //! | `route/pooled.rs` | 4 | a future placed in a pooled block (a connection's work, a middleware layer's future, type-erased): written, pinned, dropped in place once |
