@@ -9,16 +9,32 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpStream, UnixStream};
 
 use super::error::{ClientError, ErrorKind};
+use crate::transport::LazyTimer;
 
 /// The byte stream under one connection.
 pub(crate) enum Stream {
     /// Plain TCP on the shard's own ring (multishot receive into its
     /// provided buffers, sends as ring operations): the path of a shard
     /// serving with `io = "uring"`.
-    Ring(Box<crate::uring::RingStream>),
+    Ring(Box<OnRing>),
     Tcp(TcpStream),
     Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
     Unix(UnixStream),
+}
+
+/// A stream on the ring and the timer its reads and writes share.
+pub(crate) struct OnRing {
+    stream: crate::uring::RingStream,
+    timer: LazyTimer,
+}
+
+impl OnRing {
+    fn new(stream: crate::uring::RingStream) -> Box<Self> {
+        Box::new(Self {
+            stream,
+            timer: LazyTimer::default(),
+        })
+    }
 }
 
 impl std::fmt::Debug for Stream {
@@ -71,6 +87,27 @@ async fn first_answer<T, F: std::future::Future<Output = std::io::Result<T>>>(
     Err(connect_error(last, origin))
 }
 
+/// As [`within`], with `timer` (kept from one operation to the next)
+/// instead of a timer per operation, and none at all for work that is
+/// ready at once.
+async fn within_lazy<T>(
+    timer: &mut LazyTimer,
+    limit: Duration,
+    work: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    let deadline = Instant::now() + limit;
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(done) = work.as_mut().poll(cx) {
+            return std::task::Poll::Ready(done);
+        }
+        timer
+            .poll_passed(deadline, cx)
+            .map(|()| Err(std::io::ErrorKind::TimedOut.into()))
+    })
+    .await
+}
+
 /// Waits for `work` at most `limit`: a timeout is `TimedOut`.
 async fn within<T>(
     limit: Duration,
@@ -96,7 +133,7 @@ impl Stream {
             crate::uring::connect_stream(ring, addr, left)
         })
         .await?;
-        Ok(Self::Ring(Box::new(stream)))
+        Ok(Self::Ring(OnRing::new(stream)))
     }
 
     /// Connects to the first of `addrs` that answers, within `timeout` in
@@ -148,7 +185,7 @@ impl Stream {
             // On the shard's ring, like TCP: and an idle one can tell it
             // was closed.
             return match crate::uring::connect_unix_stream(&ring, path, timeout).await {
-                Ok(stream) => Ok(Self::Ring(Box::new(stream))),
+                Ok(stream) => Ok(Self::Ring(OnRing::new(stream))),
                 Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                     Err(ClientError::new(ErrorKind::Timeout, origin, "connect"))
                 }
@@ -194,7 +231,7 @@ impl Stream {
         socket: Duration,
     ) -> std::io::Result<usize> {
         match self {
-            Self::Ring(s) => within(limit, s.read(buf)).await,
+            Self::Ring(s) => within_lazy(&mut s.timer, limit, s.stream.read(buf)).await,
             Self::Tcp(s) if limit >= socket => s.read(buf).await,
             Self::Tls(s) if limit >= socket => s.read(buf).await,
             Self::Tcp(s) => within(limit, s.read(buf)).await,
@@ -213,9 +250,10 @@ impl Stream {
     ) -> std::io::Result<()> {
         match self {
             Self::Ring(s) => {
-                within(limit, async {
-                    s.write_all(bytes).await?;
-                    s.flush().await
+                let OnRing { stream, timer } = &mut **s;
+                within_lazy(timer, limit, async {
+                    stream.write_all(bytes).await?;
+                    stream.flush().await
                 })
                 .await
             }
@@ -244,7 +282,7 @@ impl Stream {
         use std::os::fd::AsRawFd;
         let fd = match self {
             // Its receive is always armed: whatever the peer did is news.
-            Self::Ring(s) => return s.has_news(),
+            Self::Ring(s) => return s.stream.has_news(),
             Self::Tcp(s) => s.as_raw_fd(),
             Self::Tls(s) => s.get_ref().0.as_raw_fd(),
             // glommio's Unix stream does not lend its descriptor: a stale

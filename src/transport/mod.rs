@@ -312,6 +312,49 @@ fn grow(buf: &mut Vec<u8>, needed: usize, max: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Wakes a task once a deadline passes, for deadlines that move later far
+/// more often than they pass (a read timeout restarted by every read, an
+/// idle ping): the glommio timer behind it goes into the reactor's table
+/// only when none is there, when the one there would fire after the
+/// deadline (it moved nearer), or when another task waits now. A polled
+/// glommio timer is taken out of the table and put back on every poll,
+/// and a new one on every operation is an allocation too; this one is
+/// set again only when a timer that fired before the deadline (it moved
+/// later) woke the task once for nothing.
+#[derive(Default)]
+pub(crate) struct LazyTimer {
+    /// The timer in the table, the deadline it is for, and whom it wakes.
+    registered: Option<(glommio::timer::Timer, std::time::Instant, std::task::Waker)>,
+}
+
+impl LazyTimer {
+    /// Ready once `deadline` has passed.
+    pub(crate) fn poll_passed(
+        &mut self,
+        deadline: std::time::Instant,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            self.registered = None;
+            return Poll::Ready(());
+        }
+        let holds = self.registered.as_ref().is_some_and(|(_, at, waker)| {
+            *at <= deadline && *at > now && waker.will_wake(cx.waker())
+        });
+        if !holds {
+            let mut timer = glommio::timer::Timer::new(deadline - now);
+            if std::pin::Pin::new(&mut timer).poll(cx).is_ready() {
+                self.registered = None;
+                return Poll::Ready(());
+            }
+            self.registered = Some((timer, deadline, cx.waker().clone()));
+        }
+        Poll::Pending
+    }
+}
+
 /// Wakes the task waiting in `slot`, if one is (a takeover's halves wake
 /// each other through such slots).
 pub(crate) fn wake(slot: &mut Option<std::task::Waker>) {
@@ -373,5 +416,40 @@ impl<T: Io> BodyIo for T {
         pool: &'a BufferPool,
     ) -> std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + 'a>> {
         Box::pin(self.write_all(out, pool))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LazyTimer;
+    use std::future::poll_fn;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_lazy_timer_wakes_at_the_nearest_deadline_and_never_before_one() {
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(64 * 1024)
+            .make()
+            .expect("a glommio executor");
+        executor.run(async {
+            let mut timer = LazyTimer::default();
+            // A far deadline registers a timer; a nearer one must not wait
+            // for it.
+            let far = Instant::now() + Duration::from_mins(1);
+            let first = futures_lite::future::poll_once(poll_fn(|cx| timer.poll_passed(far, cx)));
+            assert!(first.await.is_none());
+            let near = Instant::now() + Duration::from_millis(30);
+            poll_fn(|cx| timer.poll_passed(near, cx)).await;
+            let woke = Instant::now();
+            assert!(woke >= near && woke < far, "woke at the near deadline");
+            // A deadline moved later after its timer was set: the early
+            // timer's wake is not taken for the deadline.
+            let early = Instant::now() + Duration::from_millis(10);
+            let set = futures_lite::future::poll_once(poll_fn(|cx| timer.poll_passed(early, cx)));
+            assert!(set.await.is_none());
+            let later = Instant::now() + Duration::from_millis(80);
+            poll_fn(|cx| timer.poll_passed(later, cx)).await;
+            assert!(Instant::now() >= later, "not before the moved deadline");
+        });
     }
 }

@@ -40,7 +40,7 @@ use crate::http::response::{HttpError, IntoResponse};
 use crate::http::status::Status;
 use crate::http::write::ResponseWriter;
 use crate::route::extract::FromRequest;
-use crate::transport::{BodyIo, BufferPool, Takeover, wake};
+use crate::transport::{BodyIo, BufferPool, LazyTimer, Takeover, wake};
 
 mod broadcast;
 pub use broadcast::{Broadcast, Subscription};
@@ -667,15 +667,12 @@ async fn wire(
     }
 }
 
-/// A deadline that a turn of the wire checks against the clock alone: the
-/// glommio timer that wakes the task is registered once per deadline, not
-/// on every poll (a polled timer goes into the reactor's table again each
-/// time, and the wire turns once per message batch).
+/// The wire's idle deadline, moved by every read: checked against the
+/// clock on each turn, its timer set again only when it must be.
 struct Quiet {
     limit: Duration,
     deadline: Instant,
-    /// The timer registered, and the deadline it was registered for.
-    timer: Option<(glommio::timer::Timer, Instant)>,
+    timer: LazyTimer,
 }
 
 impl Quiet {
@@ -683,7 +680,7 @@ impl Quiet {
         Self {
             limit,
             deadline: Instant::now() + limit,
-            timer: None,
+            timer: LazyTimer::default(),
         }
     }
 
@@ -702,26 +699,7 @@ impl Quiet {
 
     /// Ready once the deadline has passed.
     fn poll_passed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let now = Instant::now();
-        if now >= self.deadline {
-            self.timer = None;
-            return Poll::Ready(());
-        }
-        // A timer that fires before the deadline wakes the task for
-        // nothing once; one set for later than the deadline (it moved
-        // nearer), or already fired, is set again.
-        let stale = self
-            .timer
-            .as_ref()
-            .is_none_or(|&(_, armed)| armed > self.deadline || armed <= now);
-        if stale {
-            let mut timer = glommio::timer::Timer::new(self.deadline - now);
-            if Pin::new(&mut timer).poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            self.timer = Some((timer, self.deadline));
-        }
-        Poll::Pending
+        self.timer.poll_passed(self.deadline, cx)
     }
 }
 
