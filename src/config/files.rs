@@ -62,7 +62,8 @@ pub struct StaticConfig {
     /// The bytes of kept files, per shard, at most.
     pub cache_bytes: u64,
     /// Files not kept in memory go from the page cache to the socket with
-    /// no copy (spliced on the ring, nginx's `sendfile`) on plain HTTP;
+    /// no copy (`sendfile` when the pages are cached, else spliced on the
+    /// ring) on plain HTTP;
     /// over TLS, and with this off, they are read and sent in chunks.
     pub sendfile: bool,
     /// Files read and sent in chunks go this many bytes at a time, so a
