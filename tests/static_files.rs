@@ -403,13 +403,18 @@ fn a_file_out_of_the_page_cache_is_sent_intact_and_then_from_the_cache() {
     // thread; pages that are not are spliced through the ring (its worker
     // threads wait for the disk, never the shard). Both, and a range of
     // each, give the file's own bytes.
-    let tree = Tree::new();
-    let path = tree.root().join("cold.bin");
+    // Beside the build, not in /tmp: a tmpfs keeps every page resident.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("cold.bin");
     let bytes = pattern(3 << 20);
     std::fs::write(&path, &bytes).unwrap();
     // Written back, so the pages can be dropped.
     std::fs::File::open(&path).unwrap().sync_all().unwrap();
-    let server = serve(&with_route(static_route("/s/", alias(&tree))));
+    let files = StaticConfig {
+        alias: dir.path().to_str().unwrap().to_owned(),
+        ..StaticConfig::default()
+    };
+    let server = serve(&with_route(static_route("/s/", files)));
     let addr = support::addr(&server);
     let range = (1 << 20) + 7..(2 << 20) + 11;
     let range_field = format!("bytes={}-{}", range.start, range.end - 1);
