@@ -221,24 +221,18 @@ impl Connection {
         let len = len.min(SENDFILE_BYTES);
         let resident = super::file::resident(file.as_raw_fd(), offset, len);
         let mut sent = 0;
-        while sent < head.len() {
-            if resident {
-                match super::file::send_more_now(socket, &head[sent..]) {
-                    Ok(n) => {
-                        sent += n;
-                        continue;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
+        while resident && sent < head.len() {
+            match super::file::send_more_now(socket, &head[sent..]) {
+                // No room now (or nothing taken): the ring sends the rest.
+                Ok(0) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            let (result, _) =
-                super::oneshot::send(&self.ring, socket, head[sent..].to_vec(), 0).await;
-            match result? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => sent += n,
-            }
+        }
+        if sent < head.len() {
+            self.send_all(head[sent..].to_vec()).await.0?;
         }
         if resident {
             // The ring's splice is always handed to a kernel worker thread
