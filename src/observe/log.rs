@@ -30,15 +30,43 @@ pub fn init(filter: &str) {
     }
 }
 
-/// `filter`, with rustls held to errors unless it names rustls itself:
-/// rustls warns once per connection about some client quirks (an IP
-/// address sent as SNI, as wrk does), which would let any client flood the
-/// log and cost every handshake a formatted line.
+/// `filter`, with rustls and h2 held to errors unless it names them
+/// itself: rustls warns once per connection about some client quirks (an
+/// IP address sent as SNI, as wrk does), and h2 once per frame about
+/// others (a PING ACK for a PING never sent), which would let any client
+/// flood the log and cost the server a formatted line each.
 fn quiet_libraries(filter: &str) -> String {
-    if filter.contains("rustls") {
-        filter.to_owned()
-    } else {
-        format!("{filter},rustls=error")
+    let mut out = filter.to_owned();
+    for library in ["rustls", "h2"] {
+        let named = out
+            .split(',')
+            .any(|d| d.split(['=', ':', '[']).next() == Some(library));
+        if !named {
+            out.push(',');
+            out.push_str(library);
+            out.push_str("=error");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn libraries_are_quiet_unless_named() {
+        assert_eq!(super::quiet_libraries("info"), "info,rustls=error,h2=error");
+        assert_eq!(
+            super::quiet_libraries("h2=debug,info"),
+            "h2=debug,info,rustls=error"
+        );
+        assert_eq!(
+            super::quiet_libraries("rustls=warn"),
+            "rustls=warn,h2=error"
+        );
+        assert_eq!(
+            super::quiet_libraries("h2load=info"),
+            "h2load=info,rustls=error,h2=error"
+        );
     }
 }
 
