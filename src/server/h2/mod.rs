@@ -19,6 +19,7 @@
 //! once on a protocol error, the peer's close or a failed send.
 
 mod guard;
+mod hpack;
 mod stream;
 
 use std::cell::RefCell;
@@ -172,13 +173,20 @@ pub(crate) async fn serve<S: 'static>(
     watch: &Registered<'_>,
     early: Vec<u8>,
 ) {
-    let mut guard = guard::Guard::new();
-    guard.admit(&early);
+    let settings = shard.settings();
+    let mut guard = guard::Guard::new(&settings.http2);
+    if let Err(code) = guard.admit(&early) {
+        // Wrong from the first bytes: this side's (empty) SETTINGS, which
+        // must come first, then the GOAWAY.
+        let mut out = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+        out.extend(guard.goaway(code));
+        refuse(shard, io, pool, watch, code, out).await;
+        return;
+    }
     let pipe = Rc::new(RefCell::new(Pipe {
         inbound: early,
         ..Pipe::default()
     }));
-    let settings = shard.settings();
     let budget = settings.rules.keepalive_requests;
     let session = session(shard, origin, (&settings.http2, budget), &pipe);
     let wire = wire(shard, (io, pool), watch, &pipe, guard);
@@ -358,16 +366,11 @@ async fn wire<S>(
         match woke {
             Ok(Woke::Output) => {}
             Ok(Woke::Read(Ok(read))) if read > 0 => {
-                if !guard.admit(&buf[..read]) {
-                    // A flood of cheap frames: GOAWAY ENHANCE_YOUR_CALM.
-                    shard.metrics.http2_error();
-                    tracing::debug!(shard = shard.index, "HTTP/2 frame flood; connection ended");
+                if let Err(code) = guard.admit(&buf[..read]) {
+                    // A flood of cheap frames (ENHANCE_YOUR_CALM), or an
+                    // error `h2` would name otherwise: GOAWAY, then close.
                     fail(pipe);
-                    let mut goaway = guard.goaway();
-                    watch.arm(Timer::Working, rules.send);
-                    let _ = watch
-                        .guard(Timer::Working, io.write_now(&mut goaway, pool))
-                        .await;
+                    refuse(shard, io, pool, watch, code, guard.goaway(code)).await;
                     return;
                 }
                 let mut state = pipe.borrow_mut();
@@ -395,6 +398,32 @@ async fn wire<S>(
             }
         }
     }
+}
+
+/// Ends a connection the frame screen refused: `out` (its GOAWAY) is sent
+/// within the send timeout, and the connection closes.
+async fn refuse<S>(
+    shard: &ShardContext<S>,
+    io: &mut dyn BodyIo,
+    pool: &BufferPool,
+    watch: &Registered<'_>,
+    code: u32,
+    mut out: Vec<u8>,
+) {
+    shard.metrics.http2_error();
+    if code == guard::ENHANCE_YOUR_CALM {
+        tracing::debug!(shard = shard.index, "HTTP/2 frame flood; connection ended");
+    } else {
+        tracing::debug!(
+            shard = shard.index,
+            code,
+            "HTTP/2 protocol error; connection ended"
+        );
+    }
+    watch.arm(Timer::Working, shard.settings().rules.send);
+    let _ = watch
+        .guard(Timer::Working, io.write_now(&mut out, pool))
+        .await;
 }
 
 /// Frees the pipe's buffers when they are empty.
