@@ -28,7 +28,7 @@ END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0, 1, 2, 3
 STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 5, 6, 7, 8, 9
 HEADER_TABLE_SIZE, ENABLE_PUSH, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE = range(1, 7)
-WAIT = 3.0
+WAIT = 10.0
 
 TLS = False
 LENIENT = False
@@ -926,6 +926,52 @@ def _(port):
     c = Conn(port)
     c.send(c.post(1), frame(DATA, 0, 1, b"test"), frame(CONTINUATION, END_HEADERS, 1, c.encoder.encode([("x", "v")])))
     connection_error(c, PROTOCOL_ERROR)
+
+
+@case("7/1 GOAWAY with an unknown error code")
+def _(port):
+    c = Conn(port)
+    c.send(frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0xFF)), frame(PING, 0, 0, b"conform!"))
+    # The PING answered, or the connection ended as after any GOAWAY from
+    # a client (no special behaviour either way).
+    while True:
+        got = c.next()
+        if got == "closed":
+            return
+        if got == "timeout":
+            raise Failed("neither the PING answered nor the connection closed")
+        kind, flags, _, payload = got
+        if kind == PING and flags & ACK:
+            return
+        if kind == GOAWAY and error_code(payload[4:8]) != NO_ERROR:
+            raise Failed("GOAWAY %d" % error_code(payload[4:8]))
+
+
+@case("7/2 RST_STREAM with an unknown error code")
+def _(port):
+    c = Conn(port)
+    c.send(c.post(1), frame(RST_STREAM, 0, 1, struct.pack(">I", 0xFF)))
+    alive(c)
+
+
+@case("5.1/14 half-closed (remote): PRIORITY, WINDOW_UPDATE and RST_STREAM allowed")
+def _(port):
+    c = Conn(port, client_settings=settings((INITIAL_WINDOW_SIZE, 1)))
+    c.send(
+        c.get(1),
+        frame(PRIORITY, 0, 1, struct.pack(">IB", 0, 15)),
+        frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)),
+        frame(RST_STREAM, 0, 1, struct.pack(">I", CANCEL)),
+    )
+    alive(c)
+
+
+@case("5.1/15 closed: PRIORITY allowed")
+def _(port):
+    c = Conn(port)
+    closed_stream(c)
+    c.send(frame(PRIORITY, 0, 1, struct.pack(">IB", 0, 15)))
+    alive(c)
 
 
 @case("8.1/1 a second HEADERS without END_STREAM")
