@@ -1243,6 +1243,33 @@ def _(port):
     response(c, 3)
 
 
+@case("hpack 200 random blocks keep both tables in step")
+def _(port):
+    import random
+
+    rng = random.Random(7541)
+    c = Conn(port)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789-_"
+    values = [chr(b) for b in range(0x20, 0x7F)]
+    stream = 1
+    for i in range(200):
+        if i % 50 == 25:
+            # The encoder shrinks or grows its table: a size update.
+            c.encoder.header_table_size = rng.choice([0, 256, 1024, 4096])
+        extra = []
+        for _ in range(rng.randint(0, 6)):
+            name = "x-" + "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 20)))
+            value = "".join(rng.choice(values) for _ in range(rng.randint(0, 300))).strip()
+            if rng.random() < 0.2:
+                extra.append(hpack.NeverIndexedHeaderTuple(name, value))
+            else:
+                extra.append((name, value))
+        block = c.encoder.encode(c.fields(path="/r%d" % rng.randint(0, 30), extra=extra), huffman=rng.random() < 0.7)
+        c.send(frame(HEADERS, END_STREAM | END_HEADERS, stream, block))
+        response(c, stream)
+        stream += 2
+
+
 def main():
     global TLS, LENIENT
     args = sys.argv[1:]
