@@ -333,6 +333,10 @@ struct Shared {
     handler_done: bool,
     /// The peer broke the protocol: what it sends now is not read.
     broken: bool,
+    /// The peer broke the protocol after messages the handler has not
+    /// taken yet: the close (with this code) waits until it has them, so
+    /// it may answer them first (Autobahn 3.2, 4.1.3, 5.15).
+    failure: Option<(CloseCode, &'static str)>,
     reader: Option<Waker>,
     writer: Option<Waker>,
     wire: Option<Waker>,
@@ -368,6 +372,28 @@ impl Shared {
         let _ = self.context.flush(&mut self.buffers);
     }
 
+    /// The peer broke the protocol: ends with `code` once the handler has
+    /// every message that came before; nothing more is read.
+    fn fail(&mut self, code: CloseCode, reason: &'static str) {
+        if self.incoming.is_empty() {
+            self.close_with(code, reason);
+        } else {
+            self.failure = Some((code, reason));
+            self.buffers.input.clear();
+            self.buffers.read = 0;
+        }
+    }
+
+    /// Ends with the deferred failure once nothing is left for the handler.
+    fn fail_when_taken(&mut self) {
+        if self.incoming.is_empty()
+            && let Some((code, reason)) = self.failure.take()
+        {
+            self.close_with(code, reason);
+            wake(&mut self.wire);
+        }
+    }
+
     /// Ends with `code` for a broken peer: nothing more is read.
     fn close_with(&mut self, code: CloseCode, reason: &str) {
         self.queue_close(code, reason);
@@ -383,7 +409,7 @@ impl Shared {
 
     /// Reads every message the input holds.
     fn take_messages(&mut self) {
-        if self.broken {
+        if self.broken || self.failure.is_some() {
             self.buffers.input.clear();
             self.buffers.read = 0;
             return;
@@ -402,15 +428,15 @@ impl Shared {
                     break;
                 }
                 Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-                    self.close_with(CloseCode::Size, "message too large");
+                    self.fail(CloseCode::Size, "message too large");
                     break;
                 }
                 Err(WsError::Utf8(_)) => {
-                    self.close_with(CloseCode::Invalid, "text is not UTF-8");
+                    self.fail(CloseCode::Invalid, "text is not UTF-8");
                     break;
                 }
                 Err(_) => {
-                    self.close_with(CloseCode::Protocol, "protocol error");
+                    self.fail(CloseCode::Protocol, "protocol error");
                     break;
                 }
             }
@@ -442,6 +468,7 @@ impl WebSocket {
             if let Some(message) = shared.incoming.pop_front() {
                 return Poll::Ready(Some(message));
             }
+            shared.fail_when_taken();
             if shared.ended {
                 return Poll::Ready(None);
             }
@@ -470,6 +497,9 @@ impl WebSocket {
                 .context
                 .write(&mut shared.buffers, message.clone().into_frame())
                 .and_then(|()| shared.context.flush(&mut shared.buffers));
+            // An answer to the last message before a protocol error: the
+            // close follows it.
+            shared.fail_when_taken();
             wake(&mut shared.wire);
             Poll::Ready(sent.map_err(|_| Closed))
         })
@@ -515,6 +545,7 @@ impl Takeover for Session {
                 ended: false,
                 handler_done: false,
                 broken: false,
+                failure: None,
                 reader: None,
                 writer: None,
                 wire: None,
@@ -540,7 +571,10 @@ fn finish(shared: &Rc<RefCell<Shared>>) {
     let mut state = shared.borrow_mut();
     let state = &mut *state;
     state.handler_done = true;
-    state.queue_close(CloseCode::Normal, "");
+    match state.failure.take() {
+        Some((code, reason)) => state.close_with(code, reason),
+        None => state.queue_close(CloseCode::Normal, ""),
+    }
     wake(&mut state.wire);
 }
 
