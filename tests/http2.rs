@@ -297,6 +297,19 @@ fn attacks_end_their_connection_while_others_are_served() {
 }
 
 #[test]
+fn a_header_block_left_unfinished_is_closed_at_the_header_timeout() {
+    let mut config = h2c_config();
+    config.timeouts.header_secs = 1;
+    config.timeouts.keepalive_secs = 120;
+    let (server, addr) = start(&config);
+    // The script waits at most 10 s for each: the keepalive timeout would
+    // leave both open past it.
+    assert_eq!(attack(addr, "slow_headers"), "closed closed");
+    assert_eq!(attack(addr, "served"), "served 200");
+    server.stop().unwrap();
+}
+
+#[test]
 fn a_drain_sends_goaway_and_lets_the_open_stream_finish() {
     use std::io::BufRead;
     let (started, handler_started) = std::sync::mpsc::channel::<()>();

@@ -148,6 +148,22 @@ impl Registered<'_> {
         }
     }
 
+    /// The coarse clock, in the whole seconds deadlines are kept in (the
+    /// sweeper's last reading; free to read).
+    pub(crate) fn now(&self) -> u32 {
+        self.deadlines.clock.get()
+    }
+
+    /// Arms `timer` to expire at `at` on the coarse clock ([`Self::now`]),
+    /// at least a second from now; `None` disarms it.
+    pub(crate) fn arm_at(&self, timer: Timer, at: Option<u32>) {
+        let deadline = at.map_or(0, |at| at.max(self.now().saturating_add(1)));
+        if let Some(watch) = self.deadlines.watches.borrow_mut().get_mut(self.key) {
+            watch.deadline[timer as usize] = deadline;
+            watch.fired[timer as usize] = false;
+        }
+    }
+
     /// Marks the connection idle between requests (or not).
     pub(crate) fn set_idle(&self, idle: bool) {
         if let Some(watch) = self.deadlines.watches.borrow_mut().get_mut(self.key) {

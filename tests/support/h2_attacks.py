@@ -231,7 +231,24 @@ def drain(port):
     return "served %s ended %s goaway %s" % (status, ended, goaway)
 
 
+def slow_headers(port):
+    """Slowloris over HTTP/2: a header block begun and never finished
+    (HEADERS without END_HEADERS), then a frame cut in half. Each must be
+    closed by the header timeout: "closed closed"."""
+    verdicts = []
+    for partial in (
+        frame(HEADERS, END_STREAM, 1, request_block()),
+        frame(HEADERS, END_STREAM | END_HEADERS, 1, request_block())[:12],
+    ):
+        sock = connect(port)
+        sock.sendall(partial)
+        verdicts.append(read_frames(sock, lambda *f: None))
+        sock.close()
+    return " ".join(verdicts)
+
+
 ATTACKS = {
+    "slow_headers": slow_headers,
     "drain": drain,
     "served": served,
     "rapid_reset": rapid_reset,

@@ -386,6 +386,15 @@ impl Guard {
         self.recent_at = (self.recent_at + 1) % RECENT;
     }
 
+    /// Whether a frame header, a frame other than DATA, or a header block
+    /// has arrived in part: the client owes the rest of it (bounded by the
+    /// header timeout). A DATA frame in part is a body on its way, which
+    /// its stream's body timeout bounds.
+    pub(super) fn partial(&self) -> bool {
+        let mid_frame = self.frame.at < self.frame.length && self.frame.kind != DATA;
+        self.have > 0 || mid_frame || self.continues.is_some()
+    }
+
     /// The GOAWAY that ends the connection with `code`, naming the last
     /// stream `h2` was given.
     pub(super) fn goaway(&self, code: u32) -> Vec<u8> {

@@ -301,6 +301,7 @@ async fn wire<S>(
     let mut out = Vec::new();
     let mut buf = Vec::new();
     let mut idle_armed = false;
+    let mut read_by = ReadBy::default();
     loop {
         {
             let mut state = pipe.borrow_mut();
@@ -330,16 +331,16 @@ async fn wire<S>(
         // the wait; with streams open, their own timers do.
         let streams = pipe.borrow().streams;
         if streams == 0 && !idle_armed {
-            watch.arm(Timer::Reading, rules.keepalive);
+            read_by.idle = ReadBy::after(watch, rules.keepalive);
             idle_armed = true;
             // An idle connection keeps no buffers of its own.
             out = Vec::new();
             buf = Vec::new();
             release_idle(pipe);
-        } else if streams > 0 && idle_armed {
-            watch.disarm(Timer::Reading);
-            idle_armed = false;
+        } else if streams > 0 {
+            (read_by.idle, idle_armed) = (None, false);
         }
+        read_by.arm(watch, rules.header, guard.partial());
         watch.set_idle(true);
         if shard.draining.get() {
             ask_goaway(pipe);
@@ -384,6 +385,11 @@ async fn wire<S>(
                 wake(&mut state.session);
             }
             Err(Expired) => {
+                if read_by.too_slow(watch) {
+                    tracing::debug!(shard = shard.index, "HTTP/2 frame not finished in time");
+                    fail(pipe);
+                    return;
+                }
                 // Idle too long, or the shard drains: GOAWAY, then the
                 // session ends once its streams are done.
                 if pipe.borrow().goaway {
@@ -393,10 +399,49 @@ async fn wire<S>(
                     return;
                 }
                 ask_goaway(pipe);
-                watch.arm(Timer::Reading, rules.keepalive);
+                read_by.idle = ReadBy::after(watch, rules.keepalive);
                 idle_armed = true;
             }
         }
+    }
+}
+
+/// When the wire's wait for the peer ends, on the coarse clock: the
+/// earlier of the GOAWAY of an idle connection and the header timeout of a
+/// frame or header block the peer began and owes the rest of (as nginx's
+/// `client_header_timeout`).
+#[derive(Default)]
+struct ReadBy {
+    idle: Option<u32>,
+    partial: Option<u32>,
+}
+
+impl ReadBy {
+    /// `limit` from now (`None`: never).
+    fn after(watch: &Registered<'_>, limit: Option<std::time::Duration>) -> Option<u32> {
+        let secs = u32::try_from(limit?.as_secs()).unwrap_or(u32::MAX);
+        Some(watch.now().saturating_add(secs))
+    }
+
+    /// A frame or header block begun and not finished in the header
+    /// timeout: a slow client, to be closed.
+    fn too_slow(&self, watch: &Registered<'_>) -> bool {
+        self.partial.is_some_and(|at| watch.now() >= at)
+    }
+
+    /// Follows whether the peer is in the middle of something, and arms
+    /// the reading timer at the earlier end.
+    fn arm(&mut self, watch: &Registered<'_>, header: Option<std::time::Duration>, partial: bool) {
+        match (partial, self.partial) {
+            (true, None) => self.partial = Self::after(watch, header).or(Some(u32::MAX)),
+            (false, Some(_)) => self.partial = None,
+            _ => {}
+        }
+        let at = match (self.idle, self.partial) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        watch.arm_at(Timer::Reading, at);
     }
 }
 
