@@ -177,37 +177,6 @@ fn h2load_completes_every_request_over_many_streams() {
     server.stop().unwrap();
 }
 
-/// Every case of the frame-by-frame conformance script
-/// (`tests/support/h2_conformance.py`: RFC 9113 and RFC 7541, after
-/// h2spec's list) against `port`, with exact error codes.
-fn conformance(port: u16, tls: bool) {
-    let path = format!(
-        "{}/tests/support/h2_conformance.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut command = Command::new(support::python());
-    command.arg(path).arg(port.to_string());
-    if tls {
-        command.arg("--tls");
-    }
-    let out = command.output().expect("python runs");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let failed: Vec<&str> = report.lines().filter(|l| l.starts_with("FAIL")).collect();
-    assert!(failed.is_empty(), "tls {tls}:\n{}", failed.join("\n"));
-    let summary = report.lines().last().unwrap_or_default();
-    let (passed, of) = summary
-        .strip_prefix("passed ")
-        .and_then(|rest| rest.split_once(" of "))
-        .expect("the script's summary");
-    assert_eq!(passed, of, "{report}");
-    assert!(of.parse::<usize>().unwrap() >= 120, "{report}");
-}
-
 #[test]
 fn the_frame_by_frame_conformance_cases_pass_over_h2c_and_tls() {
     let pki = support::pki::Pki::new("h2-conformance");
@@ -215,8 +184,12 @@ fn the_frame_by_frame_conformance_cases_pass_over_h2c_and_tls() {
     config.tls.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.tls.certificate = vec![pki.leaf("h2", &["localhost"])];
     let server = app().start(&config).unwrap();
-    conformance(support::addr(&server).port(), false);
-    conformance(server.tls_addrs()[0].port(), true);
+    // Every case of tests/support/h2_conformance.py (RFC 9113 and RFC
+    // 7541, after h2spec's list), with exact error codes.
+    let script = "h2_conformance.py";
+    support::all_cases_pass(script, &[&support::addr(&server).port().to_string()], 128);
+    let tls = server.tls_addrs()[0].port().to_string();
+    support::all_cases_pass(script, &[&tls, "--tls"], 128);
     server.stop().unwrap();
 }
 

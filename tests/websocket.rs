@@ -140,31 +140,8 @@ fn close_code(stream: &mut TcpStream) -> u16 {
 #[test]
 fn the_autobahn_style_cases_pass() {
     let server = app().start(&support::config()).unwrap();
-    let script = format!(
-        "{}/tests/support/ws_conformance.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let out = std::process::Command::new(support::python())
-        .arg(script)
-        .arg(support::addr(&server).port().to_string())
-        .arg("/echo")
-        .output()
-        .expect("python runs");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let failed: Vec<&str> = report.lines().filter(|l| l.starts_with("FAIL")).collect();
-    assert!(failed.is_empty(), "{}", failed.join("\n"));
-    let summary = report.lines().last().unwrap_or_default();
-    let (passed, of) = summary
-        .strip_prefix("passed ")
-        .and_then(|rest| rest.split_once(" of "))
-        .expect("the script's summary");
-    assert_eq!(passed, of, "{report}");
-    assert!(of.parse::<usize>().unwrap() >= 130, "{report}");
+    let port = support::addr(&server).port().to_string();
+    support::all_cases_pass("ws_conformance.py", &[&port, "/echo"], 137);
     server.stop().unwrap();
 }
 

@@ -562,3 +562,35 @@ pub fn python() -> std::path::PathBuf {
     );
     python
 }
+
+/// Runs a case-by-case conformance script of `tests/support` (one "ok" or
+/// "FAIL" line per case, then "passed N of M") with `args`, and asserts
+/// that every case passed and that there were at least `cases`.
+#[allow(dead_code, reason = "not every test binary runs a case script")]
+pub fn all_cases_pass(script: &str, args: &[&str], cases: usize) {
+    let path = format!("{}/tests/support/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(python())
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("python runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failed: Vec<&str> = report.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(
+        failed.is_empty(),
+        "{script} {args:?}:\n{}",
+        failed.join("\n")
+    );
+    let summary = report.lines().last().unwrap_or_default();
+    let (passed, of) = summary
+        .strip_prefix("passed ")
+        .and_then(|rest| rest.split_once(" of "))
+        .expect("the script's summary");
+    assert_eq!(passed, of, "{report}");
+    assert!(of.parse::<usize>().unwrap() >= cases, "{report}");
+}
