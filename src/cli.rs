@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::runtime::cpus::CpuList;
 
-/// percore: a thread-per-core HTTP/1.1 server on `io_uring`.
+/// percore: a thread-per-core HTTP/1.1 and HTTP/2 server on `io_uring`.
 #[derive(Debug, Parser)]
 #[command(name = "percore", version, args_conflicts_with_subcommands = true)]
 struct Cli {
