@@ -137,15 +137,7 @@ impl Drop for Registered<'_> {
 impl Registered<'_> {
     /// Arms `timer` to expire `limit` from now (None: never).
     pub(crate) fn arm(&self, timer: Timer, limit: Option<Duration>) {
-        // At least one second ahead, so an armed deadline is never 0.
-        let deadline = limit.map_or(0, |l| {
-            let seconds = u32::try_from(l.as_secs()).unwrap_or(u32::MAX).max(1);
-            self.deadlines.clock.get().saturating_add(seconds)
-        });
-        if let Some(watch) = self.deadlines.watches.borrow_mut().get_mut(self.key) {
-            watch.deadline[timer as usize] = deadline;
-            watch.fired[timer as usize] = false;
-        }
+        self.arm_at(timer, self.after(limit));
     }
 
     /// The coarse clock, in the whole seconds deadlines are kept in (the
@@ -154,8 +146,15 @@ impl Registered<'_> {
         self.deadlines.clock.get()
     }
 
+    /// `limit` from now on the coarse clock (`None`: never).
+    pub(crate) fn after(&self, limit: Option<Duration>) -> Option<u32> {
+        let seconds = u32::try_from(limit?.as_secs()).unwrap_or(u32::MAX);
+        Some(self.now().saturating_add(seconds))
+    }
+
     /// Arms `timer` to expire at `at` on the coarse clock ([`Self::now`]),
-    /// at least a second from now; `None` disarms it.
+    /// at least a second from now, so an armed deadline is never 0;
+    /// `None` disarms it.
     pub(crate) fn arm_at(&self, timer: Timer, at: Option<u32>) {
         let deadline = at.map_or(0, |at| at.max(self.now().saturating_add(1)));
         if let Some(watch) = self.deadlines.watches.borrow_mut().get_mut(self.key) {

@@ -331,7 +331,7 @@ async fn wire<S>(
         // the wait; with streams open, their own timers do.
         let streams = pipe.borrow().streams;
         if streams == 0 && !idle_armed {
-            read_by.idle = ReadBy::after(watch, rules.keepalive);
+            read_by.idle = watch.after(rules.keepalive);
             idle_armed = true;
             // An idle connection keeps no buffers of its own.
             out = Vec::new();
@@ -399,7 +399,7 @@ async fn wire<S>(
                     return;
                 }
                 ask_goaway(pipe);
-                read_by.idle = ReadBy::after(watch, rules.keepalive);
+                read_by.idle = watch.after(rules.keepalive);
                 idle_armed = true;
             }
         }
@@ -417,12 +417,6 @@ struct ReadBy {
 }
 
 impl ReadBy {
-    /// `limit` from now (`None`: never).
-    fn after(watch: &Registered<'_>, limit: Option<std::time::Duration>) -> Option<u32> {
-        let secs = u32::try_from(limit?.as_secs()).unwrap_or(u32::MAX);
-        Some(watch.now().saturating_add(secs))
-    }
-
     /// A frame or header block begun and not finished in the header
     /// timeout: a slow client, to be closed.
     fn too_slow(&self, watch: &Registered<'_>) -> bool {
@@ -433,7 +427,7 @@ impl ReadBy {
     /// the reading timer at the earlier end.
     fn arm(&mut self, watch: &Registered<'_>, header: Option<std::time::Duration>, partial: bool) {
         match (partial, self.partial) {
-            (true, None) => self.partial = Self::after(watch, header).or(Some(u32::MAX)),
+            (true, None) => self.partial = watch.after(header).or(Some(u32::MAX)),
             (false, Some(_)) => self.partial = None,
             _ => {}
         }
