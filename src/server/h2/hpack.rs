@@ -174,8 +174,7 @@ impl Walker {
     ) -> Result<(u32, bool), Fault> {
         let index = integer(block, at, prefix)?;
         if index == 0 {
-            let (length, colon) = string(block, at)?;
-            Ok((length, colon))
+            string(block, at)
         } else {
             self.name(index)
         }
