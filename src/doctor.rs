@@ -110,7 +110,7 @@ fn io_uring_finding(io: IoPath) -> Finding {
     }) {
         Ok(_) => finding(
             Verdict::Pass,
-            "io_uring: a ring with DEFER_TASKRUN, multishot receive and provided buffers works",
+            "io_uring: a ring with SINGLE_ISSUER, multishot receive and provided buffers works",
         ),
         Err(error) if io == IoPath::Glommio => finding(
             Verdict::Warn,
@@ -121,7 +121,7 @@ fn io_uring_finding(io: IoPath) -> Finding {
         Err(error) => {
             let why = match error.raw_os_error() {
                 Some(libc::EINVAL) => {
-                    "the kernel lacks DEFER_TASKRUN (Linux 6.1+): upgrade, or set server.io = \"glommio\"".to_owned()
+                    "the kernel lacks SINGLE_ISSUER or provided buffer rings (Linux 6.0+): upgrade, or set server.io = \"glommio\"".to_owned()
                 }
                 _ => "set server.io = \"glommio\" or check the kernel's io_uring support".to_owned(),
             };

@@ -1,11 +1,11 @@
 //! The shard's own `io_uring` for sockets and files.
 //!
 //! glommio stays the executor (tasks, timers, channels); sockets go through
-//! this ring instead of glommio's streams. It is set up with `SINGLE_ISSUER`,
-//! `DEFER_TASKRUN` and `COOP_TASKRUN`, so completions are processed only when the
-//! shard asks, in one batch for every connection: listeners use multishot
-//! accept, connections a multishot receive into a shared provided-buffer
-//! ring (an idle connection holds no buffer), and sends are queued and
+//! this ring instead of glommio's streams. It is set up with `SINGLE_ISSUER`
+//! and `COOP_TASKRUN` (no interrupt to post a completion: it waits for the
+//! shard's next system call), and the shard reaps completions in one batch
+//! for every connection: listeners use multishot accept, connections a
+//! multishot receive into a shared provided-buffer ring (an idle connection holds no buffer), and sends are queued and
 //! submitted together. A driver task submits and reaps; when there is
 //! nothing to do it waits, through glommio, on an eventfd the ring signals,
 //! so an idle shard sleeps and timers and messages are never delayed.
@@ -137,9 +137,12 @@ pub(crate) struct Ring {
 impl Ring {
     /// Creates the ring on the current (shard) thread.
     pub(crate) fn new(config: RingConfig) -> io::Result<Rc<Ring>> {
+        // Not DEFER_TASKRUN: its completions are posted only when the shard
+        // asks, and a shard asleep in glommio (on the eventfd) slept through
+        // them until some other event woke it, 16 ms a request to a lone
+        // client (tests/http.rs: a_sleeping_shard_answers_each_request_as_it_comes).
         let uring = IoUring::builder()
             .setup_single_issuer()
-            .setup_defer_taskrun()
             .setup_coop_taskrun()
             .setup_taskrun_flag()
             .setup_cqsize(config.entries.saturating_mul(4))

@@ -276,6 +276,50 @@ fn files_open_beneath_their_root_only() {
 }
 
 #[test]
+fn a_sleeping_shard_wakes_for_each_completion_on_its_ring() {
+    // No spin: between rounds the shard has nothing to do and sleeps, so
+    // each message from the client is a completion that must wake it; one
+    // slept through would wait for some other event (here the five-second
+    // bound). The stall a DEFER_TASKRUN ring showed needs a client in
+    // another process: tests/http.rs has that case.
+    on_ring(8, 256, |ring| async move {
+        let (listener, addr) = listener();
+        let client = TcpStream::connect(addr).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        let mut connection = ring.connection(socket.into());
+        let peer = std::thread::spawn(move || {
+            let mut client = client;
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            for round in 0..20u8 {
+                client.write_all(&[round]).unwrap();
+                let mut echo = [0u8; 1];
+                client.read_exact(&mut echo).unwrap();
+                assert_eq!(echo[0], round);
+            }
+        });
+        let rounds = async {
+            for _ in 0..20 {
+                let received = connection.recv().await.unwrap().unwrap();
+                let echo = received.bytes().to_vec();
+                drop(received);
+                let (sent, _) = connection.send_all(echo).await;
+                sent.unwrap();
+            }
+            true
+        };
+        let bound = async {
+            glommio::timer::sleep(Duration::from_secs(5)).await;
+            false
+        };
+        let answered = futures_lite::future::or(rounds, bound).await;
+        assert!(answered, "the shard slept through its ring's completions");
+        peer.join().unwrap();
+    });
+}
+
+#[test]
 fn sleep_waits_at_least_its_duration() {
     on_ring(8, 256, |ring| async move {
         let started = Instant::now();
