@@ -30,22 +30,17 @@ pub fn init(filter: &str) {
     }
 }
 
-/// `filter`, with rustls and h2 held to errors unless it names them
-/// itself: rustls warns once per connection about some client quirks (an
-/// IP address sent as SNI, as wrk does), and h2 once per frame about
-/// others (a PING ACK for a PING never sent), which would let any client
-/// flood the log and cost the server a formatted line each.
+/// `filter`, with rustls held to errors unless it names it itself:
+/// rustls warns once per connection about some client quirks (an IP
+/// address sent as SNI, as wrk does), which would let any client flood
+/// the log and cost the server a formatted line each.
 fn quiet_libraries(filter: &str) -> String {
     let mut out = filter.to_owned();
-    for library in ["rustls", "h2"] {
-        let named = out
-            .split(',')
-            .any(|d| d.split(['=', ':', '[']).next() == Some(library));
-        if !named {
-            out.push(',');
-            out.push_str(library);
-            out.push_str("=error");
-        }
+    let named = out
+        .split(',')
+        .any(|d| d.split(['=', ':', '[']).next() == Some("rustls"));
+    if !named {
+        out.push_str(",rustls=error");
     }
     out
 }
@@ -54,18 +49,11 @@ fn quiet_libraries(filter: &str) -> String {
 mod tests {
     #[test]
     fn libraries_are_quiet_unless_named() {
-        assert_eq!(super::quiet_libraries("info"), "info,rustls=error,h2=error");
+        assert_eq!(super::quiet_libraries("info"), "info,rustls=error");
+        assert_eq!(super::quiet_libraries("rustls=warn"), "rustls=warn");
         assert_eq!(
-            super::quiet_libraries("h2=debug,info"),
-            "h2=debug,info,rustls=error"
-        );
-        assert_eq!(
-            super::quiet_libraries("rustls=warn"),
-            "rustls=warn,h2=error"
-        );
-        assert_eq!(
-            super::quiet_libraries("h2load=info"),
-            "h2load=info,rustls=error,h2=error"
+            super::quiet_libraries("rustls_pki=info"),
+            "rustls_pki=info,rustls=error"
         );
     }
 }

@@ -1,108 +1,127 @@
-//! HPACK (RFC 7541) as far as the frame screen needs it ([`super::guard`]):
-//! each request's header block is walked in order, before `h2` decodes
-//! it, to tell the errors `h2` reports with the wrong code apart.
+//! HPACK (RFC 7541): the decoder of request header blocks, and the
+//! encoder of response ones.
 //!
-//! The walk keeps no strings: the dynamic table is kept as entry sizes
-//! (and whether each name is a pseudo-header), which is all that decides
-//! which indexes are valid and when entries are evicted. Huffman strings
-//! are decoded only to count their symbols and to check their padding.
-//! A fault is a `COMPRESSION_ERROR` (RFC 7541 §2.3.3, §4.2, §5.2, §6), or a
-//! pseudo-header in a trailer block (RFC 9113 §8.1), which `h2` drops
-//! silently instead of refusing.
+//! **Decoding** keeps the dynamic table the client's encoder fills, as
+//! whole entries (its size capped by this side's
+//! `SETTINGS_HEADER_TABLE_SIZE`), and gives each field to the caller in
+//! order; Huffman strings are decoded into a scratch buffer. Any block
+//! that cannot be decoded is a [`Fault`]: `COMPRESSION_ERROR` for the
+//! connection (§2.3.3, §4.2, §5.2, §6).
+//!
+//! **Encoding** is stateless: each response field is a literal without
+//! indexing, its name indexed from the static table where it is there,
+//! values raw. The client's decoder table so stays empty, the connection
+//! holds no encoder state, and a response costs a few byte copies;
+//! `:status` is one byte for the common codes.
 
 use std::collections::VecDeque;
 
-/// What a header block did wrong.
+/// A header block that cannot be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Fault {
-    /// The block cannot be decoded (RFC 7541): `COMPRESSION_ERROR`.
-    Compression,
-    /// A trailer block names a pseudo-header (RFC 9113 §8.1):
-    /// `PROTOCOL_ERROR`.
-    PseudoInTrailers,
-}
+pub(super) struct Fault;
 
 /// The table size a decoder starts with (RFC 7541 §4.2, RFC 9113 §6.5.2).
 const INITIAL_TABLE: usize = 4096;
 
-/// The static table's names (RFC 7541 Appendix A); the first 14 are
-/// pseudo-headers.
-const STATIC_NAMES: [&str; 61] = [
-    ":authority",
-    ":method",
-    ":method",
-    ":path",
-    ":path",
-    ":scheme",
-    ":scheme",
-    ":status",
-    ":status",
-    ":status",
-    ":status",
-    ":status",
-    ":status",
-    ":status",
-    "accept-charset",
-    "accept-encoding",
-    "accept-language",
-    "accept-ranges",
-    "accept",
-    "access-control-allow-origin",
-    "age",
-    "allow",
-    "authorization",
-    "cache-control",
-    "content-disposition",
-    "content-encoding",
-    "content-language",
-    "content-length",
-    "content-location",
-    "content-range",
-    "content-type",
-    "cookie",
-    "date",
-    "etag",
-    "expect",
-    "expires",
-    "from",
-    "host",
-    "if-match",
-    "if-modified-since",
-    "if-none-match",
-    "if-range",
-    "if-unmodified-since",
-    "last-modified",
-    "link",
-    "location",
-    "max-forwards",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "range",
-    "referer",
-    "refresh",
-    "retry-after",
-    "server",
-    "set-cookie",
-    "strict-transport-security",
-    "transfer-encoding",
-    "user-agent",
-    "vary",
-    "via",
-    "www-authenticate",
+/// The static table (RFC 7541 Appendix A): entry `i` is `STATIC[i - 1]`.
+const STATIC: [(&str, &str); 61] = [
+    (":authority", ""),
+    (":method", "GET"),
+    (":method", "POST"),
+    (":path", "/"),
+    (":path", "/index.html"),
+    (":scheme", "http"),
+    (":scheme", "https"),
+    (":status", "200"),
+    (":status", "204"),
+    (":status", "206"),
+    (":status", "304"),
+    (":status", "400"),
+    (":status", "404"),
+    (":status", "500"),
+    ("accept-charset", ""),
+    ("accept-encoding", "gzip, deflate"),
+    ("accept-language", ""),
+    ("accept-ranges", ""),
+    ("accept", ""),
+    ("access-control-allow-origin", ""),
+    ("age", ""),
+    ("allow", ""),
+    ("authorization", ""),
+    ("cache-control", ""),
+    ("content-disposition", ""),
+    ("content-encoding", ""),
+    ("content-language", ""),
+    ("content-length", ""),
+    ("content-location", ""),
+    ("content-range", ""),
+    ("content-type", ""),
+    ("cookie", ""),
+    ("date", ""),
+    ("etag", ""),
+    ("expect", ""),
+    ("expires", ""),
+    ("from", ""),
+    ("host", ""),
+    ("if-match", ""),
+    ("if-modified-since", ""),
+    ("if-none-match", ""),
+    ("if-range", ""),
+    ("if-unmodified-since", ""),
+    ("last-modified", ""),
+    ("link", ""),
+    ("location", ""),
+    ("max-forwards", ""),
+    ("proxy-authenticate", ""),
+    ("proxy-authorization", ""),
+    ("range", ""),
+    ("referer", ""),
+    ("refresh", ""),
+    ("retry-after", ""),
+    ("server", ""),
+    ("set-cookie", ""),
+    ("strict-transport-security", ""),
+    ("transfer-encoding", ""),
+    ("user-agent", ""),
+    ("vary", ""),
+    ("via", ""),
+    ("www-authenticate", ""),
 ];
 
-/// A dynamic table entry, as far as the walk needs it.
-#[derive(Debug, Clone, Copy)]
+/// A dynamic table entry.
+#[derive(Debug)]
 struct Entry {
-    /// Name and value lengths plus 32 (RFC 7541 §4.1).
-    size: u32,
-    name: u32,
-    pseudo: bool,
+    name: Box<[u8]>,
+    value: Box<[u8]>,
 }
 
-/// One connection's decoding state.
+impl Entry {
+    /// Its size as the table counts it (RFC 7541 §4.1).
+    fn size(&self) -> usize {
+        self.name.len() + self.value.len() + 32
+    }
+}
+
+/// Where a decoded string is: in the block itself, or in the scratch
+/// buffer (Huffman-coded ones).
+#[derive(Clone, Copy)]
+enum Text {
+    Block(usize, usize),
+    Scratch(usize, usize),
+}
+
+impl Text {
+    fn get<'a>(self, block: &'a [u8], scratch: &'a [u8]) -> &'a [u8] {
+        match self {
+            Self::Block(from, to) => &block[from..to],
+            Self::Scratch(from, to) => &scratch[from..to],
+        }
+    }
+}
+
+/// One connection's decoding state: the client's dynamic table.
 #[derive(Debug)]
-pub(super) struct Walker {
+pub(super) struct Decoder {
     /// Newest first.
     table: VecDeque<Entry>,
     size: usize,
@@ -110,59 +129,85 @@ pub(super) struct Walker {
     max: usize,
     /// This side's `SETTINGS_HEADER_TABLE_SIZE`: no choice may exceed it.
     limit: usize,
+    /// Huffman-decoded strings of the block being decoded.
+    scratch: Vec<u8>,
 }
 
-impl Walker {
+impl Decoder {
     pub(super) fn new(limit: u32) -> Self {
-        let limit = limit as usize;
         Self {
             table: VecDeque::new(),
             size: 0,
             max: INITIAL_TABLE,
-            limit,
+            limit: limit as usize,
+            scratch: Vec::new(),
         }
     }
 
-    /// Walks one complete header block; `trailers` when it ends a stream
-    /// that already had its request header block.
-    pub(super) fn walk(&mut self, block: &[u8], trailers: bool) -> Result<(), Fault> {
+    /// Frees the scratch buffer (between requests).
+    pub(super) fn release(&mut self) {
+        self.scratch = Vec::new();
+    }
+
+    /// Decodes one complete header block, giving each field to `field` in
+    /// order.
+    pub(super) fn decode(
+        &mut self,
+        block: &[u8],
+        mut field: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), Fault> {
         let mut at = 0;
         let mut fields = false;
-        while at < block.len() {
-            let first = block[at];
-            let pseudo = if first & 0x80 != 0 {
-                let index = integer(block, &mut at, 7)?;
-                self.name(index)?.1
-            } else if first & 0x40 != 0 {
-                let (name, pseudo) = self.literal_name(block, &mut at, 6)?;
-                let (value, _) = string(block, &mut at)?;
-                self.insert(Entry {
-                    size: name.saturating_add(value).saturating_add(32),
-                    name,
-                    pseudo,
-                });
-                pseudo
-            } else if first & 0x20 != 0 {
-                // A size update comes only before the block's first field.
-                let size = integer(block, &mut at, 5)?;
-                if fields || size > self.limit {
-                    return Err(Fault::Compression);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = (|| {
+            while at < block.len() {
+                scratch.clear();
+                let first = block[at];
+                if first & 0x80 != 0 {
+                    let index = integer(block, &mut at, 7)?;
+                    let (name, value) = self.entry(index)?;
+                    field(name, value);
+                } else if first & 0x40 != 0 {
+                    let name = self.literal_name(block, &mut at, 6, &mut scratch)?;
+                    let value = string(block, &mut at, &mut scratch)?;
+                    let entry = Entry {
+                        name: name.get(block, &scratch).into(),
+                        value: value.get(block, &scratch).into(),
+                    };
+                    field(&entry.name, &entry.value);
+                    self.insert(entry);
+                } else if first & 0x20 != 0 {
+                    // A size update comes only before the block's first
+                    // field.
+                    let size = integer(block, &mut at, 5)?;
+                    if fields || size > self.limit {
+                        return Err(Fault);
+                    }
+                    self.max = size;
+                    self.evict(0);
+                    continue;
+                } else {
+                    // Without indexing (0000) or never indexed (0001).
+                    let index = integer(block, &mut at, 4)?;
+                    let value;
+                    if index == 0 {
+                        let name = string(block, &mut at, &mut scratch)?;
+                        value = string(block, &mut at, &mut scratch)?;
+                        field(name.get(block, &scratch), value.get(block, &scratch));
+                    } else {
+                        value = string(block, &mut at, &mut scratch)?;
+                        let (name, _) = self.entry(index)?;
+                        field(name, value.get(block, &scratch));
+                    }
                 }
-                self.max = size;
-                self.evict(0);
-                continue;
-            } else {
-                // Without indexing (0000) or never indexed (0001).
-                let (_, pseudo) = self.literal_name(block, &mut at, 4)?;
-                string(block, &mut at)?;
-                pseudo
-            };
-            fields = true;
-            if trailers && pseudo {
-                return Err(Fault::PseudoInTrailers);
+                fields = true;
             }
+            Ok(())
+        })();
+        if scratch.capacity() <= 4096 {
+            self.scratch = scratch;
         }
-        Ok(())
+        result
     }
 
     /// The name of a literal field: indexed, or a string of its own.
@@ -171,34 +216,37 @@ impl Walker {
         block: &[u8],
         at: &mut usize,
         prefix: u32,
-    ) -> Result<(u32, bool), Fault> {
+        scratch: &mut Vec<u8>,
+    ) -> Result<Text, Fault> {
         let index = integer(block, at, prefix)?;
         if index == 0 {
-            string(block, at)
-        } else {
-            self.name(index)
+            return string(block, at, scratch);
         }
+        let (name, _) = self.entry(index)?;
+        let from = scratch.len();
+        scratch.extend_from_slice(name);
+        Ok(Text::Scratch(from, scratch.len()))
     }
 
-    /// The length of entry `index`'s name, and whether it is a
-    /// pseudo-header; index 0 and indexes past both tables are faults.
-    fn name(&self, index: usize) -> Result<(u32, bool), Fault> {
+    /// Entry `index` of the static and dynamic tables; index 0 and indexes
+    /// past both are faults.
+    fn entry(&self, index: usize) -> Result<(&[u8], &[u8]), Fault> {
         match index {
-            0 => Err(Fault::Compression),
-            1..=61 => Ok((
-                u32::try_from(STATIC_NAMES[index - 1].len()).unwrap_or(0),
-                index <= 14,
-            )),
+            0 => Err(Fault),
+            1..=61 => {
+                let (name, value) = STATIC[index - 1];
+                Ok((name.as_bytes(), value.as_bytes()))
+            }
             _ => self
                 .table
                 .get(index - 62)
-                .map(|e| (e.name, e.pseudo))
-                .ok_or(Fault::Compression),
+                .map(|e| (&*e.name, &*e.value))
+                .ok_or(Fault),
         }
     }
 
     fn insert(&mut self, entry: Entry) {
-        let size = entry.size as usize;
+        let size = entry.size();
         if size > self.max {
             // Larger than the table: it empties the table (§4.4).
             self.table.clear();
@@ -214,12 +262,11 @@ impl Walker {
     fn evict(&mut self, room: usize) {
         while self.size + room > self.max {
             match self.table.pop_back() {
-                Some(old) => self.size -= old.size as usize,
+                Some(old) => self.size -= old.size(),
                 None => break,
             }
         }
         if self.table.is_empty() {
-            // Give the memory back between bursts.
             self.table = VecDeque::new();
         }
     }
@@ -235,7 +282,7 @@ fn integer(block: &[u8], at: &mut usize, prefix: u32) -> Result<usize, Fault> {
     }
     let mut shift = 0;
     loop {
-        let &byte = block.get(*at).ok_or(Fault::Compression)?;
+        let &byte = block.get(*at).ok_or(Fault)?;
         *at += 1;
         value += usize::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
@@ -243,23 +290,94 @@ fn integer(block: &[u8], at: &mut usize, prefix: u32) -> Result<usize, Fault> {
         }
         shift += 7;
         if shift > 21 {
-            return Err(Fault::Compression);
+            return Err(Fault);
         }
     }
 }
 
-/// A string literal (RFC 7541 §5.2): its decoded length, and whether it
-/// starts with `:`.
-fn string(block: &[u8], at: &mut usize) -> Result<(u32, bool), Fault> {
-    let &first = block.get(*at).ok_or(Fault::Compression)?;
+/// A string literal (RFC 7541 §5.2).
+fn string(block: &[u8], at: &mut usize, scratch: &mut Vec<u8>) -> Result<Text, Fault> {
+    let &first = block.get(*at).ok_or(Fault)?;
     let length = integer(block, at, 7)?;
-    let bytes = block.get(*at..*at + length).ok_or(Fault::Compression)?;
-    *at += length;
+    let from = *at;
+    let to = from.checked_add(length).ok_or(Fault)?;
+    let bytes = block.get(from..to).ok_or(Fault)?;
+    *at = to;
     if first & 0x80 == 0 {
-        let length = u32::try_from(length).map_err(|_| Fault::Compression)?;
-        return Ok((length, bytes.first() == Some(&b':')));
+        return Ok(Text::Block(from, to));
     }
-    huffman::decoded(bytes)
+    let start = scratch.len();
+    huffman::decode(bytes, scratch)?;
+    Ok(Text::Scratch(start, scratch.len()))
+}
+
+/// Writes `value` with a `prefix`-bit prefix whose high bits are `high`.
+fn push_integer(out: &mut Vec<u8>, high: u8, prefix: u32, value: usize) {
+    let mask = (1usize << prefix) - 1;
+    if value < mask {
+        out.push(high | u8::try_from(value).unwrap_or(0));
+        return;
+    }
+    out.push(high | u8::try_from(mask).unwrap_or(0));
+    let mut rest = value - mask;
+    while rest >= 0x80 {
+        out.push(0x80 | u8::try_from(rest & 0x7f).unwrap_or(0));
+        rest >>= 7;
+    }
+    out.push(u8::try_from(rest).unwrap_or(0));
+}
+
+/// Writes a dynamic table size update (RFC 7541 §6.3).
+pub(super) fn push_table_size(out: &mut Vec<u8>, size: usize) {
+    push_integer(out, 0x20, 5, size);
+}
+
+/// Writes `:status`: indexed for the codes the static table has.
+pub(super) fn push_status(out: &mut Vec<u8>, status: u16) {
+    let index = match status {
+        200 => 8,
+        204 => 9,
+        206 => 10,
+        304 => 11,
+        400 => 12,
+        404 => 13,
+        500 => 14,
+        _ => {
+            // Literal without indexing, the name :status (index 8).
+            out.extend_from_slice(&[0x08, 3]);
+            out.extend_from_slice(format_status(status).as_bytes());
+            return;
+        }
+    };
+    out.push(0x80 | index);
+}
+
+fn format_status(status: u16) -> String {
+    format!("{:03}", status.min(999))
+}
+
+/// Writes one field as a literal without indexing, its name lowercased
+/// (HTTP/2 names are lowercase, RFC 9113 §8.2.1).
+pub(super) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    if let Some(index) = static_name(name) {
+        push_integer(out, 0x00, 4, index);
+    } else {
+        out.push(0x00);
+        push_integer(out, 0x00, 7, name.len());
+        out.extend(name.iter().map(u8::to_ascii_lowercase));
+    }
+    push_integer(out, 0x00, 7, value.len());
+    out.extend_from_slice(value);
+}
+
+/// The static table's index of a regular field's name, in any case.
+fn static_name(name: &[u8]) -> Option<usize> {
+    STATIC[14..]
+        .iter()
+        .position(|(known, _)| {
+            known.len() == name.len() && known.as_bytes().eq_ignore_ascii_case(name)
+        })
+        .map(|at| at + 15)
 }
 
 /// The Huffman code of RFC 7541 Appendix B. It is canonical: codes of one
@@ -344,14 +462,12 @@ mod huffman {
         code
     }
 
-    /// How many symbols `bytes` decodes to, and whether the first is `:`;
-    /// the EOS symbol, or padding that is longer than 7 bits or not all
-    /// ones, is a fault.
-    pub(super) fn decoded(bytes: &[u8]) -> Result<(u32, bool), Fault> {
+    /// Decodes `bytes` onto the end of `out`; the EOS symbol, or padding
+    /// that is longer than 7 bits or not all ones, is a fault.
+    pub(super) fn decode(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Fault> {
         let code = &CODE;
         // The next bits, left-aligned; `bits` of them are real.
         let (mut window, mut bits, mut at) = (0u64, 0usize, 0);
-        let (mut symbols, mut colon) = (0u32, false);
         loop {
             while bits <= 56 && at < bytes.len() {
                 window |= u64::from(bytes[at]) << (56 - bits);
@@ -359,7 +475,7 @@ mod huffman {
                 at += 1;
             }
             if bits == 0 {
-                return Ok((symbols, colon));
+                return Ok(());
             }
             let top = window >> 32;
             let mut length = 5;
@@ -370,20 +486,17 @@ mod huffman {
                 // What is left is padding: at most 7 bits, all ones.
                 let ones = (1u64 << bits) - 1;
                 return if bits <= 7 && window >> (64 - bits) == ones {
-                    Ok((symbols, colon))
+                    Ok(())
                 } else {
-                    Err(Fault::Compression)
+                    Err(Fault)
                 };
             }
             let index = (top >> (32 - length)) as u32 - code.first[length];
             let symbol = code.symbols[(code.offset[length] + index) as usize];
             if symbol == EOS {
-                return Err(Fault::Compression);
+                return Err(Fault);
             }
-            if symbols == 0 {
-                colon = symbol == u16::from(b':');
-            }
-            symbols += 1;
+            out.push(u8::try_from(symbol).map_err(|_| Fault)?);
             window <<= length;
             bits -= length;
         }
@@ -396,7 +509,12 @@ mod huffman {
         reason = "a test's encoder of short strings"
     )]
     mod tests {
-        use super::{CODE, LENGTHS, decoded};
+        use super::{CODE, Fault, LENGTHS};
+
+        fn decoded(bytes: &[u8]) -> Result<Vec<u8>, Fault> {
+            let mut out = Vec::new();
+            super::decode(bytes, &mut out).map(|()| out)
+        }
 
         /// `text`'s code, padded with ones (an encoder, for the tests).
         fn encode(text: &[u8]) -> Vec<u8> {
@@ -425,7 +543,7 @@ mod huffman {
             let www = [
                 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff,
             ];
-            assert_eq!(decoded(&www), Ok((15, false)));
+            assert_eq!(decoded(&www), Ok(b"www.example.com".to_vec()));
             assert_eq!(encode(b"www.example.com"), www);
             assert_eq!(encode(b"no-cache"), [0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf]);
             assert_eq!(
@@ -437,11 +555,10 @@ mod huffman {
         #[test]
         fn every_byte_round_trips_and_bad_padding_is_a_fault() {
             let all: Vec<u8> = (0..=255).collect();
-            assert_eq!(decoded(&encode(&all)), Ok((256, false)));
-            assert_eq!(decoded(&encode(b":path")), Ok((5, true)));
-            assert_eq!(decoded(b""), Ok((0, false)));
+            assert_eq!(decoded(&encode(&all)), Ok(all));
+            assert_eq!(decoded(b""), Ok(Vec::new()));
             // 'a' is 00011: three bits of padding.
-            assert_eq!(decoded(&[0b0001_1111]), Ok((1, false)));
+            assert_eq!(decoded(&[0b0001_1111]), Ok(b"a".to_vec()));
             assert!(decoded(&[0b0001_1000]).is_err(), "zero padding");
             assert!(decoded(&[0b0001_1111, 0xff]).is_err(), "11 bits of padding");
             // 'a' then EOS (30 ones), padded.
@@ -452,43 +569,69 @@ mod huffman {
 
 #[cfg(test)]
 mod tests {
-    use super::{Fault, Walker};
+    use super::{Decoder, Fault};
 
     /// `:method GET`, `:scheme http`, `:path /`, then `:authority` with a
     /// raw literal added to the table.
     const REQUEST: &[u8] = b"\x82\x86\x84\x41\x09127.0.0.1";
 
-    #[test]
-    fn indexes_follow_the_table_as_it_fills_and_evicts() {
-        let mut w = Walker::new(4096);
-        assert_eq!(w.walk(REQUEST, false), Ok(()));
-        // 62 is the :authority just added; 63 is past the table.
-        assert_eq!(w.walk(b"\x82\x86\x84\xbe", false), Ok(()));
-        assert_eq!(w.walk(b"\xbf", false), Err(Fault::Compression));
-        assert_eq!(w.walk(b"\x80", false), Err(Fault::Compression), "index 0");
-        // A size update to 0 evicts it; at the end of a block it is a fault.
-        assert_eq!(w.walk(b"\x20\x82", false), Ok(()));
-        assert_eq!(w.walk(b"\xbe", false), Err(Fault::Compression));
-        assert_eq!(w.walk(b"\x82\x20", false), Err(Fault::Compression));
-        // Over the limit this side set.
-        assert_eq!(w.walk(b"\x3f\xe2\x1f", false), Err(Fault::Compression));
+    fn decode(d: &mut Decoder, block: &[u8]) -> Result<Vec<(String, String)>, Fault> {
+        let mut fields = Vec::new();
+        d.decode(block, |n, v| {
+            fields.push((
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            ));
+        })?;
+        Ok(fields)
     }
 
     #[test]
-    fn trailers_may_not_carry_pseudo_headers() {
-        let mut w = Walker::new(4096);
-        assert_eq!(w.walk(REQUEST, false), Ok(()));
-        assert_eq!(w.walk(b"\x00\x01x\x01y", true), Ok(()));
-        assert_eq!(w.walk(b"\x82", true), Err(Fault::PseudoInTrailers));
-        assert_eq!(w.walk(b"\xbe", true), Err(Fault::PseudoInTrailers));
-        assert_eq!(
-            w.walk(b"\x00\x05:path\x01/", true),
-            Err(Fault::PseudoInTrailers)
-        );
-        assert_eq!(
-            w.walk(b"\x00\x05x", false),
-            Err(Fault::Compression),
-            "cut short"
-        );
+    fn indexes_follow_the_table_as_it_fills_and_evicts() {
+        let mut d = Decoder::new(4096);
+        let fields = decode(&mut d, REQUEST).unwrap();
+        assert_eq!(fields[3], (":authority".into(), "127.0.0.1".into()));
+        // 62 is the :authority just added; 63 is past the table.
+        let again = decode(&mut d, b"\x82\x86\x84\xbe").unwrap();
+        assert_eq!(again[3], (":authority".into(), "127.0.0.1".into()));
+        assert_eq!(decode(&mut d, b"\xbf"), Err(Fault));
+        assert_eq!(decode(&mut d, b"\x80"), Err(Fault), "index 0");
+        // A size update to 0 evicts it; at the end of a block it is a fault.
+        assert!(decode(&mut d, b"\x20\x82").is_ok());
+        assert_eq!(decode(&mut d, b"\xbe"), Err(Fault));
+        assert_eq!(decode(&mut d, b"\x82\x20"), Err(Fault));
+        // Over the limit this side set.
+        assert_eq!(decode(&mut d, b"\x3f\xe2\x1f"), Err(Fault));
+        assert_eq!(decode(&mut d, b"\x00\x05x"), Err(Fault), "cut short");
+    }
+
+    #[test]
+    fn the_rfcs_huffman_requests_decode() {
+        // RFC 7541 C.4.1 and C.4.2: the second reuses the first's entry.
+        let mut d = Decoder::new(4096);
+        let first = decode(
+            &mut d,
+            b"\x82\x86\x84\x41\x8c\xf1\xe3\xc2\xe5\xf2\x3a\x6b\xa0\xab\x90\xf4\xff",
+        )
+        .unwrap();
+        assert_eq!(first[3], (":authority".into(), "www.example.com".into()));
+        let second = decode(&mut d, b"\x82\x86\x84\xbe\x58\x86\xa8\xeb\x10\x64\x9c\xbf").unwrap();
+        assert_eq!(second[3], (":authority".into(), "www.example.com".into()));
+        assert_eq!(second[4], ("cache-control".into(), "no-cache".into()));
+    }
+
+    #[test]
+    fn responses_encode_to_what_a_decoder_reads_back() {
+        let mut out = Vec::new();
+        super::push_table_size(&mut out, 0);
+        super::push_status(&mut out, 200);
+        super::push_status(&mut out, 431);
+        super::push_field(&mut out, b"Content-Type", b"text/plain");
+        super::push_field(&mut out, b"X-Request-Id", &[b'a'; 200]);
+        let fields = decode(&mut Decoder::new(4096), &out).unwrap();
+        assert_eq!(fields[0], (":status".into(), "200".into()));
+        assert_eq!(fields[1], (":status".into(), "431".into()));
+        assert_eq!(fields[2], ("content-type".into(), "text/plain".into()));
+        assert_eq!(fields[3], ("x-request-id".into(), "a".repeat(200)));
     }
 }

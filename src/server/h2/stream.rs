@@ -1,145 +1,120 @@
 //! One HTTP/2 stream, answered by the HTTP/1.1 state machine in memory.
 //!
-//! The request becomes an HTTP/1.1 message (request line from the
-//! pseudo-header fields, `Host` from `:authority`, cookies joined as
-//! RFC 9113 §8.2.3 says) loaded into a [`Conn`] of its own, which the
-//! connection loop ([`drive`]) runs over the stream as if it were a socket
+//! The session turned the request's header block into an HTTP/1.1 message
+//! (request line from the pseudo-header fields, `Host` from `:authority`,
+//! cookies joined as RFC 9113 §8.2.3 says, and a framing field for its
+//! body); it is loaded into a [`Conn`] of its own, which the connection
+//! loop ([`drive`]) runs over the stream as if it were a socket
 //! ([`StreamIo`]): so the request meets the same routes, layers, limits,
 //! rate limits, timeouts, metrics and access log as over HTTP/1.1, and its
 //! body arrives as it comes — framed with its `content-length`, or chunked
-//! (with the peer's trailers) when it has none — each DATA frame's window
+//! (with the client's trailers) when it has none — each piece's window
 //! given back once the machine has taken it, so a route that streams its
 //! body pulls it at its own pace and one that does not is refused (413)
 //! as soon as it is over the limit. The response the machine writes is
 //! read back ([`Reader`]): a `100 Continue` becomes an informational
 //! HEADERS frame, the head a HEADERS frame without the connection-specific
-//! fields HTTP/2 forbids (§8.2.2), its body DATA frames sent as the peer's
-//! flow-control window allows.
+//! fields HTTP/2 forbids (§8.2.2), its body DATA frames sent as the
+//! client's flow-control window allows, chunked trailers a last HEADERS
+//! frame.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
 
-use bytes::Bytes;
-use h2::server::SendResponse;
-use h2::{Reason, RecvStream, SendStream};
-
-use super::Open;
-use crate::http::status::Status;
+use super::session::{self, Fresh, Session};
 use crate::server::conn::Conn;
 use crate::server::connection::drive;
 use crate::server::exchange::{Origin, error_writer, log_refusal};
 use crate::server::shard::ShardContext;
 use crate::transport::{BufferPool, Io};
 
-/// Answers one stream; `_open` counts it as open until it ends.
+/// A stream counted as open while its task lives; it closes when the task
+/// ends.
+pub(super) struct Open {
+    session: Rc<RefCell<Session>>,
+    id: u32,
+}
+
+impl Open {
+    pub(super) fn new(session: Rc<RefCell<Session>>, id: u32) -> Self {
+        Self { session, id }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.session.borrow_mut().finish(self.id);
+    }
+}
+
+/// Answers one stream.
 pub(super) async fn answer<S: 'static>(
     shard: Rc<ShardContext<S>>,
     origin: Origin,
-    request: http::Request<RecvStream>,
-    respond: SendResponse<Bytes>,
-    _open: Open,
+    fresh: Fresh,
+    open: Open,
 ) {
     let settings = shard.settings();
-    let (parts, body) = request.into_parts();
-    let head_request = parts.method == http::Method::HEAD;
-    let origin = Origin {
-        http2: true,
-        ..origin
-    };
-    let mut conn = Conn::new(Rc::clone(&shard), Rc::clone(&settings), origin);
     let mut io = StreamIo {
-        body: None,
+        body: fresh.body,
         staged: Vec::new(),
         at: 0,
-        reader: Reader::new(head_request),
-        respond,
-        sending: None,
+        reader: Reader::new(fresh.head_request),
         reset: Cell::new(false),
+        open,
     };
-    match request_head(&parts) {
-        Ok(mut message) => {
-            let ended = body.is_end_stream();
-            let length = parts.headers.get(http::header::CONTENT_LENGTH);
-            match (ended, length) {
-                (true, None) => {}
-                (true, Some(_)) => message.extend_from_slice(b"content-length: 0\r\n"),
-                (false, Some(length)) => {
-                    push_field(&mut message, "content-length", length.as_bytes());
-                }
-                (false, None) => message.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-            }
-            message.extend_from_slice(b"\r\n");
-            if !ended {
-                io.body = Some(Incoming {
-                    stream: body,
-                    chunked: length.is_none(),
-                });
-            }
+    match fresh.head {
+        Ok(message) => {
+            let mut conn = Conn::new(Rc::clone(&shard), Rc::clone(&settings), origin);
             conn.load(&message);
+            drop(message);
+            let watch = shard.deadlines.register();
+            drive(&mut conn, &mut io, &watch, &shard.blocks, &shard.pool).await;
         }
-        Err(why) => {
-            // A CONNECT (no :path): nothing here tunnels over a stream.
+        Err((status, why)) => {
             let mut out = Vec::new();
-            error_writer(&shard, &settings.common_headers, &mut out)
-                .send_error(Status::BAD_REQUEST, why);
-            log_refusal(&shard, origin.peer, Status::BAD_REQUEST, out.len(), &[]);
+            error_writer(&shard, &settings.common_headers, &mut out).send_error(status, why);
+            log_refusal(&shard, origin.peer, status, out.len(), &[]);
             let _ = io.write_all(&mut out, &shard.pool).await;
-            return;
         }
-    }
-    let watch = shard.deadlines.register();
-    drive(&mut conn, &mut io, &watch, &shard.blocks, &shard.pool).await;
-}
-
-/// A request body as it arrives, framed for the machine.
-struct Incoming {
-    stream: RecvStream,
-    /// Framed as chunks (the request gave no length), ended by the
-    /// peer's trailers.
-    chunked: bool,
-}
-
-impl Incoming {
-    /// The next DATA frame's payload, its window given back; `None` at
-    /// the end of the body.
-    async fn piece(&mut self) -> Option<io::Result<Bytes>> {
-        let piece = self.stream.data().await?.map_err(io::Error::other);
-        if let Ok(piece) = &piece {
-            let _ = self.stream.flow_control().release_capacity(piece.len());
-        }
-        Some(piece)
     }
 }
 
 /// The stream as the connection loop's transport: reads give the request
 /// body, writes send the response.
 struct StreamIo {
-    /// The body still to arrive; `None` once it has all been staged.
-    body: Option<Incoming>,
+    /// The body still to arrive: `Some(chunked)` (framed as chunks, the
+    /// request gave no length, ended by the client's trailers).
+    body: Option<bool>,
     /// Framed body bytes not taken yet: `staged[at..]`.
     staged: Vec<u8>,
     at: usize,
     reader: Reader,
-    respond: SendResponse<Bytes>,
-    sending: Option<SendStream<Bytes>>,
-    /// End with a reset (the peer stopped taking the response).
+    /// End with a reset (the client stopped taking the response).
     reset: Cell<bool>,
+    open: Open,
 }
 
 impl StreamIo {
+    /// The next piece of the body as it arrived; `None` at its end.
+    async fn piece(&self) -> Option<io::Result<Vec<u8>>> {
+        let id = self.open.id;
+        poll_fn(|cx| self.open.session.borrow_mut().poll_body(id, cx)).await
+    }
+
     /// Stages the next piece of the body; false at its end (or when the
     /// stream failed: `Err`).
     async fn stage(&mut self) -> io::Result<bool> {
-        let Some(body) = &mut self.body else {
+        let Some(chunked) = self.body else {
             return Ok(false);
         };
-        self.staged.clear();
         self.at = 0;
-        match body.piece().await {
+        match self.piece().await {
             Some(Ok(piece)) => {
-                if body.chunked {
+                if chunked {
+                    self.staged.clear();
                     if piece.is_empty() {
                         return Ok(true);
                     }
@@ -148,24 +123,70 @@ impl StreamIo {
                     self.staged.extend_from_slice(&piece);
                     self.staged.extend_from_slice(b"\r\n");
                 } else {
-                    self.staged.extend_from_slice(&piece);
+                    self.staged = piece;
                 }
                 Ok(true)
             }
             Some(Err(error)) => Err(error),
             None => {
-                if body.chunked {
-                    let trailers = body.stream.trailers().await.map_err(io::Error::other)?;
+                self.staged.clear();
+                if chunked {
+                    let trailers = self.open.session.borrow_mut().take_trailers(self.open.id);
                     self.staged.extend_from_slice(b"0\r\n");
-                    for (name, value) in trailers.iter().flatten() {
-                        push_field(&mut self.staged, name.as_str(), value.as_bytes());
-                    }
+                    self.staged.extend_from_slice(&trailers);
                     self.staged.extend_from_slice(b"\r\n");
                 }
                 self.body = None;
                 Ok(!self.staged.is_empty())
             }
         }
+    }
+
+    /// Sends what the state machine wrote: interim heads, the head once it
+    /// is complete, then body bytes as they come, then trailers.
+    async fn relay(&mut self, out: &[u8]) -> Result<(), ()> {
+        let mut held = std::mem::take(&mut self.reader.pending);
+        let input: &[u8] = if held.is_empty() {
+            out
+        } else {
+            held.extend_from_slice(out);
+            &held
+        };
+        let mut parts = Vec::new();
+        let used = self.reader.feed(input, &mut parts);
+        let id = self.open.id;
+        let session = &self.open.session;
+        for part in parts {
+            match part {
+                Part::Interim(status, fields) => {
+                    session
+                        .borrow_mut()
+                        .send_head(id, Some(status), &fields, false)?;
+                }
+                Part::Head(status, fields, end) => {
+                    session
+                        .borrow_mut()
+                        .send_head(id, Some(status), &fields, end)?;
+                }
+                Part::Data(mut data, end) => loop {
+                    let sent =
+                        poll_fn(|cx| session.borrow_mut().poll_send(id, data, end, cx)).await?;
+                    data = &data[sent..];
+                    if data.is_empty() {
+                        break;
+                    }
+                },
+                Part::Trailers(lines) => {
+                    let fields: Vec<(&[u8], &[u8])> = lines
+                        .iter()
+                        .map(|(n, v)| (n.as_slice(), v.as_slice()))
+                        .collect();
+                    session.borrow_mut().send_head(id, None, &fields, true)?;
+                }
+            }
+        }
+        self.reader.pending = input[used..].to_vec();
+        Ok(())
     }
 }
 
@@ -200,7 +221,7 @@ impl Io for StreamIo {
     }
 
     async fn write_all(&mut self, out: &mut Vec<u8>, _: &BufferPool) -> io::Result<()> {
-        let relayed = relay(&mut self.reader, out, &mut self.respond, &mut self.sending).await;
+        let relayed = self.relay(out).await;
         out.clear();
         relayed.map_err(|()| io::ErrorKind::BrokenPipe.into())
     }
@@ -211,10 +232,10 @@ impl Io for StreamIo {
     /// whole body before it reads (curl) gets the refusal. Past the bound
     /// the stream ends with `RST_STREAM` `NO_ERROR` (RFC 9113 §8.1).
     async fn discard(&mut self, _: &mut Vec<u8>, _: &BufferPool) -> io::Result<usize> {
-        let Some(body) = &mut self.body else {
+        if self.body.is_none() {
             return Ok(0);
-        };
-        if let Some(piece) = body.piece().await {
+        }
+        if let Some(piece) = self.piece().await {
             return piece.map(|piece| piece.len().max(1));
         }
         self.body = None;
@@ -223,20 +244,16 @@ impl Io for StreamIo {
 
     async fn shutdown(&mut self, _: &BufferPool) {
         let reason = if self.reset.get() {
-            Reason::CANCEL
+            session::CANCEL
         } else if !self.reader.finished() {
             // The body was cut off (its source failed, or it ended short
-            // of its length): the peer must see a reset, not a complete
+            // of its length): the client must see a reset, not a complete
             // stream.
-            Reason::INTERNAL_ERROR
+            session::INTERNAL_ERROR
         } else {
             return;
         };
-        match &mut self.sending {
-            Some(stream) => stream.send_reset(reason),
-            None if self.reader.head_sent() => {}
-            None => self.respond.send_reset(reason),
-        }
+        self.open.session.borrow_mut().reset(self.open.id, reason);
     }
 
     fn reset_on_close(&self) {
@@ -246,131 +263,19 @@ impl Io for StreamIo {
     fn shutdown_write(&self) {}
 }
 
-fn push_field(head: &mut Vec<u8>, name: &str, value: &[u8]) {
-    head.extend_from_slice(name.as_bytes());
-    head.extend_from_slice(b": ");
-    head.extend_from_slice(value);
-    head.extend_from_slice(b"\r\n");
-}
-
-/// The request line and fields of `parts` as HTTP/1.1 (without the blank
-/// line that ends them, and without framing fields).
-fn request_head(parts: &http::request::Parts) -> Result<Vec<u8>, &'static str> {
-    let mut head = Vec::with_capacity(256);
-    let target = match parts.uri.path_and_query() {
-        Some(target) if parts.method == http::Method::OPTIONS && target.as_str() == "*" => "*",
-        Some(target) => target.as_str(),
-        None => return Err("a request needs a :path"),
-    };
-    if target.is_empty() {
-        return Err("the :path is empty");
-    }
-    head.extend_from_slice(parts.method.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(target.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\n");
-    // :authority stands for Host (RFC 9113 §8.3.1); a Host field that
-    // disagrees is dropped.
-    let authority = parts.uri.authority().map(http::uri::Authority::as_str);
-    match (authority, parts.headers.get(http::header::HOST)) {
-        (Some(authority), _) => push_field(&mut head, "host", authority.as_bytes()),
-        (None, Some(host)) => push_field(&mut head, "host", host.as_bytes()),
-        (None, None) => {}
-    }
-    let mut cookies: Vec<&[u8]> = Vec::new();
-    for (name, value) in &parts.headers {
-        match name.as_str() {
-            "host" | "content-length" | "transfer-encoding" | "te" => {}
-            "cookie" => cookies.push(value.as_bytes()),
-            name => push_field(&mut head, name, value.as_bytes()),
-        }
-    }
-    if !cookies.is_empty() {
-        head.extend_from_slice(b"cookie: ");
-        for (at, cookie) in cookies.iter().enumerate() {
-            if at > 0 {
-                head.extend_from_slice(b"; ");
-            }
-            head.extend_from_slice(cookie);
-        }
-        head.extend_from_slice(b"\r\n");
-    }
-    Ok(head)
-}
-
-/// Sends what the state machine wrote: interim heads, the head once it is
-/// complete, then body bytes as they come.
-async fn relay(
-    reader: &mut Reader,
-    out: &[u8],
-    respond: &mut SendResponse<Bytes>,
-    sending: &mut Option<SendStream<Bytes>>,
-) -> Result<(), ()> {
-    let mut parts = Vec::new();
-    reader.feed(out, &mut parts);
-    for part in parts {
-        match part {
-            Part::Interim(response) => respond.send_informational(response).map_err(|_| ())?,
-            Part::Head(response, end) => {
-                let stream = respond.send_response(response, end).map_err(|_| ())?;
-                *sending = Some(stream);
-            }
-            Part::Data(data, end) => {
-                let stream = sending.as_mut().ok_or(())?;
-                send_data(stream, data, end).await?;
-            }
-            Part::Trailers(trailers) => {
-                let stream = sending.as_mut().ok_or(())?;
-                stream.send_trailers(trailers).map_err(|_| ())?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Sends `data` as the peer's window allows.
-async fn send_data(stream: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> Result<(), ()> {
-    if data.is_empty() {
-        return stream.send_data(data, end).map_err(|_| ());
-    }
-    while !data.is_empty() {
-        stream.reserve_capacity(data.len());
-        let Some(Ok(room)) = poll_fn(|cx| stream.poll_capacity(cx)).await else {
-            return Err(());
-        };
-        if room == 0 {
-            continue;
-        }
-        let piece = data.split_to(room.min(data.len()));
-        stream
-            .send_data(piece, end && data.is_empty())
-            .map_err(|_| ())?;
-    }
-    Ok(())
-}
-
-/// A trailer line as a field; `None` for one HTTP/2 may not carry
-/// (connection-specific, or malformed).
-fn trailer_field(line: &[u8]) -> Option<(http::HeaderName, http::HeaderValue)> {
-    let colon = line.iter().position(|&b| b == b':')?;
-    let name = http::HeaderName::from_bytes(&line[..colon]).ok()?;
-    if CONNECTION_FIELDS.contains(&name.as_str()) {
-        return None;
-    }
-    let value = http::HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).ok()?;
-    Some((name, value))
-}
+/// A field of a response head, borrowed from what the machine wrote.
+type Field<'a> = (&'a [u8], &'a [u8]);
 
 /// What [`Reader::feed`] found.
-enum Part {
+enum Part<'a> {
     /// An interim response (`100 Continue`, `103 Early Hints`).
-    Interim(http::Response<()>),
+    Interim(u16, Vec<Field<'a>>),
     /// The response head, and whether the response ends with it.
-    Head(http::Response<()>, bool),
+    Head(u16, Vec<Field<'a>>, bool),
     /// Body bytes, and whether they end the response.
-    Data(Bytes, bool),
+    Data(&'a [u8], bool),
     /// The trailer fields that end a chunked response.
-    Trailers(http::HeaderMap),
+    Trailers(Vec<(Vec<u8>, Vec<u8>)>),
 }
 
 /// Where the reader of the state machine's output is.
@@ -383,7 +288,7 @@ enum Framing {
     ChunkSize,
     Chunk(u64),
     ChunkEnd,
-    /// Chunked: the empty trailer section.
+    /// Chunked: the trailer section.
     Trailer,
     /// Until the machine closes (HTTP/1.0-style): never from a fresh
     /// HTTP/1.1 request, but read as it comes.
@@ -395,10 +300,10 @@ enum Framing {
 struct Reader {
     head_request: bool,
     framing: Framing,
+    /// What a previous write left unread (a head or line in part).
     pending: Vec<u8>,
-    head_sent: bool,
     /// Trailer fields read so far.
-    trailers: http::HeaderMap,
+    trailers: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Connection-specific fields (RFC 9113 §8.2.2), never sent in HTTP/2.
@@ -410,14 +315,19 @@ const CONNECTION_FIELDS: [&str; 5] = [
     "upgrade",
 ];
 
+fn connection_field(name: &[u8]) -> bool {
+    CONNECTION_FIELDS
+        .iter()
+        .any(|f| f.as_bytes().eq_ignore_ascii_case(name))
+}
+
 impl Reader {
     fn new(head_request: bool) -> Self {
         Self {
             head_request,
             framing: Framing::Head,
             pending: Vec::new(),
-            head_sent: false,
-            trailers: http::HeaderMap::new(),
+            trailers: Vec::new(),
         }
     }
 
@@ -425,19 +335,14 @@ impl Reader {
         self.framing == Framing::Done
     }
 
-    fn head_sent(&self) -> bool {
-        self.head_sent
-    }
-
-    /// Reads `bytes` on from where it was, into `parts`.
-    fn feed(&mut self, bytes: &[u8], parts: &mut Vec<Part>) {
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.extend_from_slice(bytes);
+    /// Reads `input` on from where it was, into `parts`; returns the bytes
+    /// used (the rest is a head or line in part, for the next write).
+    fn feed<'a>(&mut self, input: &'a [u8], parts: &mut Vec<Part<'a>>) -> usize {
         let mut at = 0;
         loop {
-            let rest = &pending[at..];
+            let rest = &input[at..];
             match self.framing {
-                Framing::Done => break,
+                Framing::Done => return input.len(),
                 Framing::Head => {
                     let Some(used) = self.head(rest, parts) else {
                         break;
@@ -450,7 +355,7 @@ impl Reader {
                     }
                     let take = usize::try_from(left).map_or(rest.len(), |l| l.min(rest.len()));
                     let left = left - take as u64;
-                    parts.push(Part::Data(Bytes::copy_from_slice(&rest[..take]), left == 0));
+                    parts.push(Part::Data(&rest[..take], left == 0));
                     at += take;
                     self.framing = if left == 0 {
                         Framing::Done
@@ -462,11 +367,11 @@ impl Reader {
                     if rest.is_empty() {
                         break;
                     }
-                    parts.push(Part::Data(Bytes::copy_from_slice(rest), false));
+                    parts.push(Part::Data(rest, false));
                     at += rest.len();
                 }
                 Framing::ChunkSize => {
-                    let Some(line) = rest.windows(2).position(|w| w == b"\r\n") else {
+                    let Some(line) = memchr::memmem::find(rest, b"\r\n") else {
                         break;
                     };
                     let size = std::str::from_utf8(&rest[..line])
@@ -485,7 +390,7 @@ impl Reader {
                         break;
                     }
                     let take = usize::try_from(left).map_or(rest.len(), |l| l.min(rest.len()));
-                    parts.push(Part::Data(Bytes::copy_from_slice(&rest[..take]), false));
+                    parts.push(Part::Data(&rest[..take], false));
                     at += take;
                     let left = left - take as u64;
                     self.framing = if left == 0 {
@@ -502,7 +407,7 @@ impl Reader {
                     self.framing = Framing::ChunkSize;
                 }
                 Framing::Trailer => {
-                    let Some(line) = rest.windows(2).position(|w| w == b"\r\n") else {
+                    let Some(line) = memchr::memmem::find(rest, b"\r\n") else {
                         break;
                     };
                     let field = &rest[..line];
@@ -510,25 +415,24 @@ impl Reader {
                     if line == 0 {
                         let trailers = std::mem::take(&mut self.trailers);
                         parts.push(if trailers.is_empty() {
-                            Part::Data(Bytes::new(), true)
+                            Part::Data(&[], true)
                         } else {
                             Part::Trailers(trailers)
                         });
                         self.framing = Framing::Done;
-                    } else if let Some((name, value)) = trailer_field(field) {
-                        self.trailers.append(name, value);
+                    } else if let Some(field) = trailer_field(field) {
+                        self.trailers.push(field);
                     }
                 }
             }
         }
-        pending.drain(..at);
-        self.pending = pending;
+        at
     }
 
     /// Parses a complete head at the start of `rest` into a part; the
     /// bytes it used, or `None` until it is complete. A 1xx head is an
     /// interim part.
-    fn head(&mut self, rest: &[u8], parts: &mut Vec<Part>) -> Option<usize> {
+    fn head<'a>(&mut self, rest: &'a [u8], parts: &mut Vec<Part<'a>>) -> Option<usize> {
         let mut fields = [httparse::EMPTY_HEADER; 128];
         let mut parsed = httparse::Response::new(&mut fields);
         let used = match parsed.parse(rest) {
@@ -537,47 +441,33 @@ impl Reader {
             Err(_) => {
                 // Not a response this side could have written: end it.
                 self.framing = Framing::Done;
-                parts.push(Part::Head(
-                    http::Response::builder()
-                        .status(500)
-                        .body(())
-                        .expect("a fixed head"),
-                    true,
-                ));
+                parts.push(Part::Head(500, Vec::new(), true));
                 return Some(rest.len());
             }
         };
         let status = parsed.code.unwrap_or(500);
-        if (100..200).contains(&status) {
-            // 101 has no meaning in HTTP/2 (§8.6); the rest are relayed.
-            if status != 101 {
-                let mut interim = http::Response::builder().status(status);
-                for field in parsed.headers.iter() {
-                    interim = interim.header(field.name, field.value);
-                }
-                if let Ok(interim) = interim.body(()) {
-                    parts.push(Part::Interim(interim));
-                }
-            }
-            return Some(used);
-        }
-        let mut response = http::Response::builder().status(status);
+        let mut kept = Vec::with_capacity(parsed.headers.len());
         let mut length = None;
         let mut chunked = false;
         for field in parsed.headers.iter() {
-            let name = field.name.to_ascii_lowercase();
-            if name == "transfer-encoding" {
+            let name = field.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 chunked = true;
-            }
-            if name == "content-length" {
+            } else if name.eq_ignore_ascii_case(b"content-length") {
                 length = std::str::from_utf8(field.value)
                     .ok()
                     .and_then(|v| v.trim().parse::<u64>().ok());
             }
-            if CONNECTION_FIELDS.contains(&name.as_str()) {
-                continue;
+            if !connection_field(name) {
+                kept.push((name, field.value));
             }
-            response = response.header(name, field.value);
+        }
+        if (100..200).contains(&status) {
+            // 101 has no meaning in HTTP/2 (§8.6); the rest are relayed.
+            if status != 101 {
+                parts.push(Part::Interim(status, kept));
+            }
+            return Some(used);
         }
         let bodiless = self.head_request || status == 204 || status == 304;
         self.framing = if bodiless || length == Some(0) && !chunked {
@@ -589,44 +479,55 @@ impl Reader {
         } else {
             Framing::UntilClose
         };
-        let head = response.body(()).unwrap_or_else(|_| {
-            http::Response::builder()
-                .status(500)
-                .body(())
-                .expect("a fixed head")
-        });
-        self.head_sent = true;
-        parts.push(Part::Head(head, self.framing == Framing::Done));
+        parts.push(Part::Head(status, kept, self.framing == Framing::Done));
         Some(used)
     }
+}
+
+/// A trailer line as a field; `None` for one HTTP/2 may not carry
+/// (connection-specific, or malformed).
+fn trailer_field(line: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let colon = memchr::memchr(b':', line)?;
+    let name = line[..colon].trim_ascii();
+    if name.is_empty() || connection_field(name) || name.iter().any(|b| !b.is_ascii_graphic()) {
+        return None;
+    }
+    let value = line[colon + 1..].trim_ascii();
+    Some((name.to_ascii_lowercase(), value.to_vec()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::{Part, Reader};
 
+    /// Feeds `bytes` after what the reader held, as `relay` does.
     fn read(reader: &mut Reader, bytes: &[u8]) -> (Option<u16>, Vec<u8>, bool) {
+        let mut input = std::mem::take(&mut reader.pending);
+        input.extend_from_slice(bytes);
         let mut parts = Vec::new();
-        reader.feed(bytes, &mut parts);
+        let used = reader.feed(&input, &mut parts);
         let mut status = None;
         let mut body = Vec::new();
         let mut end = false;
         for part in parts {
             match part {
-                Part::Head(head, ended) => {
-                    status = Some(head.status().as_u16());
-                    assert!(head.headers().get("connection").is_none());
-                    assert!(head.headers().get("transfer-encoding").is_none());
+                Part::Head(code, fields, ended) => {
+                    status = Some(code);
+                    for (name, _) in fields {
+                        assert!(!name.eq_ignore_ascii_case(b"connection"));
+                        assert!(!name.eq_ignore_ascii_case(b"transfer-encoding"));
+                    }
                     end |= ended;
                 }
                 Part::Data(data, ended) => {
-                    body.extend_from_slice(&data);
+                    body.extend_from_slice(data);
                     end |= ended;
                 }
                 Part::Trailers(_) => end = true,
-                Part::Interim(head) => panic!("an interim {}", head.status()),
+                Part::Interim(code, _) => panic!("an interim {code}"),
             }
         }
+        reader.pending = input[used..].to_vec();
         (status, body, end)
     }
 
@@ -640,20 +541,17 @@ mod tests {
         reader.feed(whole, &mut parts);
         assert!(reader.finished());
         let [
-            Part::Interim(interim),
-            Part::Head(head, false),
+            Part::Interim(100, _),
+            Part::Head(200, _, false),
             Part::Data(data, false),
             Part::Trailers(trailers),
         ] = parts.as_slice()
         else {
             panic!("{} parts", parts.len());
         };
-        assert_eq!(interim.status(), 100);
-        assert_eq!(head.status(), 200);
-        assert_eq!(data.as_ref(), b"ok");
-        assert_eq!(trailers.get("grpc-status").unwrap(), "0");
-        // A connection-specific field is no trailer in HTTP/2.
-        assert_eq!(trailers.len(), 1);
+        assert_eq!(*data, b"ok");
+        // Lowercased; a connection-specific field is no trailer in HTTP/2.
+        assert_eq!(trailers, &[(b"grpc-status".to_vec(), b"0".to_vec())]);
     }
 
     #[test]
