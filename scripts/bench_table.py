@@ -15,8 +15,10 @@ for name, server, value, cpu in rows:
     scenarios.setdefault(name, {}).setdefault(server, []).append((value, float(cpu)))
 
 # Figures with no CPU time (memory, sizes) get a table of their own.
+# Latency rows carry no CPU either, and have their own table.
 figures = [name for name, servers in scenarios.items()
-           if name.startswith("idle") or all(c == 0 for s in servers.values() for _, c in s)]
+           if not name.startswith("latency")
+           and (name.startswith("idle") or all(c == 0 for s in servers.values() for _, c in s))]
 
 print("| scenario | server | req/s median (min–max) | ratio | CPU µs/req | ratio |")
 print("|---|---|---|---|---|---|")
