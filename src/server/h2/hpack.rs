@@ -364,7 +364,9 @@ pub(super) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     } else {
         out.push(0x00);
         push_integer(out, 0x00, 7, name.len());
-        out.extend(name.iter().map(u8::to_ascii_lowercase));
+        let start = out.len();
+        out.extend_from_slice(name);
+        out[start..].make_ascii_lowercase();
     }
     push_integer(out, 0x00, 7, value.len());
     out.extend_from_slice(value);

@@ -1167,9 +1167,12 @@ impl Session {
     fn seal_block(&mut self, start: usize, stream: u32, flags: u8) {
         let length = self.out.len() - start - 9;
         if length <= self.peer_frame {
-            let mut head = Vec::with_capacity(9);
-            push_frame_head(&mut head, length, HEADERS, flags | END_HEADERS, stream);
-            self.out[start..start + 9].copy_from_slice(&head);
+            self.out[start..start + 9].copy_from_slice(&frame_head(
+                length,
+                HEADERS,
+                flags | END_HEADERS,
+                stream,
+            ));
             return;
         }
         let block = self.out.split_off(start + 9);
@@ -1204,10 +1207,16 @@ fn wide(n: usize) -> i64 {
 }
 
 /// A frame's 9-byte head (RFC 9113 §4.1).
-fn push_frame_head(out: &mut Vec<u8>, length: usize, kind: u8, flags: u8, stream: u32) {
+fn frame_head(length: usize, kind: u8, flags: u8, stream: u32) -> [u8; 9] {
     let length = u32::try_from(length).unwrap_or(0).to_be_bytes();
-    out.extend_from_slice(&[length[1], length[2], length[3], kind, flags]);
-    out.extend_from_slice(&stream.to_be_bytes());
+    let stream = stream.to_be_bytes();
+    [
+        length[1], length[2], length[3], kind, flags, stream[0], stream[1], stream[2], stream[3],
+    ]
+}
+
+fn push_frame_head(out: &mut Vec<u8>, length: usize, kind: u8, flags: u8, stream: u32) {
+    out.extend_from_slice(&frame_head(length, kind, flags, stream));
 }
 
 /// A DATA frame's payload without its padding (§6.1).
