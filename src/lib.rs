@@ -79,8 +79,9 @@
 //!    — over the exchange (`pipeline` decode loop, `builtin` endpoints,
 //!    `dispatch` to rate limit, router and handler), deadlines and pooled
 //!    blocks. The same state machine serves without a socket as
-//!    [`LocalService`]. `server::h2` is HTTP/2 over it (the `h2` crate's
-//!    framing; each stream answered by the HTTP/1.1 machine in memory).
+//!    [`LocalService`]. `server::h2` is HTTP/2 over it (framing, HPACK and
+//!    flow control of its own in `session`; each stream answered by the
+//!    HTTP/1.1 machine in memory).
 //!    Beside it, [`ws`]: WebSocket handlers, which take a connection over
 //!    after their `101` (`tungstenite`'s protocol machine, sans-IO).
 //! 10. [`client`]: calling other services from a shard. An HTTP/1.1 client
