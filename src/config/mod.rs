@@ -749,11 +749,7 @@ impl CorsConfig {
                 ),
             );
         }
-        let token = |t: &str| {
-            !t.is_empty()
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        };
+        let token = |t: &str| !t.is_empty() && t.bytes().all(crate::http::body::is_token);
         for (key, list) in [
             ("cors.allow_methods", &self.allow_methods),
             ("cors.allow_headers", &self.allow_headers),

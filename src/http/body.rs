@@ -354,7 +354,7 @@ fn is_field_byte(byte: u8) -> bool {
 }
 
 /// A `tchar` (RFC 9110 §5.6.2).
-fn is_token(byte: u8) -> bool {
+pub(crate) fn is_token(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 

@@ -773,8 +773,13 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
         );
         return;
     }
+    push_line(out, name.as_bytes(), value);
+}
+
+/// Appends `name: value\r\n` as it is (the caller vouches for both).
+pub(crate) fn push_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.reserve(name.len() + value.len() + 4);
-    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");

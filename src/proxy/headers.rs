@@ -6,6 +6,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::Cidr;
+use crate::http::write::push_line;
 
 /// Fields that describe one connection, not the message (RFC 9110
 /// §7.6.1), and the ones the proxy writes itself; never passed on as
@@ -70,13 +71,6 @@ impl Forwarding<'_> {
     }
 }
 
-fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
 /// Writes the client's fields that pass, then the forwarding fields, then
 /// the route's own (`set`, replacing any of the same name), into `out`.
 pub(crate) fn request_fields<'a>(
@@ -104,7 +98,7 @@ pub(crate) fn request_fields<'a>(
         {
             // Replaced below.
         } else if passes(name, &named) && !set.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            push_field(out, name, value);
+            push_line(out, name.as_bytes(), value);
         }
     }
     // The client's address: the peer's, or behind a trusted proxy the
@@ -137,9 +131,9 @@ pub(crate) fn request_fields<'a>(
     }
     let scheme: &[u8] = if facts.https { b"https" } else { b"http" };
     let proto = proto.filter(|_| trusted).unwrap_or(scheme);
-    push_field(out, "X-Forwarded-Proto", proto);
+    push_line(out, b"X-Forwarded-Proto", proto);
     if let Some(host) = facts.host {
-        push_field(out, "X-Forwarded-Host", host);
+        push_line(out, b"X-Forwarded-Host", host);
     }
     if let Some(client) = client {
         out.extend_from_slice(b"X-Real-IP: ");
@@ -177,13 +171,13 @@ pub(crate) fn request_fields<'a>(
     }
     out.extend_from_slice(b"\r\n");
     if !facts.request_id.is_empty() {
-        push_field(out, "X-Request-ID", facts.request_id.as_bytes());
+        push_line(out, b"X-Request-ID", facts.request_id.as_bytes());
     }
     if facts.via {
-        push_field(out, "Via", b"1.1 percore");
+        push_line(out, b"Via", b"1.1 percore");
     }
     for (name, value) in set {
-        push_field(out, name, value.as_bytes());
+        push_line(out, name.as_bytes(), value.as_bytes());
     }
 }
 

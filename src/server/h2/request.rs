@@ -3,15 +3,14 @@
 //! HTTP/1.1 message the state machine reads; and a trailer block, as the
 //! lines that end a chunked body.
 
+use crate::http::body::is_token;
 use crate::http::status::Status;
+use crate::http::write::push_line;
 
 /// Whether `name` is a valid HTTP/2 field name: token characters, none
 /// uppercase (§8.2.1).
 fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name.iter().all(|&b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+    !name.is_empty() && name.iter().all(|&b| is_token(b) && !b.is_ascii_uppercase())
 }
 
 /// Whether `value` is a valid field value: no NUL, CR or LF, and no
@@ -22,8 +21,8 @@ fn valid_value(value: &[u8]) -> bool {
         && !value.last().is_some_and(|b| *b == b' ' || *b == b'\t')
 }
 
-/// Connection-specific fields (§8.2.2): a request that has one is
-/// malformed.
+/// Connection-specific fields (§8.2.2): never sent in HTTP/2, and a
+/// request that has one is malformed.
 const CONNECTION_FIELDS: [&[u8]; 5] = [
     b"connection",
     b"keep-alive",
@@ -31,6 +30,13 @@ const CONNECTION_FIELDS: [&[u8]; 5] = [
     b"transfer-encoding",
     b"upgrade",
 ];
+
+/// Whether `name` (in any case) is connection-specific.
+pub(super) fn connection_field(name: &[u8]) -> bool {
+    CONNECTION_FIELDS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(name))
+}
 
 /// A request's fields as they are decoded, written as an HTTP/1.1 head.
 #[derive(Debug)]
@@ -104,7 +110,7 @@ impl Request {
             return;
         }
         self.regular = true;
-        if !valid_name(name) || CONNECTION_FIELDS.contains(&name) {
+        if !valid_name(name) || connection_field(name) {
             self.malformed = true;
             return;
         }
@@ -208,10 +214,7 @@ impl Request {
 
 /// A method: token characters (uppercase allowed).
 fn valid_name_like(method: &[u8]) -> bool {
-    !method.is_empty()
-        && method
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !method.is_empty() && method.iter().all(|&b| is_token(b))
 }
 
 /// A trailer block's fields as HTTP/1.1 lines.
@@ -226,18 +229,11 @@ impl Trailers {
         if name.first() == Some(&b':')
             || !valid_name(name)
             || !valid_value(value)
-            || CONNECTION_FIELDS.contains(&name)
+            || connection_field(name)
         {
             self.malformed = true;
         } else if !self.malformed {
             push_line(&mut self.lines, name, value);
         }
     }
-}
-
-fn push_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }

@@ -23,6 +23,7 @@ use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
 
+use super::request::connection_field;
 use super::session::{self, Fresh, Session};
 use crate::server::conn::Conn;
 use crate::server::connection::drive;
@@ -304,21 +305,6 @@ struct Reader {
     pending: Vec<u8>,
     /// Trailer fields read so far.
     trailers: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-/// Connection-specific fields (RFC 9113 §8.2.2), never sent in HTTP/2.
-const CONNECTION_FIELDS: [&str; 5] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn connection_field(name: &[u8]) -> bool {
-    CONNECTION_FIELDS
-        .iter()
-        .any(|f| f.as_bytes().eq_ignore_ascii_case(name))
 }
 
 impl Reader {
