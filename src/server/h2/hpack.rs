@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 pub(super) struct Fault;
 
 /// The table size a decoder starts with (RFC 7541 §4.2, RFC 9113 §6.5.2).
-const INITIAL_TABLE: usize = 4096;
+pub(super) const INITIAL_TABLE: usize = 4096;
 
 /// The static table (RFC 7541 Appendix A): entry `i` is `STATIC[i - 1]`.
 const STATIC: [(&str, &str); 61] = [
@@ -156,58 +156,67 @@ impl Decoder {
         block: &[u8],
         mut field: impl FnMut(&[u8], &[u8]),
     ) -> Result<(), Fault> {
-        let mut at = 0;
-        let mut fields = false;
         let mut scratch = std::mem::take(&mut self.scratch);
-        let result = (|| {
-            while at < block.len() {
-                scratch.clear();
-                let first = block[at];
-                if first & 0x80 != 0 {
-                    let index = integer(block, &mut at, 7)?;
-                    let (name, value) = self.entry(index)?;
-                    field(name, value);
-                } else if first & 0x40 != 0 {
-                    let name = self.literal_name(block, &mut at, 6, &mut scratch)?;
-                    let value = string(block, &mut at, &mut scratch)?;
-                    let entry = Entry {
-                        name: name.get(block, &scratch).into(),
-                        value: value.get(block, &scratch).into(),
-                    };
-                    field(&entry.name, &entry.value);
-                    self.insert(entry);
-                } else if first & 0x20 != 0 {
-                    // A size update comes only before the block's first
-                    // field.
-                    let size = integer(block, &mut at, 5)?;
-                    if fields || size > self.limit {
-                        return Err(Fault);
-                    }
-                    self.max = size;
-                    self.evict(0);
-                    continue;
-                } else {
-                    // Without indexing (0000) or never indexed (0001).
-                    let index = integer(block, &mut at, 4)?;
-                    let value;
-                    if index == 0 {
-                        let name = string(block, &mut at, &mut scratch)?;
-                        value = string(block, &mut at, &mut scratch)?;
-                        field(name.get(block, &scratch), value.get(block, &scratch));
-                    } else {
-                        value = string(block, &mut at, &mut scratch)?;
-                        let (name, _) = self.entry(index)?;
-                        field(name, value.get(block, &scratch));
-                    }
-                }
-                fields = true;
-            }
-            Ok(())
-        })();
+        let result = self.decode_with(block, &mut scratch, &mut field);
         if scratch.capacity() <= 4096 {
             self.scratch = scratch;
         }
         result
+    }
+
+    /// [`Self::decode`], with `scratch` for the Huffman-decoded strings.
+    fn decode_with(
+        &mut self,
+        block: &[u8],
+        scratch: &mut Vec<u8>,
+        field: &mut impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), Fault> {
+        let mut at = 0;
+        let mut fields = false;
+        while at < block.len() {
+            scratch.clear();
+            let first = block[at];
+            if first & 0x80 != 0 {
+                let index = integer(block, &mut at, 7)?;
+                let (name, value) = self.entry(index)?;
+                field(name, value);
+            } else if first & 0x40 != 0 {
+                let name = self.literal_name(block, &mut at, 6, scratch)?;
+                let value = string(block, &mut at, scratch)?;
+                let entry = Entry {
+                    name: name.get(block, scratch).into(),
+                    value: value.get(block, scratch).into(),
+                };
+                field(&entry.name, &entry.value);
+                self.insert(entry);
+            } else if first & 0x20 != 0 {
+                // A size update comes only before the block's first field.
+                let size = integer(block, &mut at, 5)?;
+                if fields || size > self.limit {
+                    return Err(Fault);
+                }
+                self.max = size;
+                self.evict(0);
+                continue;
+            } else {
+                // Without indexing (0000) or never indexed (0001): the name
+                // a string of its own (index 0) or indexed, then the value.
+                let index = integer(block, &mut at, 4)?;
+                let own = if index == 0 {
+                    Some(string(block, &mut at, scratch)?)
+                } else {
+                    None
+                };
+                let value = string(block, &mut at, scratch)?;
+                let name = match own {
+                    Some(name) => name.get(block, scratch),
+                    None => self.entry(index)?.0,
+                };
+                field(name, value.get(block, scratch));
+            }
+            fields = true;
+        }
+        Ok(())
     }
 
     /// The name of a literal field: indexed, or a string of its own.
@@ -343,17 +352,21 @@ pub(super) fn push_status(out: &mut Vec<u8>, status: u16) {
         404 => 13,
         500 => 14,
         _ => {
-            // Literal without indexing, the name :status (index 8).
-            out.extend_from_slice(&[0x08, 3]);
-            out.extend_from_slice(format_status(status).as_bytes());
+            // Literal without indexing, the name :status (index 8), the
+            // three digits raw.
+            let status = status.min(999);
+            let digit = |n: u16| b'0' + u8::try_from(n % 10).unwrap_or(0);
+            out.extend_from_slice(&[
+                0x08,
+                3,
+                digit(status / 100),
+                digit(status / 10),
+                digit(status),
+            ]);
             return;
         }
     };
     out.push(0x80 | index);
-}
-
-fn format_status(status: u16) -> String {
-    format!("{:03}", status.min(999))
 }
 
 /// Writes one field as a literal without indexing, its name lowercased

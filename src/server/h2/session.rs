@@ -254,7 +254,7 @@ impl Session {
             peer_window: DEFAULT_WINDOW,
             peer_frame: DEFAULT_FRAME,
             table_update: None,
-            table_max: 4096,
+            table_max: hpack::INITIAL_TABLE,
             send_window: DEFAULT_WINDOW,
             recv_window: DEFAULT_WINDOW,
             unacked: 0,
@@ -278,22 +278,24 @@ impl Session {
             failed: false,
             error: None,
         };
-        let mut settings = Vec::with_capacity(36);
+        // The defaults need not be sent.
+        let frame = (config.max_frame_bytes as usize != DEFAULT_FRAME)
+            .then_some((MAX_FRAME_SIZE, config.max_frame_bytes));
+        let table = (config.header_table_bytes as usize != hpack::INITIAL_TABLE)
+            .then_some((HEADER_TABLE_SIZE, config.header_table_bytes));
+        let mut settings = Vec::with_capacity(30);
         for (id, value) in [
-            (MAX_CONCURRENT_STREAMS, config.max_concurrent_streams),
-            (INITIAL_WINDOW_SIZE, config.stream_window_bytes),
-            (MAX_HEADER_LIST_SIZE, config.max_header_list_bytes),
-        ] {
+            Some((MAX_CONCURRENT_STREAMS, config.max_concurrent_streams)),
+            Some((INITIAL_WINDOW_SIZE, config.stream_window_bytes)),
+            Some((MAX_HEADER_LIST_SIZE, config.max_header_list_bytes)),
+            frame,
+            table,
+        ]
+        .into_iter()
+        .flatten()
+        {
             settings.extend_from_slice(&id.to_be_bytes());
             settings.extend_from_slice(&value.to_be_bytes());
-        }
-        if config.max_frame_bytes as usize != DEFAULT_FRAME {
-            settings.extend_from_slice(&MAX_FRAME_SIZE.to_be_bytes());
-            settings.extend_from_slice(&config.max_frame_bytes.to_be_bytes());
-        }
-        if config.header_table_bytes != 4096 {
-            settings.extend_from_slice(&HEADER_TABLE_SIZE.to_be_bytes());
-            settings.extend_from_slice(&config.header_table_bytes.to_be_bytes());
         }
         session.frame_out(SETTINGS, 0, 0, &settings);
         let more = session.connection_window - DEFAULT_WINDOW;
@@ -335,7 +337,7 @@ impl Session {
                 break;
             }
             let (kind, flags) = (h[3], h[4]);
-            let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+            let stream = word31(&h[5..9]);
             let payload = &input[at + 9..at + 9 + length];
             at += 9 + length;
             if let Err(code) = self.frame(kind, flags, stream, payload) {
@@ -616,7 +618,7 @@ impl Session {
             if rest.len() < 5 {
                 return Err(FRAME_SIZE_ERROR);
             }
-            let dependency = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) & 0x7fff_ffff;
+            let dependency = word31(rest);
             depends_on_itself = dependency == stream;
             rest = &rest[5..];
         }
@@ -764,8 +766,7 @@ impl Session {
             return Err(FRAME_SIZE_ERROR);
         }
         self.cheap += 1;
-        let dependency =
-            u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff;
+        let dependency = word31(payload);
         if dependency == stream {
             return self.stream_error(stream, PROTOCOL_ERROR);
         }
@@ -861,9 +862,7 @@ impl Session {
             return Err(FRAME_SIZE_ERROR);
         }
         self.cheap += 1;
-        let increment = i64::from(
-            u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff,
-        );
+        let increment = i64::from(word31(payload));
         if stream == 0 {
             if increment == 0 {
                 return Err(PROTOCOL_ERROR);
@@ -1199,6 +1198,12 @@ impl Session {
         }
         wake(&mut self.wire);
     }
+}
+
+/// The 31-bit number in the first four bytes of `bytes` (a stream id, a
+/// dependency or a window increment: the top bit is reserved, §4.1).
+fn word31(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & 0x7fff_ffff
 }
 
 /// A byte count as a window amount (frames are far below 2^63).
