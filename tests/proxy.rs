@@ -458,6 +458,58 @@ fn keep_alive_connections_to_the_upstream_are_reused() {
     server.stop().unwrap();
 }
 
+/// `count` requests for `path` at once, each on its own connection.
+fn burst(server: &Server, path: &str, count: usize) {
+    let start = std::sync::Barrier::new(count);
+    std::thread::scope(|scope| {
+        for _ in 0..count {
+            scope.spawn(|| {
+                let mut client = Client::connect(support::addr(server));
+                start.wait();
+                assert_eq!(client.request(&support::get(path)).status, 200);
+            });
+        }
+    });
+}
+
+#[test]
+fn a_bursts_connections_beyond_keepalive_linger_then_close() {
+    let up = Upstream::start(1);
+    let idle = format!(
+        "percore_upstream_connections_idle{{shard=\"0\",upstream=\"app\",server=\"{}\"}}",
+        up.address(0)
+    );
+    let open = idle.replace("_idle{", "_open{");
+    // nginx's policy: what is idle beyond `keepalive` closes at once.
+    let server = proxy(&[up.address(0)], |c| {
+        c.upstream[0].keepalive = 1;
+        c.upstream[0].keepalive_surplus_ms = 0;
+    });
+    burst(&server, "/slow?ms=300", 4);
+    await_sample(&server, &open, 1);
+    await_sample(&server, &idle, 1);
+    server.stop().unwrap();
+
+    // percore's default: the burst's connections stay for a while, so a
+    // second burst reuses them, then the surplus closes with no traffic.
+    let server = proxy(&[up.address(0)], |c| {
+        c.upstream[0].keepalive = 1;
+        c.upstream[0].keepalive_surplus_ms = 3000;
+    });
+    burst(&server, "/slow?ms=300", 4);
+    let m = metrics(&server);
+    let lingering = support::sample(&m, &idle);
+    assert!(lingering > 1, "{lingering} idle after a burst of 4:\n{m}");
+    let before: u64 = up.get(0, "/connections").text().parse().unwrap();
+    burst(&server, "/slow?ms=10", usize::try_from(lingering).unwrap());
+    let after: u64 = up.get(0, "/connections").text().parse().unwrap();
+    // The probe's own connection only.
+    assert_eq!(after - before, 1, "the second burst made new connections");
+    await_sample(&server, &idle, 1);
+    await_sample(&server, &open, 1);
+    server.stop().unwrap();
+}
+
 #[test]
 fn round_robin_alternates_and_ip_hash_sticks() {
     let up = Upstream::start(2);

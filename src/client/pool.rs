@@ -4,7 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
@@ -19,6 +19,12 @@ pub struct PoolConfig {
     pub max_per_origin: usize,
     /// Idle connections kept per origin.
     pub max_idle_per_origin: usize,
+    /// How long a connection beyond `max_idle_per_origin` may stay idle
+    /// before it is closed. A burst's connections then serve the next
+    /// burst instead of being closed and made again; the pool never holds
+    /// more than it had busy at once within this window (zero: closed as
+    /// soon as they are idle, as nginx's `keepalive` does).
+    pub surplus_idle: Duration,
     /// An idle connection older than this is closed, not reused.
     pub idle_timeout: Duration,
     /// A connection is not reused once this old (`None`: no limit).
@@ -36,6 +42,7 @@ impl Default for PoolConfig {
             // As many as may be open: a burst's connections stay for the
             // next one instead of being closed and made again.
             max_idle_per_origin: 64,
+            surplus_idle: SURPLUS_IDLE,
             idle_timeout: Duration::from_mins(1),
             max_lifetime: None,
             max_requests: 0,
@@ -55,6 +62,9 @@ pub(crate) struct Conn {
     created: Instant,
     pub(crate) uses: u32,
 }
+
+/// The default [`PoolConfig::surplus_idle`].
+const SURPLUS_IDLE: Duration = Duration::from_secs(1);
 
 /// An idle connection is checked for a close by its peer once idle this long.
 const STALE_CHECK_AFTER: Duration = Duration::from_secs(1);
@@ -94,7 +104,11 @@ pub(crate) struct OriginPool {
     config: PoolConfig,
     /// The origin as errors and logs name it.
     pub(crate) name: Rc<str>,
-    idle: RefCell<Vec<Idle>>,
+    /// Least recently used first: calls take from the back, so the front
+    /// is the one idle longest.
+    idle: RefCell<VecDeque<Idle>>,
+    /// Whether a task is waiting to close idle connections as they expire.
+    sweeping: Cell<bool>,
     /// Connections open (busy, idle, or being made).
     open: Cell<usize>,
     waiters: RefCell<VecDeque<oneshot::Sender<()>>>,
@@ -127,7 +141,8 @@ impl OriginPool {
         Rc::new(Self {
             config,
             name,
-            idle: RefCell::new(Vec::new()),
+            idle: RefCell::new(VecDeque::new()),
+            sweeping: Cell::new(false),
             open: Cell::new(0),
             waiters: RefCell::new(VecDeque::new()),
             breaker: Breaker::default(),
@@ -157,7 +172,7 @@ impl OriginPool {
         loop {
             let now = Instant::now();
             loop {
-                let Some(idle) = self.idle.borrow_mut().pop() else {
+                let Some(idle) = self.idle.borrow_mut().pop_back() else {
                     break;
                 };
                 let idled = now.duration_since(idle.since);
@@ -233,16 +248,88 @@ impl OriginPool {
         }
     }
 
-    fn give_back(&self, mut conn: Conn) {
+    fn give_back(self: &Rc<Self>, mut conn: Conn) {
         let now = Instant::now();
-        if self.reusable(&conn, now) && self.idle.borrow().len() < self.config.max_idle_per_origin {
+        let room = self.idle.borrow().len() < self.config.max_idle_per_origin
+            || !self.config.surplus_idle.is_zero();
+        if self.reusable(&conn, now) && room {
             conn.start = 0;
             conn.end = 0;
-            self.idle.borrow_mut().push(Idle { conn, since: now });
+            self.idle.borrow_mut().push_back(Idle { conn, since: now });
+            self.trim(now);
             self.wake_one();
+            if !self.sweeping.get() {
+                self.sweeping.set(true);
+                glommio::spawn_local(Self::sweep(Rc::downgrade(self))).detach();
+            }
         } else {
             drop(conn);
             self.closed();
+        }
+    }
+
+    /// When the longest-idle connection expires: past the surplus window
+    /// while there are more idle than kept, else past the idle timeout.
+    fn next_expiry(&self) -> Option<Instant> {
+        let idle = self.idle.borrow();
+        let oldest = idle.front()?.since;
+        Some(if idle.len() > self.config.max_idle_per_origin {
+            oldest + self.config.surplus_idle.min(self.config.idle_timeout)
+        } else {
+            oldest + self.config.idle_timeout
+        })
+    }
+
+    /// Closes the idle connections that have expired, longest idle first.
+    fn trim(&self, now: Instant) {
+        while self.next_expiry().is_some_and(|at| at <= now) {
+            let expired = self.idle.borrow_mut().pop_front();
+            drop(expired);
+            self.closed();
+        }
+    }
+
+    /// Closes idle connections as they expire, so none outstays its time
+    /// when no call comes to notice. It ends once it finds none idle twice
+    /// in a row (or the pool gone), and starts again with the next one
+    /// given back: under load, where every connection may be busy at the
+    /// moment it looks, it is not made again for each call.
+    async fn sweep(pool: Weak<Self>) {
+        let mut empty_before = false;
+        loop {
+            let wait = {
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                let tick = if pool.config.surplus_idle.is_zero() {
+                    pool.config.idle_timeout
+                } else {
+                    pool.config.surplus_idle
+                }
+                .max(Duration::from_millis(10));
+                match pool.next_expiry() {
+                    None if empty_before => {
+                        pool.sweeping.set(false);
+                        return;
+                    }
+                    None => {
+                        empty_before = true;
+                        tick
+                    }
+                    // A burst may add surplus connections meanwhile, which
+                    // expire sooner than the idle timeout this wait may be
+                    // for: look again at least every `surplus_idle`.
+                    Some(at) => {
+                        empty_before = false;
+                        at.saturating_duration_since(Instant::now()).min(tick)
+                    }
+                }
+            };
+            glommio::timer::sleep(wait).await;
+            let Some(pool) = pool.upgrade() else {
+                return;
+            };
+            pool.trim(Instant::now());
         }
     }
 }

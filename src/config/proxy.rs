@@ -22,6 +22,11 @@ pub struct UpstreamConfig {
     pub balance: String,
     /// Idle connections kept per server, per shard (nginx `keepalive`).
     pub keepalive: usize,
+    /// How long a connection beyond `keepalive` may stay idle before it
+    /// is closed (0: at once, as nginx does). A burst's extra connections
+    /// then carry the next burst instead of being closed and made again;
+    /// a shard never keeps more than it had busy at once in this window.
+    pub keepalive_surplus_ms: u64,
     /// An idle connection is closed after this (nginx `keepalive_timeout`).
     pub keepalive_timeout_secs: u64,
     /// A connection is closed after this many requests (0: no limit).
@@ -51,6 +56,7 @@ impl Default for UpstreamConfig {
             servers: Vec::new(),
             balance: "round_robin".into(),
             keepalive: 32,
+            keepalive_surplus_ms: 1000,
             keepalive_timeout_secs: 60,
             keepalive_requests: 1000,
             max_connections: 0,
@@ -385,6 +391,11 @@ fn upstream_problems(upstreams: &[UpstreamConfig], check: &mut impl FnMut(bool, 
             (1..=600_000).contains(&upstream.connect_timeout_ms),
             &format!("{key}.connect_timeout_ms"),
             "must be 1 to 600000",
+        );
+        check(
+            upstream.keepalive_surplus_ms <= 600_000,
+            &format!("{key}.keepalive_surplus_ms"),
+            "must be 0 to 600000",
         );
         for (name, secs) in [
             ("send_timeout_secs", upstream.send_timeout_secs),

@@ -209,6 +209,7 @@ impl ShardUpstream {
             pool: PoolConfig {
                 max_per_origin: config.max_connections,
                 max_idle_per_origin: config.keepalive,
+                surplus_idle: Duration::from_millis(config.keepalive_surplus_ms),
                 idle_timeout: Duration::from_secs(config.keepalive_timeout_secs),
                 max_lifetime: None,
                 max_requests: config.keepalive_requests,
