@@ -29,7 +29,9 @@
 # 32, the same forwarding fields), one core each, to the same upstream (an
 # nginx worker answering /plaintext on LOAD_CPU, beside the load), at 64 and
 # 256 connections, then p99 at 80 % of nginx's proxied capacity (about
-# three minutes).
+# four minutes). Beside them: percore-proxy-churn (keepalive_surplus_ms = 0,
+# nginx's pool policy) and nginx-keepalive256 (the same nginx keeping 256
+# idle connections), which together show what the connection churn costs.
 # ONLY=seeds: the seeds' stack end to end, nginx -> gunicorn (two uvicorn
 # workers, FastAPI, tests/support/fastapi_app.py, on a Unix socket) against
 # percore -> the same gunicorn, GET /app/items/7 (about a minute; installs
@@ -167,6 +169,25 @@ http {
     server 127.0.0.1:${port[upstream]:-9};
     keepalive 32;
   }
+  # ONLY=proxy, nginx-keepalive256: enough idle connections kept that
+  # 64 and 256 clients never make it close and reopen any (a reference:
+  # what the same nginx costs without that churn).
+  upstream bench256 {
+    server 127.0.0.1:${port[upstream]:-9};
+    keepalive 256;
+  }
+  server {
+    listen 127.0.0.1:${port[nginx-keepalive256]:-9};
+    location /up/ {
+      proxy_pass http://bench256/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
   upstream fastapi_app {
     server unix:$work/gunicorn.sock;
     keepalive 32;
@@ -239,18 +260,23 @@ TOML
       [ "$name" = percore-base-tls ] && binary=$BASELINE
       PERCORE_IDLE_POLL_US=$spin "${on_cpu[@]}" "$binary" --config "$work/$name.toml" \
                --listen "127.0.0.1:$(free_port)" --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
-    percore-proxy)
-      cat > "$work/proxy.toml" <<TOML
+    percore-proxy|percore-proxy-churn)
+      # -churn: nginx's pool policy (a connection idle beyond keepalive
+      # closes at once), to set beside nginx's own row.
+      local surplus=1000
+      [ "$name" = percore-proxy-churn ] && surplus=0
+      cat > "$work/$name.toml" <<TOML
 [[upstream]]
 name = "bench"
 servers = ["127.0.0.1:${port[upstream]}"]
 keepalive = 32
+keepalive_surplus_ms = $surplus
 [[route]]
 prefix = "/up/"
 proxy = "bench"
 strip_prefix = true
 TOML
-      "${on_cpu[@]}" target/release/percore --config "$work/proxy.toml" --listen "127.0.0.1:${port[$name]}" \
+      "${on_cpu[@]}" target/release/percore --config "$work/$name.toml" --listen "127.0.0.1:${port[$name]}" \
                --shards 1 --cpus "$SERVER_CPU" --log-level warn & pid[$name]=$! ;;
     percore-h2c)
       printf '[http2]\ncleartext = true\n' > "$work/h2c.toml"
@@ -311,6 +337,7 @@ CONF
       nginx -c "$work/upstream/nginx.conf" & pid[upstream]=$! ;;
     nginx) port[nginx-tls]=${port[nginx-tls]:-$(free_port)}
            port[nginx-h2c]=${port[nginx-h2c]:-$(free_port)}
+           port[nginx-keepalive256]=${port[nginx-keepalive256]:-$(free_port)}
            nginx_conf; nginx -c "$work/nginx/nginx.conf" & pid[nginx-master]=$! ;;
     actix) "${on_cpu[@]}" bench/peers/actix/target/release/peer-actix "127.0.0.1:${port[$name]}" & pid[$name]=$! ;;
     minihttp) "${on_cpu[@]}" bench/peers/minihttp/target/release/peer-minihttp "127.0.0.1:${port[$name]}" & pid[$name]=$! ;;
@@ -320,6 +347,7 @@ CONF
     pid[nginx]=$(pgrep -P "${pid[nginx-master]}" | head -1)
     pid[nginx-tls]=${pid[nginx]}
     pid[nginx-h2c]=${pid[nginx]}
+    pid[nginx-keepalive256]=${pid[nginx]}
   fi
 }
 
@@ -498,9 +526,11 @@ fi
 
 if [ "${ONLY:-}" = proxy ]; then
   port[upstream]=$(free_port)
-  for server in upstream nginx percore-proxy; do start "$server"; done
-  scenario "proxied plaintext keep-alive, 64 connections" 64 /up/plaintext "" nginx percore-proxy
-  scenario "proxied plaintext keep-alive, 256 connections" 256 /up/plaintext "" nginx percore-proxy
+  for server in upstream nginx percore-proxy percore-proxy-churn; do start "$server"; done
+  for clients in 64 256; do
+    scenario "proxied plaintext keep-alive, $clients connections" "$clients" /up/plaintext "" \
+      nginx percore-proxy percore-proxy-churn nginx-keepalive256
+  done
   proxied_json() { # NAME ARGS... -> oha's JSON summary
     local name=$1; shift
     taskset -c "$LOAD_CPU" oha --no-tui --output-format json -c 64 "$@" "http://127.0.0.1:${port[$name]}/up/plaintext"
