@@ -322,33 +322,41 @@ pub(crate) fn send_more_now(socket: RawFd, bytes: &[u8]) -> io::Result<usize> {
     Ok(sent.unsigned_abs())
 }
 
-/// Makes `socket` non-blocking (`O_NONBLOCK`) for this thread's own
-/// system calls on it.
-pub(crate) fn set_nonblocking(socket: RawFd) -> io::Result<()> {
-    // SAFETY: plain `fcntl`s on a descriptor the caller holds open.
-    let flags = unsafe { libc::fcntl(socket, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(socket, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+/// The file status flags of `fd` (`F_GETFL`).
+pub(crate) fn status_flags(fd: RawFd) -> io::Result<i32> {
+    // SAFETY: a plain `fcntl` on a descriptor the caller holds open.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(flags)
 }
 
 /// One `sendfile(2)` of up to `len` bytes of `file` from `offset` to
-/// `socket`, which is non-blocking ([`set_nonblocking`]), made on the
-/// calling thread. `WouldBlock` when the socket has no room.
+/// `socket`, whose status flags are `flags`, made on the calling thread
+/// without waiting: the socket is non-blocking for the call only (the
+/// ring's operations on it expect a blocking one). `WouldBlock` when the
+/// socket has no room.
 pub(crate) fn sendfile_now(
     socket: RawFd,
+    flags: i32,
     file: RawFd,
     offset: u64,
     len: usize,
 ) -> io::Result<usize> {
+    // SAFETY: a plain `fcntl` on a descriptor the caller holds open.
+    if unsafe { libc::fcntl(socket, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
     let mut position = libc::off_t::try_from(offset).unwrap_or(libc::off_t::MAX);
     // SAFETY: both descriptors are open; the kernel writes the new offset
     // into `position`.
     let sent = unsafe { libc::sendfile(socket, file, &raw mut position, len) };
+    let error = io::Error::last_os_error();
+    // SAFETY: as above: the flags the socket had.
+    unsafe { libc::fcntl(socket, libc::F_SETFL, flags) };
     if sent < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(error);
     }
     Ok(sent.unsigned_abs())
 }

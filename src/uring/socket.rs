@@ -89,11 +89,8 @@ pub(crate) struct Connection {
     /// The pipe file bytes are spliced through to the socket, made on the
     /// first file sent: (read end, write end).
     pipe: Option<[Rc<OwnedFd>; 2]>,
-    /// Whether the socket is `O_NONBLOCK`, set on the first `sendfile` and
-    /// kept: the ring's operations on a socket wait for readiness whatever
-    /// its status flags (only `MSG_DONTWAIT` makes them fail with
-    /// `EAGAIN`), so only this thread's own system calls see it.
-    nonblocking: bool,
+    /// The socket's file status flags, read on the first `sendfile`.
+    flags: Option<i32>,
 }
 
 /// Received bytes, lent from the provided-buffer ring until dropped.
@@ -131,7 +128,7 @@ impl Connection {
             key,
             fd: Some(fd),
             pipe: None,
-            nonblocking: false,
+            flags: None,
         }
     }
 
@@ -244,12 +241,12 @@ impl Connection {
         if resident {
             // The ring's splice is always handed to a kernel worker thread
             // (two thread switches per piece); `sendfile` is not.
-            if !self.nonblocking {
-                super::file::set_nonblocking(socket)?;
-                self.nonblocking = true;
-            }
+            let flags = match self.flags {
+                Some(flags) => flags,
+                None => *self.flags.insert(super::file::status_flags(socket)?),
+            };
             loop {
-                match super::file::sendfile_now(socket, file.as_raw_fd(), offset, len) {
+                match super::file::sendfile_now(socket, flags, file.as_raw_fd(), offset, len) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         super::oneshot::writable(&self.ring, socket).await?;
                     }

@@ -169,39 +169,6 @@ fn a_dropped_send_to_a_peer_that_stopped_reading_is_cancelled() {
 }
 
 #[test]
-fn a_non_blocking_socket_still_waits_on_the_ring() {
-    // A socket a `sendfile` made `O_NONBLOCK` stays so: the ring's receive
-    // and send on it must still wait for data and for room, not fail with
-    // `EAGAIN`.
-    on_ring(8, 256, |ring| async move {
-        let (listener, addr) = listener();
-        let client = TcpStream::connect(addr).unwrap();
-        let (socket, _) = listener.accept().unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let mut connection = ring.connection(socket.into());
-        let big = vec![7u8; 32 << 20];
-        let peer = std::thread::spawn(move || {
-            let mut client = client;
-            client
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut got = vec![0u8; 32 << 20];
-            client.read_exact(&mut got).unwrap();
-            assert!(got.iter().all(|&b| b == 7));
-            client.write_all(b"done").unwrap();
-        });
-        // Far more than the socket buffers hold: the send meets a full one.
-        let (sent, _) = connection.send_all(big).await;
-        sent.expect("the ring waited for room");
-        // Nothing to read until the peer has read it all: the receive waits.
-        let received = connection.recv().await.unwrap().expect("the peer's bytes");
-        assert_eq!(received.bytes(), b"done");
-        drop(received);
-        peer.join().unwrap();
-    });
-}
-
-#[test]
 fn connect_reaches_a_listener_and_reports_refusal() {
     on_ring(8, 256, |ring| async move {
         let (listener, addr) = listener();
