@@ -800,3 +800,67 @@ fn a_gibibyte_downloads_intact_over_http_and_https() {
     );
     server.stop().unwrap();
 }
+
+/// Reads one response with a `Content-Length` body from `stream`, the
+/// body 64 KiB at a time with a pause between: a slow client, whose
+/// socket fills on the server's side.
+fn read_sized(stream: &mut std::net::TcpStream) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("a response head");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8(raw).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("a Content-Length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; length];
+    for piece in body.chunks_mut(64 << 10) {
+        stream.read_exact(piece).expect("the whole body");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    (head, body)
+}
+
+#[test]
+fn a_file_read_from_disk_follows_one_sent_from_the_page_cache_intact() {
+    // The first response goes out with `sendfile` (its pages are cached);
+    // the second file is not in the page cache, so it is spliced through
+    // the ring, to a slow reader whose socket fills on the server's side.
+    // Both paths on one connection, each body whole and in order.
+    let tree = Tree::new();
+    let cold = tree.root().join("cold.bin");
+    std::fs::write(&cold, pattern(16 << 20)).unwrap();
+    let dropped = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); \
+             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)",
+        ])
+        .arg(&cold)
+        .status()
+        .expect("python3 runs");
+    assert!(dropped.success());
+    let server = serve(&with_route(static_route("/s/", alias(&tree))));
+    let mut stream = std::net::TcpStream::connect(support::addr(&server)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    for (path, expected) in [
+        ("/s/large.bin", pattern(300_000)),
+        ("/s/cold.bin", pattern(16 << 20)),
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let (head, body) = read_sized(&mut stream);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(body == expected, "{path}: the body differs");
+    }
+    server.stop().unwrap();
+}
