@@ -107,6 +107,14 @@ wait_for() { # port
 mask=$(python3 -c "print(format(1 << $SERVER_CPU, 'b'))")
 nginx_conf() {
   mkdir -p "$work/nginx"
+  # What each proxying location sets: HTTP/1.1 kept alive and the
+  # forwarding fields percore sets by default.
+  local forward='proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;'
   cat > "$work/nginx/nginx.conf" <<CONF
 daemon off;
 master_process on;
@@ -133,12 +141,7 @@ http {
     # ONLY=seeds: the gunicorn percore-seeds forwards to.
     location /app/ {
       proxy_pass http://fastapi_app/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Real-IP \$remote_addr;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
+      $forward
     }
     # ONLY=static: the files percore-static serves.
     location /static/ {
@@ -157,12 +160,7 @@ http {
     # ONLY=proxy: the same upstream percore-proxy forwards to.
     location /up/ {
       proxy_pass http://bench/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Real-IP \$remote_addr;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
+      $forward
     }
   }
   upstream bench {
@@ -180,12 +178,7 @@ http {
     listen 127.0.0.1:${port[nginx-keepalive256]:-9};
     location /up/ {
       proxy_pass http://bench256/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Real-IP \$remote_addr;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
+      $forward
     }
   }
   upstream fastapi_app {

@@ -5,6 +5,10 @@
 # SERVER_CPU, PostgreSQL and wrk on LOAD_CPU, rounds alternating. Prints
 # req/s and server CPU per request (user+system from /proc/PID/stat) for
 # /db, /queries?q=20, /fortunes and /updates?q=20, with the ratios.
+# percore-nospin is the same server with PERCORE_IDLE_POLL_US=0: the
+# shard waits on PostgreSQL much of the time, and the default shard spins
+# up to 50 µs before it sleeps, which counts as CPU per request without
+# being work (the peer never spins).
 #
 #   ROUNDS=5 DURATION=5 CONNECTIONS=64 DB_POOL=1 scripts/bench-db.sh
 #
@@ -71,14 +75,18 @@ export DATABASE_URL="postgres://bench@127.0.0.1:$pg_port/postgres"
 
 declare -A port pid
 port[percore]=$(free_port)
+port[percore-nospin]=$(free_port)
 port[actix]=$(free_port)
 DB_POOL=$DB_POOL taskset -c "$SERVER_CPU" target/release/examples/techempower serve \
   --listen "127.0.0.1:${port[percore]}" --shards 1 --cpus "$SERVER_CPU" --log-level warn &
 pid[percore]=$!
+PERCORE_IDLE_POLL_US=0 DB_POOL=$DB_POOL taskset -c "$SERVER_CPU" target/release/examples/techempower serve \
+  --listen "127.0.0.1:${port[percore-nospin]}" --shards 1 --cpus "$SERVER_CPU" --log-level warn &
+pid[percore-nospin]=$!
 taskset -c "$SERVER_CPU" bench/peers/actix-pg/target/release/peer-actix-pg "127.0.0.1:${port[actix]}" &
 pid[actix]=$!
-pids=("${pid[percore]}" "${pid[actix]}")
-for name in percore actix; do
+pids=("${pid[percore]}" "${pid[percore-nospin]}" "${pid[actix]}")
+for name in percore percore-nospin actix; do
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:${port[$name]}/db" >/dev/null && break
     sleep 0.1
@@ -91,11 +99,11 @@ echo "| endpoint | server | req/s median (min–max) | CPU µs/request | req/s v
 echo "|---|---|---|---|---|---|"
 for path in ${PATHS:-/db /queries?q=20 /fortunes /updates?q=20}; do
   declare -A rates=() cpus=()
-  for name in percore actix; do
+  for name in percore percore-nospin actix; do
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:${port[$name]}$path" >/dev/null
   done
   for round in $(seq "$ROUNDS"); do
-    for name in percore actix; do
+    for name in percore percore-nospin actix; do
       before=$(cpu_ticks "${pid[$name]}")
       # PERF=FILE: a CPU profile of percore's first round (perf record).
       if [[ -n ${PERF:-} && $name == percore && $round == 1 ]]; then
@@ -111,11 +119,11 @@ for path in ${PATHS:-/db /queries?q=20 /fortunes /updates?q=20}; do
     done
   done
   declare -A r=() c=() span=()
-  for name in percore actix; do
+  for name in percore percore-nospin actix; do
     r[$name]=$(median ${rates[$name]}); c[$name]=$(median ${cpus[$name]})
     span[$name]=$(python3 -c "import sys; v=list(map(float, sys.argv[1:])); print(f'{min(v):.0f}–{max(v):.0f}')" ${rates[$name]})
   done
-  for name in percore actix; do
+  for name in percore percore-nospin actix; do
     echo "| $path | $name | ${r[$name]} (${span[$name]}) | ${c[$name]} | $(python3 -c "print(round(${r[$name]} / ${r[actix]}, 2))") | $(python3 -c "print(round(${c[$name]} / ${c[actix]}, 2))") |"
   done
 done
