@@ -723,11 +723,16 @@ fn bad_proxy_configurations_are_refused_with_their_keys() {
     let mut config = support::config();
     config.upstream = vec![UpstreamConfig {
         balance: "fastest".into(),
+        keepalive_surplus_ms: 3_600_000,
         ..upstream("app", &["nowhere".into()])
     }];
     let error = App::new().start(&config).unwrap_err().to_string();
     assert!(error.contains("upstream[0].servers[0].address"), "{error}");
     assert!(error.contains("upstream[0].balance"), "{error}");
+    assert!(
+        error.contains("upstream[0].keepalive_surplus_ms"),
+        "{error}"
+    );
     // A prefix the app also routes.
     let mut config = support::config();
     config.upstream = vec![upstream("app", &["127.0.0.1:9".into()])];
