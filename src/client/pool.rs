@@ -171,19 +171,21 @@ impl OriginPool {
         let mut waited = false;
         loop {
             let now = Instant::now();
+            // What is left after the trim is within its idle timeout: the
+            // list is ordered by when each went idle.
+            self.trim(now);
             loop {
                 let Some(idle) = self.idle.borrow_mut().pop_back() else {
                     break;
                 };
                 let idled = now.duration_since(idle.since);
-                let fresh = idled < self.config.idle_timeout;
                 // A peer closes an idle connection after its own idle
                 // timeout (seconds); one idle for less than a second is
                 // not checked (a syscall per call saved), and a request
                 // that still meets a closed one fails without a response,
                 // which an idempotent request retries.
                 let closed = idled >= STALE_CHECK_AFTER && idle.conn.stream.peer_closed();
-                if fresh && self.reusable(&idle.conn, now) && !closed {
+                if self.reusable(&idle.conn, now) && !closed {
                     return Checkout::Reused(Lease {
                         conn: Some(idle.conn),
                         pool: Rc::clone(self),

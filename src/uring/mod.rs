@@ -5,8 +5,9 @@
 //! and `COOP_TASKRUN` (no interrupt to post a completion: it waits for the
 //! shard's next system call), and the shard reaps completions in one batch
 //! for every connection: listeners use multishot accept, connections a
-//! multishot receive into a shared provided-buffer ring (an idle connection holds no buffer), and sends are queued and
-//! submitted together. A driver task submits and reaps; when there is
+//! multishot receive into a shared provided-buffer ring (an idle
+//! connection holds no buffer), and sends are queued and submitted
+//! together. A driver task submits and reaps; when there is
 //! nothing to do it waits, through glommio, on an eventfd the ring signals,
 //! so an idle shard sleeps and timers and messages are never delayed.
 //!

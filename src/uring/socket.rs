@@ -75,10 +75,9 @@ impl Drop for Acceptor {
 
 /// Most bytes one `sendfile` is asked for: what the page-cache check
 /// covers at once. As much as a send buffer grown by the kernel holds
-/// (`tcp_wmem`'s 4 MiB): a smaller cap makes a large file go out in more,
-/// shorter calls, each leaving the loopback receive work of its bytes to
-/// the client's core instead of this one (1 MiB: 0.79x nginx's throughput
-/// on a 10 MiB file; nginx asks for 2 MiB).
+/// (`tcp_wmem`'s 4 MiB). With 1 MiB a 10 MiB file went out in calls of
+/// about 500 KB where nginx (which asks for 2 MiB) made calls of about
+/// 1.5 MB, at 0.79x its throughput in that run (bench/README.md).
 const SENDFILE_BYTES: usize = 4 << 20;
 
 /// A connected socket served through the ring.
