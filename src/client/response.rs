@@ -240,12 +240,7 @@ impl ClientResponse {
             match lengths.next() {
                 None => Framing::UntilClose,
                 Some(first) => {
-                    let parse = |v: &[u8]| {
-                        std::str::from_utf8(v)
-                            .ok()
-                            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                            .and_then(|s| s.parse::<u64>().ok())
-                    };
+                    let parse = crate::http::framing::parse_decimal;
                     let length = parse(first);
                     if length.is_none() || lengths.any(|other| parse(other) != length) {
                         return Err(ClientError::new(

@@ -749,7 +749,7 @@ impl CorsConfig {
                 ),
             );
         }
-        let token = |t: &str| !t.is_empty() && t.bytes().all(crate::http::body::is_token);
+        let token = |t: &str| crate::http::body::is_token_text(t.as_bytes());
         for (key, list) in [
             ("cors.allow_methods", &self.allow_methods),
             ("cors.allow_headers", &self.allow_headers),

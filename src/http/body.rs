@@ -358,6 +358,11 @@ pub(crate) fn is_token(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
+/// A `token`: one or more `tchar`s (a method, a field name).
+pub(crate) fn is_token_text(text: &[u8]) -> bool {
+    !text.is_empty() && text.iter().all(|&b| is_token(b))
+}
+
 /// `qdtext` (RFC 9110 §5.6.4): whitespace, visible ASCII but `"` and `\`,
 /// and obs-text.
 fn is_qdtext(byte: u8) -> bool {

@@ -111,7 +111,7 @@ pub(crate) fn has_bare_lf(head: &[u8]) -> bool {
 }
 
 /// Digits only: no sign, no spaces, no overflow.
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
+pub(crate) fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }

@@ -6,7 +6,7 @@ pub(crate) mod body;
 pub(crate) mod compress;
 pub(crate) mod date;
 pub(crate) mod describe;
-mod framing;
+pub(crate) mod framing;
 pub(crate) mod incoming;
 pub(crate) mod parse;
 pub(crate) mod request;

@@ -3,14 +3,15 @@
 //! HTTP/1.1 message the state machine reads; and a trailer block, as the
 //! lines that end a chunked body.
 
-use crate::http::body::is_token;
+use crate::http::body::is_token_text;
+use crate::http::framing::parse_decimal;
 use crate::http::status::Status;
 use crate::http::write::push_line;
 
 /// Whether `name` is a valid HTTP/2 field name: token characters, none
 /// uppercase (§8.2.1).
 fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty() && name.iter().all(|&b| is_token(b) && !b.is_ascii_uppercase())
+    is_token_text(name) && !name.iter().any(u8::is_ascii_uppercase)
 }
 
 /// Whether `value` is a valid field value: no NUL, CR or LF, and no
@@ -121,10 +122,7 @@ impl Request {
                 }
             }
             b"content-length" => {
-                let length = std::str::from_utf8(value)
-                    .ok()
-                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok());
+                let length = parse_decimal(value);
                 match (length, self.length) {
                     (Some(l), None) => self.length = Some(l),
                     (Some(l), Some(had)) if l == had => {}
@@ -172,9 +170,7 @@ impl Request {
             return Some(Err((Status::BAD_REQUEST, "CONNECT is not served here")));
         }
         let (path, _) = (get(self.path)?, get(self.scheme)?);
-        if path.is_empty()
-            || !valid_name_like(method)
-            || path.iter().any(|&b| b <= b' ' || b == 0x7f)
+        if path.is_empty() || !is_token_text(method) || path.iter().any(|&b| b <= b' ' || b == 0x7f)
         {
             return None;
         }
@@ -210,11 +206,6 @@ impl Request {
         message.extend_from_slice(b"\r\n");
         Some(Ok(message))
     }
-}
-
-/// A method: token characters (uppercase allowed).
-fn valid_name_like(method: &[u8]) -> bool {
-    !method.is_empty() && method.iter().all(|&b| is_token(b))
 }
 
 /// A trailer block's fields as HTTP/1.1 lines.
