@@ -153,11 +153,7 @@ pub(crate) fn ranges(field: &[u8], length: u64) -> Ranges {
         let Some((first, last)) = spec.split_once('-') else {
             return Ranges::Whole;
         };
-        let number = |text: &str| -> Option<u64> {
-            (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| text.parse().ok())
-                .flatten()
-        };
+        let number = |text: &str| crate::http::framing::parse_decimal(text.as_bytes());
         match (first.trim(), last.trim()) {
             ("", suffix) => {
                 let Some(suffix) = number(suffix) else {
