@@ -119,13 +119,20 @@ impl BlockPool {
     /// Moves `future` into a pooled block; the returned future runs it and
     /// gives the block back when done or dropped.
     pub(crate) fn place<F: Future>(&self, future: F) -> Placed<'_, F> {
-        match self.write_in_block(future) {
+        self.place_with(|| future)
+    }
+
+    /// Like [`place`](Self::place), with the future made by `make` straight
+    /// into the block: a future passed by value is first made on the stack
+    /// and then copied, all of its size (kilobytes for a request's work).
+    pub(crate) fn place_with<F: Future>(&self, make: impl FnOnce() -> F) -> Placed<'_, F> {
+        match self.write_in_block(make) {
             Ok((slot, block)) => Placed::Pooled {
                 slot,
                 block: Some(block),
                 pool: self,
             },
-            Err(future) => Placed::Boxed(Box::pin(future)),
+            Err(make) => Placed::Boxed(Box::pin(make())),
         }
     }
 
@@ -133,31 +140,34 @@ impl BlockPool {
     /// middleware layer's future is held by the layer outside it, at a
     /// fixed size whatever the layer.
     pub(crate) fn place_dyn<'p, F: Future<Output = ()> + 'p>(&'p self, future: F) -> PlacedDyn<'p> {
-        match self.write_in_block(future) {
+        match self.write_in_block(|| future) {
             Ok((slot, block)) => Placed::Pooled {
                 slot: slot as *mut (dyn Future<Output = ()> + 'p),
                 block: Some(block),
                 pool: self,
             },
-            Err(future) => Placed::Boxed(Box::pin(future)),
+            Err(make) => Placed::Boxed(Box::pin(make())),
         }
     }
 
-    /// Writes `future` into a block from the pool (or a new one); gives it
-    /// back when it is too large or too aligned for a block.
-    fn write_in_block<F>(&self, future: F) -> Result<(*mut F, Box<Block>), F> {
+    /// Writes what `make` returns into a block from the pool (or a new
+    /// one); gives `make` back, uncalled, when its value is too large or
+    /// too aligned for a block.
+    fn write_in_block<F, M: FnOnce() -> F>(&self, make: M) -> Result<(*mut F, Box<Block>), M> {
         if size_of::<F>() > BLOCK_BYTES || align_of::<F>() > align_of::<Block>() {
-            return Err(future);
+            return Err(make);
         }
         let mut block = self.free.take().unwrap_or_else(|| {
             // SAFETY: a block is an array of `MaybeUninit<u8>`, for which
             // uninitialised memory is a valid value.
             unsafe { Box::<Block>::new_uninit().assume_init() }
         });
-        let slot = block.0.as_mut_ptr().cast::<F>();
         // SAFETY: the block is large and aligned enough for `F` (checked
-        // above) and holds no live value.
-        unsafe { slot.write(future) };
+        // above) and holds no live value; a `MaybeUninit` may be anything.
+        let slot = unsafe { &mut *block.0.as_mut_ptr().cast::<MaybeUninit<F>>() };
+        // Through a reference the compiler knows is valid for all of `F`,
+        // so `make` can write its value there rather than copy it in.
+        let slot = std::ptr::from_mut(slot.write(make()));
         Ok((slot, block))
     }
 }

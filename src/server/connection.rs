@@ -249,7 +249,10 @@ pub(crate) async fn drive<P: Protocol, T: Io>(
                 watch.arm(Timer::Working, limit);
                 let wire = Wire { io, watch, pool };
                 let done = watch
-                    .guard(Timer::Working, blocks.place(protocol.work(Some(wire))))
+                    .guard(
+                        Timer::Working,
+                        blocks.place_with(|| protocol.work(Some(wire))),
+                    )
                     .await;
                 watch.disarm(Timer::Working);
                 if done.is_err() {

@@ -330,67 +330,6 @@ impl<S: 'static> Conn<S> {
         false
     }
 
-    /// Work: answers every complete request in the buffer (and one whose
-    /// route reads its body while it arrives, over `wire`).
-    async fn answer(&mut self, wire: Option<Wire<'_, '_>>) {
-        if self.cleartext_h2() {
-            return;
-        }
-        self.prepare();
-        let input = &mut self.buf[self.start..self.filled];
-        let batch = serve_buffered(
-            &self.shard,
-            &mut self.decoder,
-            input,
-            &mut self.out,
-            self.origin,
-            &mut self.budget,
-            wire,
-        )
-        .await;
-        if batch.consumed > 0 {
-            self.served_any = true;
-            self.armed = None;
-        }
-        self.start += batch.consumed;
-        if batch.close {
-            self.close_after = Some(if batch.refused {
-                Close::Linger
-            } else {
-                Close::Quiet
-            });
-        } else if self.decoder.take_continue() {
-            self.out.extend_from_slice(CONTINUE);
-        }
-        match batch.stream {
-            Some(After::Stream(body, framing)) => {
-                self.stream = Some(Streamed {
-                    body,
-                    framing,
-                    file: None,
-                });
-            }
-            Some(After::File {
-                source,
-                length,
-                fallback,
-            }) => {
-                self.stream = Some(Streamed {
-                    body: fallback,
-                    framing: StreamFraming::Length(length),
-                    file: self.splices.then_some(source),
-                });
-            }
-            Some(After::Upgrade(next)) => {
-                // The connection is the tunnel's once the 101 is out.
-                self.upgrade = Some(next);
-                self.close_after = None;
-            }
-            None => self.stream = None,
-        }
-        self.send_or_continue();
-    }
-
     /// Work: the next piece of the streamed body, framed, into the output.
     async fn next_piece(&mut self) {
         let Some(stream) = &mut self.stream else {
@@ -549,11 +488,75 @@ impl<S: 'static> Protocol for Conn<S> {
     }
 
     async fn work(&mut self, wire: Option<Wire<'_, '_>>) {
+        // Handling: answers every complete request in the buffer (and one
+        // whose route reads its body while it arrives, over `wire`). In
+        // this future, not an awaited one: each level of awaited async fn
+        // copies the whole of the future below it on every call, and this
+        // one holds the handler's.
         match self.phase {
-            Phase::Handling => self.answer(wire).await,
-            Phase::Streaming => self.next_piece().await,
-            phase => debug_assert!(false, "work in {phase:?}"),
+            Phase::Handling => {}
+            Phase::Streaming => return self.next_piece().await,
+            phase => {
+                debug_assert!(false, "work in {phase:?}");
+                return;
+            }
         }
+        if self.cleartext_h2() {
+            return;
+        }
+        self.prepare();
+        let input = &mut self.buf[self.start..self.filled];
+        let batch = serve_buffered(
+            &self.shard,
+            &mut self.decoder,
+            input,
+            &mut self.out,
+            self.origin,
+            &mut self.budget,
+            wire,
+        )
+        .await;
+        if batch.consumed > 0 {
+            self.served_any = true;
+            self.armed = None;
+        }
+        self.start += batch.consumed;
+        if batch.close {
+            self.close_after = Some(if batch.refused {
+                Close::Linger
+            } else {
+                Close::Quiet
+            });
+        } else if self.decoder.take_continue() {
+            self.out.extend_from_slice(CONTINUE);
+        }
+        match batch.stream {
+            Some(After::Stream(body, framing)) => {
+                self.stream = Some(Streamed {
+                    body,
+                    framing,
+                    file: None,
+                });
+            }
+            Some(After::File {
+                source,
+                length,
+                fallback,
+            }) => {
+                self.stream = Some(Streamed {
+                    body: fallback,
+                    framing: StreamFraming::Length(length),
+                    file: self.splices.then_some(source),
+                });
+            }
+            Some(After::Upgrade(next)) => {
+                // The connection is the tunnel's once the 101 is out.
+                self.upgrade = Some(next);
+                self.close_after = None;
+            }
+            None => self.stream = None,
+        }
+        self.send_or_continue();
     }
 
     fn work_expired(&mut self) {

@@ -46,36 +46,17 @@ pub(crate) async fn serve_buffered<S>(
     out: &mut Vec<u8>,
     origin: Origin,
     budget: &mut u32,
-    wire: Option<Wire<'_, '_>>,
-) -> Batch {
-    let started = Instant::now();
-    let mut answered = 0;
-    let batch = answer_all(
-        shard,
-        decoder,
-        input,
-        out,
-        (origin, started),
-        (budget, &mut answered),
-        wire,
-    )
-    .await;
-    if answered > 0 {
-        shard.metrics.latency(started.elapsed(), answered);
-    }
-    batch
-}
-
-/// The body of [`serve_buffered`]; counts the requests it answers.
-async fn answer_all<S>(
-    shard: &ShardContext<S>,
-    decoder: &mut Decoder,
-    input: &mut [u8],
-    out: &mut Vec<u8>,
-    (origin, now): (Origin, Instant),
-    (budget, answered): (&mut u32, &mut u64),
     mut wire: Option<Wire<'_, '_>>,
 ) -> Batch {
+    // One async fn, not a wrapper awaiting the loop: each level of
+    // awaited async fn copies the whole of the future below it once per
+    // call, and this one holds the handler's.
+    let mut latency = Latency {
+        shard,
+        started: Instant::now(),
+        answered: 0,
+    };
+    let now = latency.started;
     let mut consumed = 0;
     let date = shard.date.now();
     let settings = shard.settings();
@@ -103,7 +84,7 @@ async fn answer_all<S>(
                     ))
                     .await
                 {
-                    *answered += u64::from(answered_it);
+                    latency.answered += u64::from(answered_it);
                     return batch;
                 }
                 return Batch {
@@ -134,7 +115,7 @@ async fn answer_all<S>(
                 None,
             )
             .await;
-        *answered += 1;
+        latency.answered += 1;
         consumed = end;
         if !keep_alive || stream.is_some() {
             return Batch {
@@ -143,6 +124,24 @@ async fn answer_all<S>(
                 refused: false,
                 stream,
             };
+        }
+    }
+}
+
+/// Records the latency of the requests a pass answered when the pass
+/// ends (returns, or is dropped with its handler on a timeout).
+struct Latency<'a, S> {
+    shard: &'a ShardContext<S>,
+    started: Instant,
+    answered: u64,
+}
+
+impl<S> Drop for Latency<'_, S> {
+    fn drop(&mut self) {
+        if self.answered > 0 {
+            self.shard
+                .metrics
+                .latency(self.started.elapsed(), self.answered);
         }
     }
 }
