@@ -261,10 +261,7 @@ impl TestRequest<'_> {
             format!("{} {} HTTP/1.1\r\nHost: test\r\n", self.method, self.target).as_bytes(),
         );
         for (name, value) in &self.headers {
-            bytes.extend_from_slice(name.as_bytes());
-            bytes.extend_from_slice(b": ");
-            bytes.extend_from_slice(value);
-            bytes.extend_from_slice(b"\r\n");
+            crate::http::write::push_line(&mut bytes, name.as_bytes(), value);
         }
         {
             let jar = self.client.cookies.borrow();

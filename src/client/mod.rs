@@ -666,15 +666,10 @@ impl RequestBuilder {
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
         {
-            head.extend_from_slice(b"User-Agent: ");
-            head.extend_from_slice(agent.as_bytes());
-            head.extend_from_slice(b"\r\n");
+            crate::http::write::push_line(&mut head, b"User-Agent", agent.as_bytes());
         }
         for (name, value) in &self.headers {
-            head.extend_from_slice(name.as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value);
-            head.extend_from_slice(b"\r\n");
+            crate::http::write::push_line(&mut head, name.as_bytes(), value);
         }
         match &self.body {
             Payload::Full(body) => {
