@@ -195,11 +195,9 @@ impl Request {
         match (end_stream, self.length) {
             (true, _) => {}
             (false, Some(length)) => {
-                push_line(
-                    &mut message,
-                    b"content-length",
-                    length.to_string().as_bytes(),
-                );
+                message.extend_from_slice(b"content-length: ");
+                crate::http::write::push_decimal(&mut message, length);
+                message.extend_from_slice(b"\r\n");
             }
             (false, None) => message.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
