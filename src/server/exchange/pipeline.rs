@@ -56,7 +56,6 @@ pub(crate) async fn serve_buffered<S>(
         started: Instant::now(),
         answered: 0,
     };
-    let now = latency.started;
     let mut consumed = 0;
     let date = shard.date.now();
     let settings = shard.settings();
@@ -64,7 +63,7 @@ pub(crate) async fn serve_buffered<S>(
         shard,
         settings: &settings,
         origin,
-        now,
+        now: latency.started,
         date,
     };
     loop {
