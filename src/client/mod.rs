@@ -673,17 +673,19 @@ impl RequestBuilder {
         }
         match &self.body {
             Payload::Full(body) => {
-                head.extend_from_slice(b"Content-Length: ");
-                crate::http::write::push_decimal(&mut head, body.len() as u64);
-                head.extend_from_slice(b"\r\n\r\n");
+                crate::http::write::push_decimal_line(
+                    &mut head,
+                    b"Content-Length",
+                    body.len() as u64,
+                );
+                head.extend_from_slice(b"\r\n");
             }
             Payload::Forwarded {
                 length: Some(length),
                 ..
             } => {
-                head.extend_from_slice(b"Content-Length: ");
-                crate::http::write::push_decimal(&mut head, *length);
-                head.extend_from_slice(b"\r\n\r\n");
+                crate::http::write::push_decimal_line(&mut head, b"Content-Length", *length);
+                head.extend_from_slice(b"\r\n");
             }
             Payload::Forwarded { length: None, .. } => {
                 head.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");

@@ -595,17 +595,13 @@ fn request_head(
     }
     match outgoing {
         Outgoing::Whole(bytes) => {
-            head.extend_from_slice(b"Content-Length: ");
-            crate::http::write::push_decimal(&mut head, bytes.len() as u64);
-            head.extend_from_slice(b"\r\n");
+            crate::http::write::push_decimal_line(&mut head, b"Content-Length", bytes.len() as u64);
         }
         Outgoing::Streamed {
             length: Some(length),
             ..
         } => {
-            head.extend_from_slice(b"Content-Length: ");
-            crate::http::write::push_decimal(&mut head, *length);
-            head.extend_from_slice(b"\r\n");
+            crate::http::write::push_decimal_line(&mut head, b"Content-Length", *length);
         }
         Outgoing::Streamed { length: None, .. } => {
             head.extend_from_slice(b"Transfer-Encoding: chunked\r\n");

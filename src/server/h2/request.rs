@@ -6,7 +6,7 @@
 use crate::http::body::is_token_text;
 use crate::http::framing::parse_decimal;
 use crate::http::status::Status;
-use crate::http::write::push_line;
+use crate::http::write::{push_decimal_line, push_line};
 
 /// Whether `name` is a valid HTTP/2 field name: token characters, none
 /// uppercase (§8.2.1).
@@ -195,9 +195,7 @@ impl Request {
         match (end_stream, self.length) {
             (true, _) => {}
             (false, Some(length)) => {
-                message.extend_from_slice(b"content-length: ");
-                crate::http::write::push_decimal(&mut message, length);
-                message.extend_from_slice(b"\r\n");
+                push_decimal_line(&mut message, b"content-length", length);
             }
             (false, None) => message.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
